@@ -1,0 +1,73 @@
+//! The `pricing` slot's default component.
+//!
+//! - each line costs `unit_price * quantity`;
+//! - a volume discount by total units (`volume_tiers`, default 10 units: 5 %,
+//!   50 units: 10 %) or a promo code (order attribute `promo_code`, looked up in
+//!   `kv` as `promo:<CODE>` holding basis points), whichever is larger: they do
+//!   not stack;
+//! - tax (`tax_rate_bp`) on the discounted subtotal, rounded half up;
+//! - flat shipping (`shipping_flat`), free from `free_shipping_threshold`.
+//!
+//! All arithmetic is on integer minor units, checked for overflow.
+
+pub mod rules;
+
+/// Generated from `wit/`: the `pricer` world.
+pub mod bindings {
+    wit_bindgen::generate!({ world: "pricer", path: "../../wit", generate_all });
+}
+
+use bindings::orderly::platform::{config, kv, logging};
+use bindings::orderly::rules::types::{Order, Quote, Violation};
+
+struct Pricing;
+
+impl bindings::Guest for Pricing {
+    fn price(order: Order) -> Result<Quote, Vec<Violation>> {
+        let settings =
+            rules::Settings::from_lookup(config::get).unwrap_or_else(|error| panic!("{error}"));
+        let promo = match rules::promo_code(&order) {
+            Some(code) => Some(look_up_promo(&code)?),
+            None => None,
+        };
+        let quote = rules::price(&order, &settings, promo.as_ref())?;
+        logging::log(
+            logging::Level::Debug,
+            "priced order",
+            &[
+                logging::Field {
+                    key: "total".into(),
+                    value: quote.total.to_string(),
+                },
+                logging::Field {
+                    key: "discount".into(),
+                    value: quote.discount.to_string(),
+                },
+            ],
+        );
+        Ok(quote)
+    }
+}
+
+/// Resolves a promo code. An unknown code refuses the order; a store that
+/// cannot answer is a failure of the pricing step (the host answers 503),
+/// not the customer's fault.
+fn look_up_promo(code: &str) -> Result<rules::Promo, Vec<Violation>> {
+    match kv::get(&format!("promo:{code}")) {
+        Ok(Some(value)) => match value.trim().parse::<u64>() {
+            Ok(basis_points) if basis_points <= 10_000 => Ok(rules::Promo {
+                code: code.to_string(),
+                basis_points,
+            }),
+            _ => panic!("promo {code} holds {value:?}, not basis points between 0 and 10000"),
+        },
+        Ok(None) => Err(vec![Violation {
+            code: "unknown-promo-code".into(),
+            field: "attributes/promo_code".into(),
+            message: format!("promo code {code} does not exist or has expired"),
+        }]),
+        Err(error) => panic!("cannot look up promo code {code}: {error:?}"),
+    }
+}
+
+bindings::export!(Pricing with_types_in bindings);

@@ -1,0 +1,89 @@
+//! The `host` binary: thin on purpose; everything lives in the library.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+use host::runtime::bindings::types::Order;
+use host::runtime::{CallContext, Capabilities, EngineSettings, Runtime, Slot, SlotRegistry};
+
+#[derive(Parser)]
+#[command(
+    name = "host",
+    version,
+    about = "An order service whose business rules are WebAssembly components"
+)]
+struct Cli {
+    /// Folder holding `<slot>.wasm` and `<slot>.toml` for each slot.
+    #[arg(
+        long,
+        env = "COMPONENTS_DIR",
+        default_value = "data/components",
+        global = true
+    )]
+    components_dir: PathBuf,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Load the components and run one order through validation, pricing and
+    /// fulfillment, printing each slot's answer (the default).
+    Demo {
+        /// An order as JSON; a built-in 3-line order when omitted.
+        #[arg(long)]
+        order: Option<PathBuf>,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    host::telemetry::init();
+    let cli = Cli::parse();
+    match cli.command.unwrap_or(Command::Demo { order: None }) {
+        Command::Demo { order } => demo(&cli.components_dir, order).await,
+    }
+}
+
+async fn demo(components_dir: &std::path::Path, order: Option<PathBuf>) -> anyhow::Result<()> {
+    let runtime = Runtime::new(&EngineSettings::default(), Capabilities::embedded())?;
+    let registry = SlotRegistry::new();
+    let filled = runtime.load_dir(components_dir, &registry).await?;
+    anyhow::ensure!(
+        filled.len() == Slot::ALL.len(),
+        "expected validation.wasm, pricing.wasm and fulfillment.wasm in {} (run `just build`)",
+        components_dir.display()
+    );
+    let order: Order = match order {
+        Some(path) => serde_json::from_str(&std::fs::read_to_string(path)?)?,
+        None => serde_json::from_str(DEMO_ORDER)?,
+    };
+    let context = CallContext::new(uuid::Uuid::new_v4().to_string());
+    let component = |slot| registry.get(slot).expect("filled above");
+    let violations = runtime
+        .validate(&component(Slot::Validation), &context, &order)
+        .await?;
+    println!("validation: {}", serde_json::to_string(&violations.value)?);
+    anyhow::ensure!(violations.value.is_empty(), "the order was refused");
+    let quote = runtime
+        .price(&component(Slot::Pricing), &context, &order)
+        .await?;
+    println!("pricing: {}", serde_json::to_string(&quote.value)?);
+    let Ok(quote) = quote.value else {
+        anyhow::bail!("the order could not be priced")
+    };
+    let decision = runtime
+        .decide(&component(Slot::Fulfillment), &context, &order, &quote)
+        .await?;
+    println!("fulfillment: {}", serde_json::to_string(&decision.value)?);
+    Ok(())
+}
+
+const DEMO_ORDER: &str = r#"{
+  "id": null, "user_id": 7, "currency": "EUR", "attributes": [],
+  "items": [
+    {"product_id": 1, "sku": "MUG-01", "name": "Mug", "unit_price": 1250, "quantity": 2},
+    {"product_id": 2, "sku": "TEA-01", "name": "Tea", "unit_price": 990, "quantity": 1},
+    {"product_id": 3, "sku": "POT-01", "name": "Teapot", "unit_price": 4500, "quantity": 3}
+  ]
+}"#;

@@ -1,0 +1,100 @@
+//! The one wasmtime [`Engine`] and the epoch ticker that bounds guest CPU time.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+/// Sizing of the engine, fixed for the life of the process.
+#[derive(Debug, Clone)]
+pub struct EngineSettings {
+    /// How many component instances may be live at once across all slots;
+    /// calls beyond this wait for a free instance slot instead of failing.
+    pub max_concurrent_calls: u32,
+    /// The hard ceiling on any one linear memory. Per-slot limits (default
+    /// 64 MiB) are enforced below it by the store's resource limiter.
+    pub max_memory_bytes: usize,
+    /// How often the epoch advances. A runaway guest is stopped within its
+    /// deadline plus one tick.
+    pub epoch_tick: Duration,
+}
+
+impl Default for EngineSettings {
+    fn default() -> Self {
+        Self {
+            max_concurrent_calls: 128,
+            max_memory_bytes: 512 << 20,
+            epoch_tick: Duration::from_millis(5),
+        }
+    }
+}
+
+/// Builds the engine: component model, async host calls, epoch interruption
+/// and the pooling allocator tuned so a fresh instance costs microseconds.
+pub(crate) fn build_engine(settings: &EngineSettings) -> wasmtime::Result<Engine> {
+    let instances = settings.max_concurrent_calls.max(1);
+    let mut pool = PoolingAllocationConfig::new();
+    // A Rust wasip2 component instantiates its own module plus a few adapter
+    // and shim modules, with up to two memories and several tables.
+    pool.total_component_instances(instances)
+        .total_core_instances(instances * 8)
+        .total_memories(instances * 2)
+        .total_tables(instances * 8)
+        .total_stacks(instances)
+        .max_memory_size(settings.max_memory_bytes)
+        // Keep the pages a call dirtied mapped and reset them in place instead
+        // of returning them to the kernel: reuse then costs no page faults.
+        // `pagemap_scan` (Linux 6.7+) resets only the pages really touched;
+        // `Auto` falls back to plain resets on older kernels.
+        .linear_memory_keep_resident(8 << 20)
+        .table_keep_resident(1 << 20)
+        .async_stack_keep_resident(256 << 10)
+        .pagemap_scan(Enabled::Auto);
+
+    let mut config = Config::new();
+    config
+        .wasm_component_model(true)
+        // Epoch interruption is a cheap check at loop heads and function
+        // entries; it is how a guest that never returns is stopped.
+        .epoch_interruption(true)
+        .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    Engine::new(&config)
+}
+
+/// Advances the engine's epoch every tick on a dedicated thread, so guest CPU
+/// time is bounded even when every async worker thread is busy.
+pub(crate) struct EpochTicker {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl EpochTicker {
+    pub(crate) fn start(engine: Engine, tick: Duration) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("wasm-epoch".into())
+            .spawn(move || {
+                while !stopped.load(Ordering::Relaxed) {
+                    std::thread::sleep(tick);
+                    engine.increment_epoch();
+                }
+            })
+            .expect("spawning the epoch thread");
+        Self {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for EpochTicker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}

@@ -1,0 +1,305 @@
+//! The plugin runtime: one engine, one linker, one pre-instantiated component
+//! per slot, and a fresh, limited store for every call.
+//!
+//! ```text
+//! load:  .wasm ──compile (blocking pool)──► Component ──link + type-check──► LoadedComponent
+//! call:  LoadedComponent ──fresh Store (pooled, deadline, memory cap)──► instantiate ──► export
+//! ```
+
+pub mod bindings;
+pub mod call;
+pub mod capabilities;
+mod checks;
+mod engine;
+pub mod fakes;
+pub mod fixtures;
+pub mod slot;
+pub mod slot_config;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+use chrono::Utc;
+use sha2::{Digest, Sha256};
+use tokio::sync::Semaphore;
+use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::{Engine, Store};
+
+use bindings::fulfillment::FulfillmentPolicyPre;
+use bindings::pricer::PricerPre;
+use bindings::types::{Decision, Order, Quote, Violation};
+use bindings::validator::OrderValidatorPre;
+pub use call::{CallContext, CallError, CallOutput, CallState, CapabilityUse, UseOutcome};
+pub use capabilities::Capabilities;
+pub use engine::EngineSettings;
+use slot::SlotPre;
+pub use slot::{LoadedComponent, Slot, SlotRegistry};
+pub use slot_config::SlotConfig;
+
+/// Why a component could not be loaded into a slot.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {message}")]
+    Read { path: String, message: String },
+    /// The slot's `.toml` is invalid.
+    #[error(transparent)]
+    Config(#[from] slot_config::SlotConfigError),
+    /// The bytes are not a valid WebAssembly component.
+    #[error("not a valid component: {0}")]
+    Compile(String),
+    /// The component imports something the host does not provide, or does not
+    /// export what the slot's world requires.
+    #[error("does not fit the {slot} slot (world {world}): {reason}")]
+    World {
+        slot: Slot,
+        world: &'static str,
+        reason: String,
+    },
+}
+
+/// The engine could not be configured (for example the pooling allocator
+/// could not reserve its address space).
+#[derive(Debug, thiserror::Error)]
+#[error("cannot start the WebAssembly runtime: {0}")]
+pub struct StartError(String);
+
+/// The engine, the linker with every capability, and the bounded pool of
+/// instances shared by every slot.
+pub struct Runtime {
+    engine: Engine,
+    linker: Linker<CallState>,
+    capabilities: Arc<Capabilities>,
+    instances: Arc<Semaphore>,
+    _ticker: engine::EpochTicker,
+}
+
+impl Runtime {
+    /// Builds the engine and linker once and starts the epoch ticker.
+    pub fn new(settings: &EngineSettings, capabilities: Capabilities) -> Result<Self, StartError> {
+        Self::build(settings, capabilities).map_err(|error| StartError(format!("{error:#}")))
+    }
+
+    fn build(settings: &EngineSettings, capabilities: Capabilities) -> wasmtime::Result<Self> {
+        let engine = engine::build_engine(settings)?;
+        let mut linker = Linker::<CallState>::new(&engine);
+        // Rust's standard library on wasip2 imports the WASI interfaces; the
+        // context behind them has no files, no environment and no sockets.
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+        bindings::platform::Platform::add_to_linker::<CallState, HasSelf<CallState>>(
+            &mut linker,
+            |state| state,
+        )?;
+        bindings::types::add_to_linker::<CallState, HasSelf<CallState>>(&mut linker, |state| {
+            state
+        })?;
+        let ticker = engine::EpochTicker::start(engine.clone(), settings.epoch_tick);
+        Ok(Self {
+            engine,
+            linker,
+            capabilities: Arc::new(capabilities),
+            instances: Arc::new(Semaphore::new(settings.max_concurrent_calls.max(1) as usize)),
+            _ticker: ticker,
+        })
+    }
+
+    /// The engine, for callers that compile ahead of time.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// The capability backends every call uses.
+    pub fn capabilities(&self) -> &Arc<Capabilities> {
+        &self.capabilities
+    }
+
+    /// Compiles `wasm` (off the async worker threads), links it and checks it
+    /// against `slot`'s world.
+    pub async fn load(
+        &self,
+        slot: Slot,
+        wasm: Vec<u8>,
+        config: SlotConfig,
+    ) -> Result<LoadedComponent, LoadError> {
+        let digest = hex::encode(Sha256::digest(&wasm));
+        let engine = self.engine.clone();
+        let component = tokio::task::spawn_blocking(move || Component::new(&engine, &wasm))
+            .await
+            .map_err(|error| LoadError::Compile(format!("compilation task failed: {error}")))?
+            .map_err(|error| LoadError::Compile(format!("{error:#}")))?;
+        let world_error = |error: wasmtime::Error| LoadError::World {
+            slot,
+            world: slot.world(),
+            reason: format!("{error:#}"),
+        };
+        let instance_pre = self
+            .linker
+            .instantiate_pre(&component)
+            .map_err(world_error)?;
+        let pre = match slot {
+            Slot::Validation => {
+                SlotPre::Validation(OrderValidatorPre::new(instance_pre).map_err(world_error)?)
+            }
+            Slot::Pricing => SlotPre::Pricing(PricerPre::new(instance_pre).map_err(world_error)?),
+            Slot::Fulfillment => {
+                SlotPre::Fulfillment(FulfillmentPolicyPre::new(instance_pre).map_err(world_error)?)
+            }
+        };
+        Ok(LoadedComponent {
+            slot,
+            name: config
+                .component
+                .name
+                .as_deref()
+                .unwrap_or(slot.name())
+                .into(),
+            version: config
+                .component
+                .version
+                .as_deref()
+                .unwrap_or("unversioned")
+                .into(),
+            digest: digest.into(),
+            loaded_at: Utc::now(),
+            config: Arc::new(config),
+            pre,
+        })
+    }
+
+    /// Loads `wasm_path` with the `.toml` of the same name beside it, if any.
+    pub async fn load_file(
+        &self,
+        slot: Slot,
+        wasm_path: &Path,
+    ) -> Result<LoadedComponent, LoadError> {
+        let wasm = tokio::fs::read(wasm_path)
+            .await
+            .map_err(|error| LoadError::Read {
+                path: wasm_path.display().to_string(),
+                message: error.to_string(),
+            })?;
+        let config = SlotConfig::read_or_default(&wasm_path.with_extension("toml"))?;
+        self.load(slot, wasm, config).await
+    }
+
+    /// Loads every `<slot>.wasm` present in `dir` into `registry`; returns the
+    /// slots it filled.
+    pub async fn load_dir(
+        &self,
+        dir: &Path,
+        registry: &SlotRegistry,
+    ) -> Result<Vec<Slot>, LoadError> {
+        let mut filled = Vec::new();
+        for slot in Slot::ALL {
+            let (wasm, _) = slot::slot_files(dir, slot);
+            if wasm.exists() {
+                registry.install(self.load_file(slot, &wasm).await?);
+                filled.push(slot);
+            }
+        }
+        Ok(filled)
+    }
+
+    /// Asks a `validation` component for the order's violations.
+    pub async fn validate(
+        &self,
+        component: &LoadedComponent,
+        context: &CallContext,
+        order: &Order,
+    ) -> Result<CallOutput<Vec<Violation>>, CallError> {
+        let SlotPre::Validation(pre) = &component.pre else {
+            return Err(wrong_slot(component, Slot::Validation));
+        };
+        let output = self
+            .run(component, context, async |store| {
+                let instance = pre.instantiate_async(&mut *store).await?;
+                instance.call_validate(&mut *store, order).await
+            })
+            .await?;
+        checks::violations(&output.value).map_err(|reason| CallError::Malformed { reason })?;
+        Ok(output)
+    }
+
+    /// Asks a `pricing` component for the order's quote.
+    pub async fn price(
+        &self,
+        component: &LoadedComponent,
+        context: &CallContext,
+        order: &Order,
+    ) -> Result<CallOutput<Result<Quote, Vec<Violation>>>, CallError> {
+        let SlotPre::Pricing(pre) = &component.pre else {
+            return Err(wrong_slot(component, Slot::Pricing));
+        };
+        let output = self
+            .run(component, context, async |store| {
+                let instance = pre.instantiate_async(&mut *store).await?;
+                instance.call_price(&mut *store, order).await
+            })
+            .await?;
+        match &output.value {
+            Ok(quote) => checks::quote(order, quote),
+            Err(violations) => checks::violations(violations),
+        }
+        .map_err(|reason| CallError::Malformed { reason })?;
+        Ok(output)
+    }
+
+    /// Asks a `fulfillment` component what to do with a stored, priced order.
+    pub async fn decide(
+        &self,
+        component: &LoadedComponent,
+        context: &CallContext,
+        order: &Order,
+        quote: &Quote,
+    ) -> Result<CallOutput<Decision>, CallError> {
+        let SlotPre::Fulfillment(pre) = &component.pre else {
+            return Err(wrong_slot(component, Slot::Fulfillment));
+        };
+        let output = self
+            .run(component, context, async |store| {
+                let instance = pre.instantiate_async(&mut *store).await?;
+                instance.call_decide(&mut *store, order, quote).await
+            })
+            .await?;
+        checks::decision(&output.value).map_err(|reason| CallError::Malformed { reason })?;
+        Ok(output)
+    }
+
+    /// Runs one call in a fresh store under the component's limits: at most
+    /// `max_concurrent_calls` at once, the rest wait their turn.
+    async fn run<T>(
+        &self,
+        component: &LoadedComponent,
+        context: &CallContext,
+        call: impl AsyncFnOnce(&mut Store<CallState>) -> wasmtime::Result<T>,
+    ) -> Result<CallOutput<T>, CallError> {
+        let started = Instant::now();
+        let _permit = self
+            .instances
+            .acquire()
+            .await
+            .map_err(|_| CallError::Instantiate {
+                message: "runtime is shutting down".into(),
+            })?;
+        let capabilities = context
+            .capabilities
+            .clone()
+            .unwrap_or_else(|| self.capabilities.clone());
+        let mut store = call::new_store(&self.engine, component, context, capabilities);
+        let limit = component.config.limits.deadline();
+        // The epoch callback stops guest code at the deadline; this timeout also
+        // covers time the guest spends waiting on a capability's I/O.
+        let result = tokio::time::timeout(limit, call(&mut store)).await.ok();
+        call::finish(store, result, started)
+    }
+}
+
+fn wrong_slot(component: &LoadedComponent, expected: Slot) -> CallError {
+    CallError::Instantiate {
+        message: format!(
+            "component {} fills the {} slot, not {expected}",
+            component.name, component.slot
+        ),
+    }
+}

@@ -1,0 +1,320 @@
+//! A slot's `<slot>.toml`: who the component is, its limits, its grants and
+//! its settings. Everything is deny-by-default: a missing grant means the
+//! capability answers `denied`.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+
+/// Everything the host knows about a slot's component besides its code.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SlotConfig {
+    /// Name and version, for the admin API, logs and decision records.
+    #[serde(default)]
+    pub component: ComponentMeta,
+    /// Time and memory limits per call.
+    #[serde(default)]
+    pub limits: Limits,
+    /// Which capabilities the component may use, and how far.
+    #[serde(default)]
+    pub grants: Grants,
+    /// Settings the component reads through the `config` capability.
+    #[serde(default, deserialize_with = "settings_as_text")]
+    pub config: BTreeMap<String, String>,
+}
+
+/// How the component names itself.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ComponentMeta {
+    /// A human name, for example `fulfillment-express`. Defaults to the slot.
+    pub name: Option<String>,
+    /// The component's version, for example `1.2.0`.
+    pub version: Option<String>,
+}
+
+/// Per-call limits.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Wall-clock budget of one call, instantiation and capability I/O included.
+    pub deadline_ms: u64,
+    /// The most linear memory one call may use.
+    pub memory_mib: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            deadline_ms: 100,
+            memory_mib: 64,
+        }
+    }
+}
+
+impl Limits {
+    /// The deadline as a [`Duration`].
+    pub fn deadline(&self) -> Duration {
+        Duration::from_millis(self.deadline_ms)
+    }
+
+    /// The memory limit in bytes.
+    pub fn memory_bytes(&self) -> usize {
+        usize::try_from(self.memory_mib.saturating_mul(1 << 20)).unwrap_or(usize::MAX)
+    }
+}
+
+/// The capabilities a slot is granted. `None` means denied.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Grants {
+    /// Key-value access.
+    pub kv: Option<KvGrant>,
+    /// Read-only SQL access.
+    pub sql: Option<SqlGrant>,
+    /// Outbound HTTP access.
+    pub http: Option<HttpGrant>,
+}
+
+/// Key-value access under one prefix.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct KvGrant {
+    /// Namespace for the component's keys; defaults to the slot name, so a
+    /// swapped-in version of the same slot sees the same data.
+    pub prefix: Option<String>,
+    /// Largest value the component may store.
+    pub max_value_bytes: usize,
+}
+
+impl Default for KvGrant {
+    fn default() -> Self {
+        Self {
+            prefix: None,
+            max_value_bytes: 64 << 10,
+        }
+    }
+}
+
+/// Read-only SQL access.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SqlGrant {
+    /// Statement timeout.
+    pub timeout_ms: u64,
+    /// Most rows one query may return.
+    pub max_rows: usize,
+    /// Most bytes (sum of cell sizes) one query may return.
+    pub max_bytes: usize,
+    /// PostgreSQL role to `SET LOCAL ROLE` to for the query, so the database
+    /// itself limits which tables the component sees. Ignored on SQLite.
+    pub role: Option<String>,
+}
+
+impl Default for SqlGrant {
+    fn default() -> Self {
+        Self {
+            timeout_ms: 500,
+            max_rows: 1000,
+            max_bytes: 1 << 20,
+            role: None,
+        }
+    }
+}
+
+impl SqlGrant {
+    /// The statement timeout as a [`Duration`].
+    pub fn timeout(&self) -> Duration {
+        Duration::from_millis(self.timeout_ms)
+    }
+}
+
+/// Outbound HTTP access to an allowlist of hosts.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpGrant {
+    /// Hosts the component may call: `api.example.com`, `api.example.com:8443`,
+    /// or `*.example.com` for any subdomain. Nothing else is reachable.
+    pub allow_hosts: Vec<String>,
+    /// Timeout of one request, response body included.
+    pub timeout_ms: u64,
+    /// Largest response body accepted.
+    pub max_response_bytes: usize,
+}
+
+impl Default for HttpGrant {
+    fn default() -> Self {
+        Self {
+            allow_hosts: Vec::new(),
+            timeout_ms: 2000,
+            max_response_bytes: 1 << 20,
+        }
+    }
+}
+
+impl HttpGrant {
+    /// The request timeout as a [`Duration`].
+    pub fn timeout(&self) -> Duration {
+        Duration::from_millis(self.timeout_ms)
+    }
+
+    /// Whether `host` (and `port`, when the URL has an explicit one) is on
+    /// the allowlist. Matching ignores ASCII case.
+    pub fn allows(&self, host: &str, port: Option<u16>) -> bool {
+        let host = host.to_ascii_lowercase();
+        self.allow_hosts.iter().any(|entry| {
+            let entry = entry.to_ascii_lowercase();
+            let (pattern, entry_port) = match entry.rsplit_once(':') {
+                Some((name, p)) if p.parse::<u16>().is_ok() => (name.to_string(), p.parse().ok()),
+                _ => (entry.clone(), None),
+            };
+            if entry_port.is_some() && entry_port != port {
+                return false;
+            }
+            match pattern.strip_prefix("*.") {
+                Some(domain) => host.ends_with(&format!(".{domain}")),
+                None => host == pattern,
+            }
+        })
+    }
+}
+
+/// Why a slot configuration was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum SlotConfigError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML or has unknown keys.
+    #[error("invalid slot configuration {path}: {message}")]
+    Invalid { path: String, message: String },
+}
+
+impl SlotConfig {
+    /// Parses a `<slot>.toml` document.
+    pub fn parse(text: &str, origin: &str) -> Result<Self, SlotConfigError> {
+        let config: Self = toml::from_str(text).map_err(|error| SlotConfigError::Invalid {
+            path: origin.to_string(),
+            message: error.message().to_string(),
+        })?;
+        if let Some(role) = config.grants.sql.as_ref().and_then(|g| g.role.as_deref())
+            && !is_plain_identifier(role)
+        {
+            return Err(SlotConfigError::Invalid {
+                path: origin.to_string(),
+                message: format!("grants.sql.role {role:?} must be a plain lower-case identifier"),
+            });
+        }
+        Ok(config)
+    }
+
+    /// Reads `path`; a missing file is the default configuration (no grants).
+    pub fn read_or_default(path: &Path) -> Result<Self, SlotConfigError> {
+        match std::fs::read_to_string(path) {
+            Ok(text) => Self::parse(&text, &path.display().to_string()),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(Self::default()),
+            Err(source) => Err(SlotConfigError::Read {
+                path: path.display().to_string(),
+                source,
+            }),
+        }
+    }
+}
+
+/// A role name safe to splice into `SET LOCAL ROLE`, which cannot take a
+/// bound parameter.
+fn is_plain_identifier(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_lowercase() || c == '_')
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        && name.len() <= 63
+}
+
+/// Settings are handed to components as text, whatever their TOML type, so
+/// `tax_rate_bp = 800` and `tax_rate_bp = "800"` mean the same.
+fn settings_as_text<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<BTreeMap<String, String>, D::Error> {
+    let table = BTreeMap::<String, toml::Value>::deserialize(deserializer)?;
+    Ok(table
+        .into_iter()
+        .map(|(key, value)| {
+            let text = match value {
+                toml::Value::String(text) => text,
+                toml::Value::Integer(n) => n.to_string(),
+                toml::Value::Float(x) => x.to_string(),
+                toml::Value::Boolean(b) => b.to_string(),
+                other => serde_json::to_string(&other).unwrap_or_default(),
+            };
+            (key, text)
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_grants_nothing() {
+        let config = SlotConfig::parse("", "test").unwrap();
+        assert_eq!(config.grants, Grants::default());
+        assert!(
+            config.grants.kv.is_none()
+                && config.grants.sql.is_none()
+                && config.grants.http.is_none()
+        );
+        assert_eq!(config.limits.deadline_ms, 100);
+        assert_eq!(config.limits.memory_mib, 64);
+    }
+
+    #[test]
+    fn settings_of_any_scalar_type_become_text() {
+        let config = SlotConfig::parse(
+            "[config]\ntax_rate_bp = 800\nname = \"x\"\nflag = true\n",
+            "t",
+        )
+        .unwrap();
+        assert_eq!(config.config["tax_rate_bp"], "800");
+        assert_eq!(config.config["name"], "x");
+        assert_eq!(config.config["flag"], "true");
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        let error = SlotConfig::parse("[grants.kv]\nprefixx = \"a\"\n", "slot.toml").unwrap_err();
+        assert!(error.to_string().contains("prefixx"), "{error}");
+    }
+
+    #[test]
+    fn sql_role_must_be_an_identifier() {
+        assert!(SlotConfig::parse("[grants.sql]\nrole = \"reader; drop table x\"\n", "t").is_err());
+        assert!(SlotConfig::parse("[grants.sql]\nrole = \"rules_reader\"\n", "t").is_ok());
+    }
+
+    #[test]
+    fn http_allowlist_matches_hosts_ports_and_wildcards() {
+        let grant = HttpGrant {
+            allow_hosts: vec![
+                "api.example.com".into(),
+                "*.rates.test".into(),
+                "local.test:8443".into(),
+            ],
+            ..HttpGrant::default()
+        };
+        assert!(grant.allows("API.example.com", None));
+        assert!(grant.allows("api.example.com", Some(8080)));
+        assert!(grant.allows("eu.rates.test", None));
+        assert!(!grant.allows("rates.test", None));
+        assert!(!grant.allows("evil-example.com", None));
+        assert!(grant.allows("local.test", Some(8443)));
+        assert!(!grant.allows("local.test", Some(80)));
+        assert!(!grant.allows("api.example.com.evil.test", None));
+    }
+}

@@ -1,0 +1,52 @@
+# Recipes for building, testing and running the order service.
+# `just` with no arguments lists them.
+
+set shell := ["bash", "-euo", "pipefail", "-c"]
+
+target_dir := env("CARGO_TARGET_DIR", justfile_directory() / "target")
+# Components build in a target directory of their own (see components/testkit/src/build.rs).
+wasm_dir := target_dir / "wasm"
+components_dir := env("COMPONENTS_DIR", justfile_directory() / "data/components")
+
+# The default component of each slot: `slot=crate`.
+default_components := "validation=order-validation pricing=pricing fulfillment=fulfillment-standard"
+component_crates := "order-validation pricing fulfillment-standard fulfillment-express fixture-trap fixture-spin fixture-memory-hog fixture-forbidden"
+
+default:
+    @just --list
+
+# Build every component for wasm32-wasip2, install the defaults into the components folder, build the host.
+build: build-components
+    cargo build -p host
+
+# Build the components (release, wasm32-wasip2) and install the default one of each slot.
+build-components:
+    rustup target list --installed | grep -qx wasm32-wasip2 || rustup target add wasm32-wasip2
+    cargo build --release --target wasm32-wasip2 --target-dir "{{wasm_dir}}" {{ prepend("-p ", component_crates) }}
+    mkdir -p "{{components_dir}}"
+    for pair in {{default_components}}; do \
+        slot="${pair%%=*}"; crate="${pair#*=}"; \
+        cp "{{wasm_dir}}/wasm32-wasip2/release/${crate//-/_}.wasm" "{{components_dir}}/$slot.wasm.tmp"; \
+        mv "{{components_dir}}/$slot.wasm.tmp" "{{components_dir}}/$slot.wasm"; \
+        cp "components/$crate/$slot.toml" "{{components_dir}}/$slot.toml"; \
+    done
+    @echo "components installed in {{components_dir}}"
+
+# Start the host on its embedded default with the default components.
+run *args: build
+    cargo run -p host -- {{args}}
+
+# Build, then run every test in the workspace.
+test: build
+    cargo test --workspace --all-targets
+
+# Benchmarks: per-slot call cost against native code, printed with ratios.
+bench: build-components
+    cargo bench -p host --bench slot_calls
+
+fmt:
+    cargo fmt --all
+
+lint:
+    cargo fmt --all -- --check
+    cargo clippy --workspace --all-targets -- -D warnings
