@@ -36,8 +36,8 @@ build-components:
 run *args: build
     cargo run -p host -- {{args}}
 
-# Build, then run every test in the workspace.
-test: build
+# Build the components, then run every test in the workspace (this builds the host too).
+test: build-components
     cargo test --workspace --all-targets
 
 # Benchmarks: per-slot call cost against native code, printed with ratios.

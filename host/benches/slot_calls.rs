@@ -14,11 +14,7 @@ use host::runtime::fakes::Fakes;
 use host::runtime::{CallContext, EngineSettings, LoadedComponent, Runtime, Slot, SlotConfig};
 
 fn manifest(dir: &str) -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../components")
-        .join(dir)
-        .canonicalize()
-        .unwrap()
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../components").join(dir).canonicalize().unwrap()
 }
 
 fn load(rt: &tokio::runtime::Runtime, runtime: &Runtime, dir: &str, slot: Slot) -> LoadedComponent {
@@ -33,59 +29,29 @@ fn load(rt: &tokio::runtime::Runtime, runtime: &Runtime, dir: &str, slot: Slot) 
 
 /// The settings the shipped `pricing.toml` gives the component.
 fn native_settings() -> pricing::rules::Settings {
-    pricing::rules::Settings {
-        tax_rate_bp: 800,
-        ..pricing::rules::Settings::default()
-    }
+    pricing::rules::Settings { tax_rate_bp: 800, ..pricing::rules::Settings::default() }
 }
 
 fn slot_calls(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let runtime =
-        Runtime::new(&EngineSettings::default(), Fakes::default().capabilities()).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let runtime = Runtime::new(&EngineSettings::default(), Fakes::default().capabilities()).unwrap();
     let validation = load(&rt, &runtime, "order-validation", Slot::Validation);
     let pricing_component = load(&rt, &runtime, "pricing", Slot::Pricing);
     let fulfillment = load(&rt, &runtime, "fulfillment-standard", Slot::Fulfillment);
-    let order = OrderBuilder::new(7)
-        .item(1, 1250, 2)
-        .item(2, 990, 1)
-        .item(3, 4500, 3)
-        .build();
+    let order = OrderBuilder::new(7).item(1, 1250, 2).item(2, 990, 1).item(3, 4500, 3).build();
     let context = CallContext::new("bench");
-    let quote = rt
-        .block_on(runtime.price(&pricing_component, &context, &order))
-        .unwrap()
-        .value
-        .unwrap();
+    let quote = rt.block_on(runtime.price(&pricing_component, &context, &order)).unwrap().value.unwrap();
 
     let mut group = c.benchmark_group("slot_call");
     group.measurement_time(Duration::from_secs(5));
     group.bench_function("validation", |b| {
-        b.to_async(&rt).iter(|| async {
-            runtime
-                .validate(&validation, &context, &order)
-                .await
-                .unwrap()
-        })
+        b.to_async(&rt).iter(|| async { runtime.validate(&validation, &context, &order).await.unwrap() })
     });
     group.bench_function("pricing", |b| {
-        b.to_async(&rt).iter(|| async {
-            runtime
-                .price(&pricing_component, &context, &order)
-                .await
-                .unwrap()
-        })
+        b.to_async(&rt).iter(|| async { runtime.price(&pricing_component, &context, &order).await.unwrap() })
     });
     group.bench_function("fulfillment", |b| {
-        b.to_async(&rt).iter(|| async {
-            runtime
-                .decide(&fulfillment, &context, &order, &quote)
-                .await
-                .unwrap()
-        })
+        b.to_async(&rt).iter(|| async { runtime.decide(&fulfillment, &context, &order, &quote).await.unwrap() })
     });
     group.finish();
 
@@ -112,9 +78,7 @@ fn slot_calls(c: &mut Criterion) {
     let mut group = c.benchmark_group("native");
     group.measurement_time(Duration::from_secs(3));
     group.bench_function("pricing", |b| {
-        b.iter(|| {
-            pricing::rules::price(std::hint::black_box(&native_order), &settings, None).unwrap()
-        })
+        b.iter(|| pricing::rules::price(std::hint::black_box(&native_order), &settings, None).unwrap())
     });
     group.finish();
 }
@@ -126,9 +90,7 @@ fn median_ns(id: &str) -> Option<f64> {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
-    let text =
-        std::fs::read_to_string(target.join("criterion").join(id).join("new/estimates.json"))
-            .ok()?;
+    let text = std::fs::read_to_string(target.join("criterion").join(id).join("new/estimates.json")).ok()?;
     let estimates: serde_json::Value = serde_json::from_str(&text).ok()?;
     estimates["median"]["point_estimate"].as_f64()
 }
@@ -140,24 +102,15 @@ fn main() {
     println!("\nmedian per call (fresh pooled store + instantiate + call + output checks):");
     for slot in ["validation", "pricing", "fulfillment"] {
         if let Some(ns) = median_ns(&format!("slot_call/{slot}")) {
-            let ratio = native
-                .map(|n| format!("  ({:.0}x native pricing)", ns / n))
-                .unwrap_or_default();
+            let ratio = native.map(|n| format!("  ({:.0}x native pricing)", ns / n)).unwrap_or_default();
             println!("  {slot:<12} {:>8.2} µs{ratio}", ns / 1000.0);
         }
     }
     if let Some(ns) = native {
-        println!(
-            "  {:<12} {:>8.3} µs  (same pricing rules compiled natively)",
-            "native",
-            ns / 1000.0
-        );
+        println!("  {:<12} {:>8.3} µs  (same pricing rules compiled natively)", "native", ns / 1000.0);
     }
     if let Some(ns) = median_ns("slot_call/pricing") {
         let verdict = if ns <= 10_000.0 { "meets" } else { "misses" };
-        println!(
-            "pricing call: {:.2} µs median, {verdict} the 10 µs target",
-            ns / 1000.0
-        );
+        println!("pricing call: {:.2} µs median, {verdict} the 10 µs target", ns / 1000.0);
     }
 }

@@ -7,19 +7,10 @@ use host::runtime::bindings::types::Order;
 use host::runtime::{CallContext, Capabilities, EngineSettings, Runtime, Slot, SlotRegistry};
 
 #[derive(Parser)]
-#[command(
-    name = "host",
-    version,
-    about = "An order service whose business rules are WebAssembly components"
-)]
+#[command(name = "host", version, about = "An order service whose business rules are WebAssembly components")]
 struct Cli {
     /// Folder holding `<slot>.wasm` and `<slot>.toml` for each slot.
-    #[arg(
-        long,
-        env = "COMPONENTS_DIR",
-        default_value = "data/components",
-        global = true
-    )]
+    #[arg(long, env = "COMPONENTS_DIR", default_value = "data/components", global = true)]
     components_dir: PathBuf,
     #[command(subcommand)]
     command: Option<Command>,
@@ -60,21 +51,13 @@ async fn demo(components_dir: &std::path::Path, order: Option<PathBuf>) -> anyho
     };
     let context = CallContext::new(uuid::Uuid::new_v4().to_string());
     let component = |slot| registry.get(slot).expect("filled above");
-    let violations = runtime
-        .validate(&component(Slot::Validation), &context, &order)
-        .await?;
+    let violations = runtime.validate(&component(Slot::Validation), &context, &order).await?;
     println!("validation: {}", serde_json::to_string(&violations.value)?);
     anyhow::ensure!(violations.value.is_empty(), "the order was refused");
-    let quote = runtime
-        .price(&component(Slot::Pricing), &context, &order)
-        .await?;
+    let quote = runtime.price(&component(Slot::Pricing), &context, &order).await?;
     println!("pricing: {}", serde_json::to_string(&quote.value)?);
-    let Ok(quote) = quote.value else {
-        anyhow::bail!("the order could not be priced")
-    };
-    let decision = runtime
-        .decide(&component(Slot::Fulfillment), &context, &order, &quote)
-        .await?;
+    let Ok(quote) = quote.value else { anyhow::bail!("the order could not be priced") };
+    let decision = runtime.decide(&component(Slot::Fulfillment), &context, &order, &quote).await?;
     println!("fulfillment: {}", serde_json::to_string(&decision.value)?);
     Ok(())
 }

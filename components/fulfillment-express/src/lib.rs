@@ -18,17 +18,13 @@ struct Express;
 
 impl bindings::Guest for Express {
     fn decide(order: Order, quote: Quote) -> Decision {
-        let settings =
-            policy::Settings::from_lookup(config::get).unwrap_or_else(|error| panic!("{error}"));
+        let settings = policy::Settings::from_lookup(config::get).unwrap_or_else(|error| panic!("{error}"));
         let decision = policy::decide(&order, &quote, &settings);
         if let Decision::Ship(shipment) = &decision {
             logging::log(
                 logging::Level::Info,
                 "express shipment",
-                &[logging::Field {
-                    key: "warehouse".into(),
-                    value: shipment.warehouse.clone(),
-                }],
+                &[logging::Field { key: "warehouse".into(), value: shipment.warehouse.clone() }],
             );
         }
         decision

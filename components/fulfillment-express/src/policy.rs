@@ -13,10 +13,7 @@ pub struct Settings {
 
 impl Default for Settings {
     fn default() -> Self {
-        Self {
-            warehouses: vec![("eu".into(), "ams".into()), ("us".into(), "nyc".into())],
-            review_threshold: 500_000,
-        }
+        Self { warehouses: vec![("eu".into(), "ams".into()), ("us".into(), "nyc".into())], review_threshold: 500_000 }
     }
 }
 
@@ -30,26 +27,19 @@ impl Settings {
                 .filter(|pair| !pair.trim().is_empty())
                 .map(|pair| {
                     pair.split_once(':')
-                        .map(|(region, warehouse)| {
-                            (region.trim().to_lowercase(), warehouse.trim().to_string())
-                        })
-                        .ok_or_else(|| {
-                            format!("setting warehouses: {pair:?} is not region:warehouse")
-                        })
+                        .map(|(region, warehouse)| (region.trim().to_lowercase(), warehouse.trim().to_string()))
+                        .ok_or_else(|| format!("setting warehouses: {pair:?} is not region:warehouse"))
                 })
                 .collect::<Result<_, _>>()?,
             None => defaults.warehouses,
         };
         let review_threshold = match get("review_threshold") {
-            Some(text) => text.trim().parse().map_err(|_| {
-                format!("setting review_threshold = {text:?} is not a whole number")
-            })?,
+            Some(text) => {
+                text.trim().parse().map_err(|_| format!("setting review_threshold = {text:?} is not a whole number"))?
+            }
             None => defaults.review_threshold,
         };
-        Ok(Self {
-            warehouses,
-            review_threshold,
-        })
+        Ok(Self { warehouses, review_threshold })
     }
 }
 
@@ -70,20 +60,9 @@ pub fn decide(order: &Order, quote: &Quote, settings: &Settings) -> Decision {
         .find(|attribute| attribute.key == "region")
         .map(|attribute| attribute.value.trim().to_lowercase());
     let warehouse = region
-        .and_then(|region| {
-            settings
-                .warehouses
-                .iter()
-                .find(|(r, _)| *r == region)
-                .map(|(_, w)| w.clone())
-        })
+        .and_then(|region| settings.warehouses.iter().find(|(r, _)| *r == region).map(|(_, w)| w.clone()))
         .unwrap_or_else(|| "main".into());
-    Decision::Ship(Shipment {
-        carrier: "courier".into(),
-        service: "express".into(),
-        warehouse,
-        estimated_days: 1,
-    })
+    Decision::Ship(Shipment { carrier: "courier".into(), service: "express".into(), warehouse, estimated_days: 1 })
 }
 
 #[cfg(test)]
@@ -92,28 +71,9 @@ mod tests {
     use crate::bindings::orderly::rules::types::{Attribute, LineItem};
 
     fn order(region: Option<&str>) -> Order {
-        let item = LineItem {
-            product_id: 1,
-            sku: "A".into(),
-            name: "a".into(),
-            unit_price: 100,
-            quantity: 1,
-        };
-        let attributes = region
-            .map(|r| {
-                vec![Attribute {
-                    key: "region".into(),
-                    value: r.into(),
-                }]
-            })
-            .unwrap_or_default();
-        Order {
-            id: Some(1),
-            user_id: 1,
-            currency: "EUR".into(),
-            items: vec![item],
-            attributes,
-        }
+        let item = LineItem { product_id: 1, sku: "A".into(), name: "a".into(), unit_price: 100, quantity: 1 };
+        let attributes = region.map(|r| vec![Attribute { key: "region".into(), value: r.into() }]).unwrap_or_default();
+        Order { id: Some(1), user_id: 1, currency: "EUR".into(), items: vec![item], attributes }
     }
 
     fn quote(total: u64) -> Quote {
@@ -132,44 +92,26 @@ mod tests {
     #[test]
     fn ships_express_from_the_regional_warehouse() {
         let settings = Settings::default();
-        let Decision::Ship(shipment) = decide(&order(Some("US")), &quote(100), &settings) else {
-            panic!()
-        };
+        let Decision::Ship(shipment) = decide(&order(Some("US")), &quote(100), &settings) else { panic!() };
         assert_eq!(
-            (
-                shipment.warehouse.as_str(),
-                shipment.service.as_str(),
-                shipment.estimated_days
-            ),
+            (shipment.warehouse.as_str(), shipment.service.as_str(), shipment.estimated_days),
             ("nyc", "express", 1)
         );
-        let Decision::Ship(shipment) = decide(&order(None), &quote(100), &settings) else {
-            panic!()
-        };
+        let Decision::Ship(shipment) = decide(&order(None), &quote(100), &settings) else { panic!() };
         assert_eq!(shipment.warehouse, "main");
     }
 
     #[test]
     fn holds_only_above_its_own_threshold() {
         let settings = Settings::default();
-        assert!(matches!(
-            decide(&order(None), &quote(200_000), &settings),
-            Decision::Ship(_)
-        ));
-        assert!(matches!(
-            decide(&order(None), &quote(500_001), &settings),
-            Decision::Hold(_)
-        ));
+        assert!(matches!(decide(&order(None), &quote(200_000), &settings), Decision::Ship(_)));
+        assert!(matches!(decide(&order(None), &quote(500_001), &settings), Decision::Hold(_)));
     }
 
     #[test]
     fn warehouses_setting_parses() {
-        let settings =
-            Settings::from_lookup(|key| (key == "warehouses").then(|| "apac: sin".into())).unwrap();
-        assert_eq!(
-            settings.warehouses,
-            vec![("apac".to_string(), "sin".to_string())]
-        );
+        let settings = Settings::from_lookup(|key| (key == "warehouses").then(|| "apac: sin".into())).unwrap();
+        assert_eq!(settings.warehouses, vec![("apac".to_string(), "sin".to_string())]);
         assert!(Settings::from_lookup(|key| (key == "warehouses").then(|| "apac".into())).is_err());
     }
 }

@@ -16,8 +16,7 @@ struct Standard;
 
 impl bindings::Guest for Standard {
     fn decide(order: Order, quote: Quote) -> Decision {
-        let settings =
-            policy::Settings::from_lookup(config::get).unwrap_or_else(|error| panic!("{error}"));
+        let settings = policy::Settings::from_lookup(config::get).unwrap_or_else(|error| panic!("{error}"));
         let decision = policy::decide(&order, &quote, &settings);
         let outcome = match &decision {
             Decision::Ship(shipment) => format!("ship from {}", shipment.warehouse),

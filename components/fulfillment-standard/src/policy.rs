@@ -33,29 +33,19 @@ impl Settings {
     /// Reads settings through `get`; an invalid number is an error naming it.
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
         let defaults = Self::default();
-        let text = |key: &str, default: String| {
-            get(key).filter(|v| !v.trim().is_empty()).unwrap_or(default)
-        };
+        let text = |key: &str, default: String| get(key).filter(|v| !v.trim().is_empty()).unwrap_or(default);
         let number = |key: &str| -> Result<Option<u64>, String> {
             get(key)
-                .map(|v| {
-                    v.trim()
-                        .parse()
-                        .map_err(|_| format!("setting {key} = {v:?} is not a whole number"))
-                })
+                .map(|v| v.trim().parse().map_err(|_| format!("setting {key} = {v:?} is not a whole number")))
                 .transpose()
         };
         Ok(Self {
             warehouse: text("warehouse", defaults.warehouse),
             carrier: text("carrier", defaults.carrier),
             service: text("service", defaults.service),
-            estimated_days: number("estimated_days")?.map_or(
-                Ok(defaults.estimated_days),
-                |days| {
-                    u32::try_from(days)
-                        .map_err(|_| "setting estimated_days is too large".to_string())
-                },
-            )?,
+            estimated_days: number("estimated_days")?.map_or(Ok(defaults.estimated_days), |days| {
+                u32::try_from(days).map_err(|_| "setting estimated_days is too large".to_string())
+            })?,
             review_threshold: number("review_threshold")?.unwrap_or(defaults.review_threshold),
         })
     }
@@ -86,20 +76,8 @@ mod tests {
     use crate::bindings::orderly::rules::types::LineItem;
 
     fn order_and_quote(total: u64) -> (Order, Quote) {
-        let item = LineItem {
-            product_id: 1,
-            sku: "A".into(),
-            name: "a".into(),
-            unit_price: total,
-            quantity: 1,
-        };
-        let order = Order {
-            id: Some(9),
-            user_id: 1,
-            currency: "EUR".into(),
-            items: vec![item],
-            attributes: vec![],
-        };
+        let item = LineItem { product_id: 1, sku: "A".into(), name: "a".into(), unit_price: total, quantity: 1 };
+        let order = Order { id: Some(9), user_id: 1, currency: "EUR".into(), items: vec![item], attributes: vec![] };
         let quote = Quote {
             lines: vec![],
             subtotal: total,
@@ -117,23 +95,16 @@ mod tests {
     fn ships_at_the_threshold_and_holds_above_it() {
         let settings = Settings::default();
         let (order, quote) = order_and_quote(100_000);
-        assert!(
-            matches!(decide(&order, &quote, &settings), Decision::Ship(s) if s.warehouse == "main")
-        );
+        assert!(matches!(decide(&order, &quote, &settings), Decision::Ship(s) if s.warehouse == "main"));
         let (order, quote) = order_and_quote(100_001);
-        assert!(
-            matches!(decide(&order, &quote, &settings), Decision::Hold(reason) if reason.contains("100001 EUR"))
-        );
+        assert!(matches!(decide(&order, &quote, &settings), Decision::Hold(reason) if reason.contains("100001 EUR")));
     }
 
     #[test]
     fn rejects_an_empty_order() {
         let (mut order, quote) = order_and_quote(10);
         order.items.clear();
-        assert!(matches!(
-            decide(&order, &quote, &Settings::default()),
-            Decision::Reject(_)
-        ));
+        assert!(matches!(decide(&order, &quote, &Settings::default()), Decision::Reject(_)));
     }
 
     #[test]
@@ -147,8 +118,6 @@ mod tests {
         assert_eq!(settings.warehouse, "berlin");
         assert_eq!(settings.review_threshold, 5);
         assert_eq!(settings.carrier, "postal");
-        assert!(
-            Settings::from_lookup(|key| (key == "estimated_days").then(|| "soon".into())).is_err()
-        );
+        assert!(Settings::from_lookup(|key| (key == "estimated_days").then(|| "soon".into())).is_err());
     }
 }

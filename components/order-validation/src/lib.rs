@@ -30,8 +30,7 @@ struct OrderValidation;
 
 impl bindings::Guest for OrderValidation {
     fn validate(order: Order) -> Vec<Violation> {
-        let settings =
-            rules::Settings::from_lookup(config::get).unwrap_or_else(|error| panic!("{error}"));
+        let settings = rules::Settings::from_lookup(config::get).unwrap_or_else(|error| panic!("{error}"));
         let mut violations = rules::violations(&order, &settings);
         if let Some(limit) = settings.orders_per_minute
             && violations.is_empty()
@@ -87,10 +86,7 @@ fn skipped(rule: &str, error: impl std::fmt::Debug) -> Option<Violation> {
     logging::log(
         logging::Level::Warn,
         &format!("{rule} skipped: counter unavailable"),
-        &[logging::Field {
-            key: "error".into(),
-            value: format!("{error:?}"),
-        }],
+        &[logging::Field { key: "error".into(), value: format!("{error:?}") }],
     );
     None
 }

@@ -17,28 +17,16 @@ pub struct Settings {
 
 impl Default for Settings {
     fn default() -> Self {
-        Self {
-            max_lines: 100,
-            max_quantity: 1000,
-            orders_per_minute: None,
-            max_open_orders: None,
-        }
+        Self { max_lines: 100, max_quantity: 1000, orders_per_minute: None, max_open_orders: None }
     }
 }
 
 impl Settings {
     /// Reads settings through `get`; an unparsable value is an error naming it.
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
-        fn parse<T: std::str::FromStr>(
-            get: &impl Fn(&str) -> Option<String>,
-            key: &str,
-        ) -> Result<Option<T>, String> {
+        fn parse<T: std::str::FromStr>(get: &impl Fn(&str) -> Option<String>, key: &str) -> Result<Option<T>, String> {
             get(key)
-                .map(|text| {
-                    text.trim()
-                        .parse()
-                        .map_err(|_| format!("setting {key} = {text:?} is not a valid number"))
-                })
+                .map(|text| text.trim().parse().map_err(|_| format!("setting {key} = {text:?} is not a valid number")))
                 .transpose()
         }
         let defaults = Self::default();
@@ -52,11 +40,7 @@ impl Settings {
 }
 
 fn violation(code: &str, field: impl Into<String>, message: impl Into<String>) -> Violation {
-    Violation {
-        code: code.into(),
-        field: field.into(),
-        message: message.into(),
-    }
+    Violation { code: code.into(), field: field.into(), message: message.into() }
 }
 
 /// Every rule violation of `order`, in field order.
@@ -71,21 +55,13 @@ pub fn violations(order: &Order, settings: &Settings) -> Vec<Violation> {
         ));
     }
     if order.items.is_empty() {
-        found.push(violation(
-            "no-items",
-            "items",
-            "an order needs at least one line",
-        ));
+        found.push(violation("no-items", "items", "an order needs at least one line"));
     }
     if order.items.len() > settings.max_lines {
         found.push(violation(
             "too-many-items",
             "items",
-            format!(
-                "an order has at most {} lines, this one has {}",
-                settings.max_lines,
-                order.items.len()
-            ),
+            format!("an order has at most {} lines, this one has {}", settings.max_lines, order.items.len()),
         ));
     }
     for (index, item) in order.items.iter().enumerate() {
@@ -93,23 +69,14 @@ pub fn violations(order: &Order, settings: &Settings) -> Vec<Violation> {
             found.push(violation(
                 "quantity-out-of-range",
                 format!("items/{index}/quantity"),
-                format!(
-                    "quantity must be between 1 and {}, not {}",
-                    settings.max_quantity, item.quantity
-                ),
+                format!("quantity must be between 1 and {}, not {}", settings.max_quantity, item.quantity),
             ));
         }
-        if let Some(first) = order.items[..index]
-            .iter()
-            .position(|other| other.product_id == item.product_id)
-        {
+        if let Some(first) = order.items[..index].iter().position(|other| other.product_id == item.product_id) {
             found.push(violation(
                 "duplicate-product",
                 format!("items/{index}/product_id"),
-                format!(
-                    "product {} is already on line {first}; put the whole quantity on one line",
-                    item.product_id
-                ),
+                format!("product {} is already on line {first}; put the whole quantity on one line", item.product_id),
             ));
         }
     }
@@ -122,76 +89,44 @@ mod tests {
     use crate::bindings::orderly::rules::types::LineItem;
 
     fn item(product_id: u64, quantity: u32) -> LineItem {
-        LineItem {
-            product_id,
-            sku: format!("SKU-{product_id}"),
-            name: "thing".into(),
-            unit_price: 100,
-            quantity,
-        }
+        LineItem { product_id, sku: format!("SKU-{product_id}"), name: "thing".into(), unit_price: 100, quantity }
     }
 
     fn order(items: Vec<LineItem>) -> Order {
-        Order {
-            id: None,
-            user_id: 1,
-            currency: "EUR".into(),
-            items,
-            attributes: vec![],
-        }
+        Order { id: None, user_id: 1, currency: "EUR".into(), items, attributes: vec![] }
     }
 
     fn codes(order: &Order, settings: &Settings) -> Vec<String> {
-        violations(order, settings)
-            .into_iter()
-            .map(|v| v.code)
-            .collect()
+        violations(order, settings).into_iter().map(|v| v.code).collect()
     }
 
     #[test]
     fn a_plain_order_passes() {
-        assert!(
-            codes(
-                &order(vec![item(1, 1), item(2, 1000)]),
-                &Settings::default()
-            )
-            .is_empty()
-        );
+        assert!(codes(&order(vec![item(1, 1), item(2, 1000)]), &Settings::default()).is_empty());
     }
 
     #[test]
     fn quantities_are_bounded_on_both_sides() {
-        let found = violations(
-            &order(vec![item(1, 0), item(2, 1001)]),
-            &Settings::default(),
-        );
+        let found = violations(&order(vec![item(1, 0), item(2, 1001)]), &Settings::default());
         let fields: Vec<_> = found.iter().map(|v| v.field.as_str()).collect();
         assert_eq!(fields, ["items/0/quantity", "items/1/quantity"]);
     }
 
     #[test]
     fn line_count_and_duplicates_and_currency() {
-        let settings = Settings {
-            max_lines: 2,
-            ..Settings::default()
-        };
+        let settings = Settings { max_lines: 2, ..Settings::default() };
         let mut bad = order(vec![item(1, 1), item(2, 1), item(1, 1)]);
         bad.currency = "eur".into();
-        assert_eq!(
-            codes(&bad, &settings),
-            ["invalid-currency", "too-many-items", "duplicate-product"]
-        );
+        assert_eq!(codes(&bad, &settings), ["invalid-currency", "too-many-items", "duplicate-product"]);
         assert_eq!(codes(&order(vec![]), &settings), ["no-items"]);
     }
 
     #[test]
     fn settings_parse_or_name_the_bad_key() {
-        let settings =
-            Settings::from_lookup(|key| (key == "max_quantity").then(|| "5".to_string())).unwrap();
+        let settings = Settings::from_lookup(|key| (key == "max_quantity").then(|| "5".to_string())).unwrap();
         assert_eq!(settings.max_quantity, 5);
         assert_eq!(settings.max_lines, 100);
-        let error = Settings::from_lookup(|key| (key == "max_lines").then(|| "many".to_string()))
-            .unwrap_err();
+        let error = Settings::from_lookup(|key| (key == "max_lines").then(|| "many".to_string())).unwrap_err();
         assert!(error.contains("max_lines"), "{error}");
     }
 }

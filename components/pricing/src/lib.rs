@@ -24,8 +24,7 @@ struct Pricing;
 
 impl bindings::Guest for Pricing {
     fn price(order: Order) -> Result<Quote, Vec<Violation>> {
-        let settings =
-            rules::Settings::from_lookup(config::get).unwrap_or_else(|error| panic!("{error}"));
+        let settings = rules::Settings::from_lookup(config::get).unwrap_or_else(|error| panic!("{error}"));
         let promo = match rules::promo_code(&order) {
             Some(code) => Some(look_up_promo(&code)?),
             None => None,
@@ -35,14 +34,8 @@ impl bindings::Guest for Pricing {
             logging::Level::Debug,
             "priced order",
             &[
-                logging::Field {
-                    key: "total".into(),
-                    value: quote.total.to_string(),
-                },
-                logging::Field {
-                    key: "discount".into(),
-                    value: quote.discount.to_string(),
-                },
+                logging::Field { key: "total".into(), value: quote.total.to_string() },
+                logging::Field { key: "discount".into(), value: quote.discount.to_string() },
             ],
         );
         Ok(quote)
@@ -55,10 +48,7 @@ impl bindings::Guest for Pricing {
 fn look_up_promo(code: &str) -> Result<rules::Promo, Vec<Violation>> {
     match kv::get(&format!("promo:{code}")) {
         Ok(Some(value)) => match value.trim().parse::<u64>() {
-            Ok(basis_points) if basis_points <= 10_000 => Ok(rules::Promo {
-                code: code.to_string(),
-                basis_points,
-            }),
+            Ok(basis_points) if basis_points <= 10_000 => Ok(rules::Promo { code: code.to_string(), basis_points }),
             _ => panic!("promo {code} holds {value:?}, not basis points between 0 and 10000"),
         },
         Ok(None) => Err(vec![Violation {

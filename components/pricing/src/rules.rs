@@ -35,11 +35,7 @@ impl Settings {
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
         let number = |key: &str| -> Result<Option<u64>, String> {
             get(key)
-                .map(|text| {
-                    text.trim()
-                        .parse()
-                        .map_err(|_| format!("setting {key} = {text:?} is not a whole number"))
-                })
+                .map(|text| text.trim().parse().map_err(|_| format!("setting {key} = {text:?} is not a whole number")))
                 .transpose()
         };
         let defaults = Self::default();
@@ -49,15 +45,12 @@ impl Settings {
         };
         let tax_rate_bp = number("tax_rate_bp")?.unwrap_or(defaults.tax_rate_bp);
         if u128::from(tax_rate_bp) > WHOLE {
-            return Err(format!(
-                "setting tax_rate_bp = {tax_rate_bp} is above 10000 (100 %)"
-            ));
+            return Err(format!("setting tax_rate_bp = {tax_rate_bp} is above 10000 (100 %)"));
         }
         Ok(Self {
             tax_rate_bp,
             shipping_flat: number("shipping_flat")?.unwrap_or(defaults.shipping_flat),
-            free_shipping_threshold: number("free_shipping_threshold")?
-                .unwrap_or(defaults.free_shipping_threshold),
+            free_shipping_threshold: number("free_shipping_threshold")?.unwrap_or(defaults.free_shipping_threshold),
             volume_tiers,
         })
     }
@@ -68,17 +61,10 @@ fn parse_tiers(text: &str) -> Result<Vec<(u64, u64)>, String> {
     text.split(',')
         .filter(|tier| !tier.trim().is_empty())
         .map(|tier| {
-            let (units, bp) = tier
-                .split_once(':')
-                .ok_or_else(|| format!("volume tier {tier:?} is not units:basis_points"))?;
-            let units = units
-                .trim()
-                .parse()
-                .map_err(|_| format!("volume tier {tier:?}: bad unit count"))?;
-            let bp: u64 = bp
-                .trim()
-                .parse()
-                .map_err(|_| format!("volume tier {tier:?}: bad basis points"))?;
+            let (units, bp) =
+                tier.split_once(':').ok_or_else(|| format!("volume tier {tier:?} is not units:basis_points"))?;
+            let units = units.trim().parse().map_err(|_| format!("volume tier {tier:?}: bad unit count"))?;
+            let bp: u64 = bp.trim().parse().map_err(|_| format!("volume tier {tier:?}: bad basis points"))?;
             if u128::from(bp) > WHOLE {
                 return Err(format!("volume tier {tier:?}: discount above 100 %"));
             }
@@ -107,11 +93,7 @@ pub fn promo_code(order: &Order) -> Option<String> {
 }
 
 fn overflow(field: String) -> Vec<Violation> {
-    vec![Violation {
-        code: "amount-overflow".into(),
-        field,
-        message: "the amount is too large to price".into(),
-    }]
+    vec![Violation { code: "amount-overflow".into(), field, message: "the amount is too large to price".into() }]
 }
 
 /// `amount * basis_points / 10000`, rounded half up. Cannot overflow: the
@@ -123,22 +105,14 @@ fn share(amount: u64, basis_points: u64) -> u64 {
 }
 
 /// Prices `order`.
-pub fn price(
-    order: &Order,
-    settings: &Settings,
-    promo: Option<&Promo>,
-) -> Result<Quote, Vec<Violation>> {
+pub fn price(order: &Order, settings: &Settings, promo: Option<&Promo>) -> Result<Quote, Vec<Violation>> {
     let mut lines = Vec::with_capacity(order.items.len());
     let mut subtotal: u64 = 0;
     let mut units: u64 = 0;
     for (index, item) in order.items.iter().enumerate() {
-        let line_total = item
-            .unit_price
-            .checked_mul(u64::from(item.quantity))
-            .ok_or_else(|| overflow(format!("items/{index}")))?;
-        subtotal = subtotal
-            .checked_add(line_total)
-            .ok_or_else(|| overflow("items".into()))?;
+        let line_total =
+            item.unit_price.checked_mul(u64::from(item.quantity)).ok_or_else(|| overflow(format!("items/{index}")))?;
+        subtotal = subtotal.checked_add(line_total).ok_or_else(|| overflow("items".into()))?;
         units += u64::from(item.quantity);
         lines.push(PricedLine {
             product_id: item.product_id,
@@ -148,27 +122,15 @@ pub fn price(
         });
     }
 
-    let volume = settings
-        .volume_tiers
-        .iter()
-        .filter(|(min_units, _)| units >= *min_units)
-        .map(|(_, bp)| *bp)
-        .max();
+    let volume = settings.volume_tiers.iter().filter(|(min_units, _)| units >= *min_units).map(|(_, bp)| *bp).max();
     let mut notes = Vec::new();
     let discount_bp = match (volume, promo) {
         (volume, Some(promo)) if promo.basis_points >= volume.unwrap_or(0) => {
-            notes.push(format!(
-                "promo {}: -{}",
-                promo.code,
-                percent(promo.basis_points)
-            ));
+            notes.push(format!("promo {}: -{}", promo.code, percent(promo.basis_points)));
             promo.basis_points
         }
         (Some(volume), _) => {
-            notes.push(format!(
-                "volume discount for {units} units: -{}",
-                percent(volume)
-            ));
+            notes.push(format!("volume discount for {units} units: -{}", percent(volume)));
             volume
         }
         (None, _) => 0,
@@ -184,20 +146,9 @@ pub fn price(
     } else {
         settings.shipping_flat
     };
-    let total = taxable
-        .checked_add(tax)
-        .and_then(|sum| sum.checked_add(shipping))
-        .ok_or_else(|| overflow("total".into()))?;
-    Ok(Quote {
-        lines,
-        subtotal,
-        discount,
-        tax,
-        shipping,
-        total,
-        currency: order.currency.clone(),
-        notes,
-    })
+    let total =
+        taxable.checked_add(tax).and_then(|sum| sum.checked_add(shipping)).ok_or_else(|| overflow("total".into()))?;
+    Ok(Quote { lines, subtotal, discount, tax, shipping, total, currency: order.currency.clone(), notes })
 }
 
 fn percent(basis_points: u64) -> String {
@@ -234,15 +185,9 @@ mod tests {
 
     #[test]
     fn small_order_pays_shipping_and_tax() {
-        let settings = Settings {
-            tax_rate_bp: 800,
-            ..Settings::default()
-        };
+        let settings = Settings { tax_rate_bp: 800, ..Settings::default() };
         let quote = price(&order(&[(1250, 2)]), &settings, None).unwrap();
-        assert_eq!(
-            (quote.subtotal, quote.discount, quote.tax, quote.shipping),
-            (2500, 0, 200, 499)
-        );
+        assert_eq!((quote.subtotal, quote.discount, quote.tax, quote.shipping), (2500, 0, 200, 499));
         assert_eq!(quote.total, 2500 + 200 + 499);
     }
 
@@ -257,33 +202,20 @@ mod tests {
 
     #[test]
     fn the_larger_of_promo_and_volume_wins() {
-        let promo = Promo {
-            code: "SAVE10".into(),
-            basis_points: 1000,
-        };
+        let promo = Promo { code: "SAVE10".into(), basis_points: 1000 };
         let quote = price(&order(&[(1000, 12)]), &Settings::default(), Some(&promo)).unwrap();
         assert_eq!(quote.discount, 1200);
         assert_eq!(quote.notes[0], "promo SAVE10: -10%");
-        let small = Promo {
-            code: "SAVE1".into(),
-            basis_points: 100,
-        };
+        let small = Promo { code: "SAVE1".into(), basis_points: 100 };
         let quote = price(&order(&[(1000, 12)]), &Settings::default(), Some(&small)).unwrap();
         assert_eq!(quote.discount, 600);
     }
 
     #[test]
     fn tax_rounds_half_up() {
-        let settings = Settings {
-            tax_rate_bp: 1950,
-            volume_tiers: vec![],
-            ..Settings::default()
-        };
+        let settings = Settings { tax_rate_bp: 1950, volume_tiers: vec![], ..Settings::default() };
         // 10.01 * 19.5 % = 1.95195 -> 1.95; 0.10 * 19.5 % = 0.0195 -> 0.02
-        assert_eq!(
-            price(&order(&[(1001, 1)]), &settings, None).unwrap().tax,
-            195
-        );
+        assert_eq!(price(&order(&[(1001, 1)]), &settings, None).unwrap().tax, 195);
         assert_eq!(price(&order(&[(10, 1)]), &settings, None).unwrap().tax, 2);
     }
 
@@ -292,12 +224,8 @@ mod tests {
         let error = price(&order(&[(u64::MAX / 2, 3)]), &Settings::default(), None).unwrap_err();
         assert_eq!(error[0].code, "amount-overflow");
         assert_eq!(error[0].field, "items/0");
-        let error = price(
-            &order(&[(u64::MAX / 2, 1), (u64::MAX / 2, 1), (10, 1)]),
-            &Settings::default(),
-            None,
-        )
-        .unwrap_err();
+        let error =
+            price(&order(&[(u64::MAX / 2, 1), (u64::MAX / 2, 1), (10, 1)]), &Settings::default(), None).unwrap_err();
         assert_eq!(error[0].field, "items");
     }
 
@@ -311,17 +239,10 @@ mod tests {
         .unwrap();
         assert_eq!(settings.volume_tiers, vec![(5, 250), (20, 750)]);
         assert_eq!(settings.tax_rate_bp, 2100);
-        assert!(
-            Settings::from_lookup(|key| (key == "tax_rate_bp").then(|| "20001".into())).is_err()
-        );
-        assert!(
-            Settings::from_lookup(|key| (key == "volume_tiers").then(|| "5-250".into())).is_err()
-        );
+        assert!(Settings::from_lookup(|key| (key == "tax_rate_bp").then(|| "20001".into())).is_err());
+        assert!(Settings::from_lookup(|key| (key == "volume_tiers").then(|| "5-250".into())).is_err());
         let mut with_code = order(&[(1, 1)]);
-        with_code.attributes.push(Attribute {
-            key: "promo_code".into(),
-            value: " save10 ".into(),
-        });
+        with_code.attributes.push(Attribute { key: "promo_code".into(), value: " save10 ".into() });
         assert_eq!(promo_code(&with_code).as_deref(), Some("SAVE10"));
     }
 }

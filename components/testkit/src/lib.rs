@@ -39,9 +39,7 @@ pub use host::runtime::bindings::types::{
 };
 pub use host::runtime::fakes::{CannedQuery, CannedResponse, Fakes, LogLine, SeenQuery};
 pub use host::runtime::fixtures::FixtureOutcome;
-pub use host::runtime::{
-    CallError, CallOutput, CapabilityUse, LoadedComponent, Slot, SlotConfig, UseOutcome,
-};
+pub use host::runtime::{CallError, CallOutput, CapabilityUse, LoadedComponent, Slot, SlotConfig, UseOutcome};
 pub use order::OrderBuilder;
 
 /// One component loaded into the real runtime, with fake capabilities.
@@ -65,24 +63,16 @@ impl TestHost {
 
     /// Loads an already built `.wasm` into `slot` with `config`.
     pub async fn load_file(wasm: &Path, slot: Slot, config: SlotConfig) -> Self {
-        let bytes = std::fs::read(wasm)
-            .unwrap_or_else(|error| panic!("reading {}: {error}", wasm.display()));
+        let bytes = std::fs::read(wasm).unwrap_or_else(|error| panic!("reading {}: {error}", wasm.display()));
         let fakes = Fakes::default();
         // A small pool: tests run many hosts side by side.
-        let settings = EngineSettings {
-            max_concurrent_calls: 16,
-            ..EngineSettings::default()
-        };
+        let settings = EngineSettings { max_concurrent_calls: 16, ..EngineSettings::default() };
         let runtime = Runtime::new(&settings, fakes.capabilities()).expect("building the runtime");
         let component = runtime
             .load(slot, bytes, config)
             .await
             .unwrap_or_else(|error| panic!("loading {} into {slot}: {error}", wasm.display()));
-        Self {
-            runtime,
-            fakes,
-            component,
-        }
+        Self { runtime, fakes, component }
     }
 
     /// The loaded component (name, version, digest, configuration).
@@ -96,29 +86,19 @@ impl TestHost {
     }
 
     /// Replaces the component's `[config]` settings.
-    pub fn set_settings<K: Into<String>, V: Into<String>>(
-        &mut self,
-        settings: impl IntoIterator<Item = (K, V)>,
-    ) {
-        let settings: BTreeMap<String, String> = settings
-            .into_iter()
-            .map(|(k, v)| (k.into(), v.into()))
-            .collect();
+    pub fn set_settings<K: Into<String>, V: Into<String>>(&mut self, settings: impl IntoIterator<Item = (K, V)>) {
+        let settings: BTreeMap<String, String> = settings.into_iter().map(|(k, v)| (k.into(), v.into())).collect();
         self.component = self.component.with_settings(settings);
     }
 
     fn kv_prefix(&self) -> String {
         let grant = self.component.config.grants.kv.as_ref();
-        grant
-            .and_then(|g| g.prefix.clone())
-            .unwrap_or_else(|| self.component.slot.name().to_string())
+        grant.and_then(|g| g.prefix.clone()).unwrap_or_else(|| self.component.slot.name().to_string())
     }
 
     /// Stores `value` under `key` as the component sees it.
     pub fn kv_set(&self, key: &str, value: &str) {
-        self.fakes
-            .kv
-            .insert(format!("kv:{}:{key}", self.kv_prefix()), value);
+        self.fakes.kv.insert(format!("kv:{}:{key}", self.kv_prefix()), value);
     }
 
     /// Every key-value entry, keyed as the component sees them.
@@ -143,12 +123,7 @@ impl TestHost {
 
     /// Answers requests for `url` with `status` and `body`.
     pub fn http_respond(&self, url: &str, status: u16, body: &str) {
-        self.fakes.http.respond(CannedResponse {
-            url: url.into(),
-            status,
-            headers: vec![],
-            body: body.into(),
-        });
+        self.fakes.http.respond(CannedResponse { url: url.into(), status, headers: vec![], body: body.into() });
     }
 
     /// Statements the component ran.
@@ -172,40 +147,23 @@ impl TestHost {
 
     /// Calls a `validation` component.
     pub async fn validate(&self, order: &Order) -> Result<CallOutput<Vec<Violation>>, CallError> {
-        self.runtime
-            .validate(&self.component, &Self::context(), order)
-            .await
+        self.runtime.validate(&self.component, &Self::context(), order).await
     }
 
     /// Calls a `pricing` component.
-    pub async fn price(
-        &self,
-        order: &Order,
-    ) -> Result<CallOutput<Result<Quote, Vec<Violation>>>, CallError> {
-        self.runtime
-            .price(&self.component, &Self::context(), order)
-            .await
+    pub async fn price(&self, order: &Order) -> Result<CallOutput<Result<Quote, Vec<Violation>>>, CallError> {
+        self.runtime.price(&self.component, &Self::context(), order).await
     }
 
     /// Calls a `fulfillment` component.
-    pub async fn decide(
-        &self,
-        order: &Order,
-        quote: &Quote,
-    ) -> Result<CallOutput<Decision>, CallError> {
-        self.runtime
-            .decide(&self.component, &Self::context(), order, quote)
-            .await
+    pub async fn decide(&self, order: &Order, quote: &Quote) -> Result<CallOutput<Decision>, CallError> {
+        self.runtime.decide(&self.component, &Self::context(), order, quote).await
     }
 
     /// Runs the golden fixtures in `dir`, each against fresh fakes.
     pub async fn run_golden(&self, dir: impl AsRef<Path>) -> Vec<FixtureOutcome> {
         let cases = fixtures::load_fixtures(dir.as_ref()).unwrap_or_else(|error| panic!("{error}"));
-        assert!(
-            !cases.is_empty(),
-            "no fixtures in {}",
-            dir.as_ref().display()
-        );
+        assert!(!cases.is_empty(), "no fixtures in {}", dir.as_ref().display());
         fixtures::run_fixtures(&self.runtime, &self.component, &cases).await
     }
 
@@ -222,18 +180,10 @@ impl TestHost {
                     Err(error) => format!("error: {error}"),
                 };
                 let expected = serde_json::to_string_pretty(&outcome.expected).unwrap_or_default();
-                format!(
-                    "fixture {}:\n  expected: {expected}\n  actual:   {actual}",
-                    outcome.name
-                )
+                format!("fixture {}:\n  expected: {expected}\n  actual:   {actual}", outcome.name)
             })
             .collect();
-        assert!(
-            failures.is_empty(),
-            "{} golden fixture(s) failed:\n{}",
-            failures.len(),
-            failures.join("\n")
-        );
+        assert!(failures.is_empty(), "{} golden fixture(s) failed:\n{}", failures.len(), failures.join("\n"));
         outcomes
     }
 }

@@ -11,15 +11,7 @@ pub struct OrderBuilder {
 impl OrderBuilder {
     /// An EUR order for `user_id` with no lines yet.
     pub fn new(user_id: u64) -> Self {
-        Self {
-            order: Order {
-                id: None,
-                user_id,
-                currency: "EUR".into(),
-                items: vec![],
-                attributes: vec![],
-            },
-        }
+        Self { order: Order { id: None, user_id, currency: "EUR".into(), items: vec![], attributes: vec![] } }
     }
 
     /// Sets the order's id, as for a stored order.
@@ -48,10 +40,7 @@ impl OrderBuilder {
 
     /// Adds an attribute.
     pub fn attribute(mut self, key: &str, value: &str) -> Self {
-        self.order.attributes.push(Attribute {
-            key: key.into(),
-            value: value.into(),
-        });
+        self.order.attributes.push(Attribute { key: key.into(), value: value.into() });
         self
     }
 

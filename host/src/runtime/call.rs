@@ -32,10 +32,7 @@ pub struct CallContext {
 impl CallContext {
     /// A context carrying `correlation_id`.
     pub fn new(correlation_id: impl Into<Arc<str>>) -> Self {
-        Self {
-            correlation_id: correlation_id.into(),
-            capabilities: None,
-        }
+        Self { correlation_id: correlation_id.into(), capabilities: None }
     }
 
     /// The same context, served by `capabilities`.
@@ -150,28 +147,14 @@ pub(crate) struct MemoryLimiter {
 }
 
 impl ResourceLimiter for MemoryLimiter {
-    fn memory_growing(
-        &mut self,
-        _current: usize,
-        desired: usize,
-        _maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
+    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
         if desired > self.limit {
-            return Err(MemoryLimitExceeded {
-                limit: self.limit,
-                desired,
-            }
-            .into());
+            return Err(MemoryLimitExceeded { limit: self.limit, desired }.into());
         }
         Ok(true)
     }
 
-    fn table_growing(
-        &mut self,
-        _current: usize,
-        desired: usize,
-        _maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
+    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
         // Tables hold function references; a million is far beyond any real
         // component and keeps a hostile one from exhausting host memory.
         Ok(desired <= 1_000_000)
@@ -194,10 +177,7 @@ pub struct CallState {
 
 impl WasiView for CallState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView {
-            ctx: &mut self.wasi,
-            table: &mut self.table,
-        }
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
     }
 }
 
@@ -206,11 +186,7 @@ impl CallState {
     pub(crate) fn record(&mut self, capability: &'static str, target: &str, outcome: UseOutcome) {
         if self.uses.len() < MAX_RECORDED_USES {
             let target = truncate(target, 200).to_string();
-            self.uses.push(CapabilityUse {
-                capability,
-                target,
-                outcome,
-            });
+            self.uses.push(CapabilityUse { capability, target, outcome });
         }
     }
 }
@@ -242,9 +218,7 @@ pub(crate) fn new_store(
     let state = CallState {
         wasi,
         table: ResourceTable::new(),
-        limiter: MemoryLimiter {
-            limit: limits.memory_bytes(),
-        },
+        limiter: MemoryLimiter { limit: limits.memory_bytes() },
         stderr,
         info: CallInfo {
             slot: component.slot.name(),
@@ -267,7 +241,9 @@ pub(crate) fn new_store(
         if Instant::now() >= deadline {
             Err(DeadlineExceeded.into())
         } else {
-            Ok(UpdateDeadline::Yield(1))
+            // tokio's yield_now defers the wake-up until the scheduler has
+            // polled its timers and I/O, so other tasks really get to run.
+            Ok(UpdateDeadline::YieldCustom(1, Box::pin(tokio::task::yield_now())))
         }
     });
     store
@@ -288,23 +264,15 @@ pub(crate) fn finish<T>(
         Some(Ok(value)) => value,
         Some(Err(error)) => return Err(classify(error, &state)),
     };
-    Ok(CallOutput {
-        value,
-        elapsed: started.elapsed(),
-        uses: state.uses,
-    })
+    Ok(CallOutput { value, elapsed: started.elapsed(), uses: state.uses })
 }
 
 fn classify(error: wasmtime::Error, state: &CallState) -> CallError {
     if error.downcast_ref::<DeadlineExceeded>().is_some() {
-        return CallError::Deadline {
-            limit_ms: state.config.limits.deadline_ms,
-        };
+        return CallError::Deadline { limit_ms: state.config.limits.deadline_ms };
     }
     if let Some(breach) = error.downcast_ref::<MemoryLimitExceeded>() {
-        return CallError::Memory {
-            limit_bytes: breach.limit,
-        };
+        return CallError::Memory { limit_bytes: breach.limit };
     }
     let stderr = state.stderr.contents();
     let stderr = String::from_utf8_lossy(&stderr);

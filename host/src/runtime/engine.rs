@@ -23,11 +23,7 @@ pub struct EngineSettings {
 
 impl Default for EngineSettings {
     fn default() -> Self {
-        Self {
-            max_concurrent_calls: 128,
-            max_memory_bytes: 512 << 20,
-            epoch_tick: Duration::from_millis(5),
-        }
+        Self { max_concurrent_calls: 128, max_memory_bytes: 512 << 20, epoch_tick: Duration::from_millis(5) }
     }
 }
 
@@ -83,10 +79,7 @@ impl EpochTicker {
                 }
             })
             .expect("spawning the epoch thread");
-        Self {
-            stop,
-            thread: Some(thread),
-        }
+        Self { stop, thread: Some(thread) }
     }
 }
 

@@ -59,35 +59,17 @@ impl CannedSql {
 
 #[async_trait]
 impl SqlBackend for CannedSql {
-    async fn query(
-        &self,
-        statement: &str,
-        params: &[Value],
-        grant: &SqlGrant,
-    ) -> Result<Rows, Error> {
-        self.seen.lock().unwrap().push(SeenQuery {
-            statement: statement.to_string(),
-            params: params.to_vec(),
-        });
+    async fn query(&self, statement: &str, params: &[Value], grant: &SqlGrant) -> Result<Rows, Error> {
+        self.seen.lock().unwrap().push(SeenQuery { statement: statement.to_string(), params: params.to_vec() });
         let answers = self.answers.lock().unwrap();
         let canned = answers
             .iter()
-            .find(|canned| {
-                statement
-                    .to_lowercase()
-                    .contains(&canned.statement_contains.to_lowercase())
-            })
+            .find(|canned| statement.to_lowercase().contains(&canned.statement_contains.to_lowercase()))
             .ok_or_else(|| Error::Invalid(format!("no canned rows for statement {statement:?}")))?;
         if canned.rows.len() > grant.max_rows {
-            return Err(Error::LimitExceeded(format!(
-                "the query returned more than {} rows",
-                grant.max_rows
-            )));
+            return Err(Error::LimitExceeded(format!("the query returned more than {} rows", grant.max_rows)));
         }
-        Ok(Rows {
-            columns: canned.columns.clone(),
-            values: canned.rows.clone(),
-        })
+        Ok(Rows { columns: canned.columns.clone(), values: canned.rows.clone() })
     }
 }
 
@@ -134,19 +116,13 @@ impl CannedHttp {
 
 #[async_trait]
 impl HttpBackend for CannedHttp {
-    async fn send(
-        &self,
-        url: url::Url,
-        request: Request,
-        grant: &HttpGrant,
-    ) -> Result<Response, Error> {
+    async fn send(&self, url: url::Url, request: Request, grant: &HttpGrant) -> Result<Response, Error> {
         self.seen.lock().unwrap().push(request);
         let responses = self.responses.lock().unwrap();
         let canned = responses
             .iter()
             .find(|canned| {
-                canned.url == url.as_str()
-                    || canned.url.trim_end_matches('/') == url.as_str().trim_end_matches('/')
+                canned.url == url.as_str() || canned.url.trim_end_matches('/') == url.as_str().trim_end_matches('/')
             })
             .ok_or_else(|| Error::Unavailable(format!("no canned response for {url}")))?;
         if canned.body.len() > grant.max_response_bytes {
@@ -155,11 +131,7 @@ impl HttpBackend for CannedHttp {
                 grant.max_response_bytes
             )));
         }
-        Ok(Response {
-            status: canned.status,
-            headers: canned.headers.clone(),
-            body: canned.body.clone().into_bytes(),
-        })
+        Ok(Response { status: canned.status, headers: canned.headers.clone(), body: canned.body.clone().into_bytes() })
     }
 }
 
@@ -224,11 +196,6 @@ pub struct Fakes {
 impl Fakes {
     /// The backends as [`Capabilities`].
     pub fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            kv: self.kv.clone(),
-            sql: self.sql.clone(),
-            http: self.http.clone(),
-            logs: self.logs.clone(),
-        }
+        Capabilities { kv: self.kv.clone(), sql: self.sql.clone(), http: self.http.clone(), logs: self.logs.clone() }
     }
 }

@@ -67,32 +67,20 @@ pub struct FixtureError {
 /// Reads every `<case>.input.json` in `dir` with its `<case>.expected.json`,
 /// sorted by case name.
 pub fn load_fixtures(dir: &Path) -> Result<Vec<Fixture>, FixtureError> {
-    let error = |path: &Path, message: String| FixtureError {
-        path: path.display().to_string(),
-        message,
-    };
+    let error = |path: &Path, message: String| FixtureError { path: path.display().to_string(), message };
     let entries = std::fs::read_dir(dir).map_err(|e| error(dir, e.to_string()))?;
     let mut fixtures = Vec::new();
     for entry in entries {
         let path = entry.map_err(|e| error(dir, e.to_string()))?.path();
-        let Some(name) = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .and_then(|n| n.strip_suffix(".input.json"))
-        else {
+        let Some(name) = path.file_name().and_then(|n| n.to_str()).and_then(|n| n.strip_suffix(".input.json")) else {
             continue;
         };
         let expected_path = dir.join(format!("{name}.expected.json"));
-        let read =
-            |path: &Path| std::fs::read_to_string(path).map_err(|e| error(path, e.to_string()));
+        let read = |path: &Path| std::fs::read_to_string(path).map_err(|e| error(path, e.to_string()));
         let input = serde_json::from_str(&read(&path)?).map_err(|e| error(&path, e.to_string()))?;
-        let expected = serde_json::from_str(&read(&expected_path)?)
-            .map_err(|e| error(&expected_path, e.to_string()))?;
-        fixtures.push(Fixture {
-            name: name.to_string(),
-            input,
-            expected,
-        });
+        let expected =
+            serde_json::from_str(&read(&expected_path)?).map_err(|e| error(&expected_path, e.to_string()))?;
+        fixtures.push(Fixture { name: name.to_string(), input, expected });
     }
     fixtures.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(fixtures)
@@ -118,18 +106,12 @@ pub struct FixtureOutcome {
 impl FixtureOutcome {
     /// Whether the component answered exactly what was expected.
     pub fn passed(&self) -> bool {
-        self.actual
-            .as_ref()
-            .is_ok_and(|actual| *actual == self.expected)
+        self.actual.as_ref().is_ok_and(|actual| *actual == self.expected)
     }
 }
 
 /// Runs one case against fresh fakes seeded from the fixture.
-pub async fn run_fixture(
-    runtime: &Runtime,
-    component: &LoadedComponent,
-    fixture: &Fixture,
-) -> FixtureOutcome {
+pub async fn run_fixture(runtime: &Runtime, component: &LoadedComponent, fixture: &Fixture) -> FixtureOutcome {
     let input = &fixture.input;
     let fakes = Fakes::default();
     let prefix = component
@@ -142,16 +124,8 @@ pub async fn run_fixture(
     for (key, value) in &input.kv {
         fakes.kv.insert(format!("kv:{prefix}:{key}"), value.clone());
     }
-    input
-        .sql
-        .iter()
-        .cloned()
-        .for_each(|canned| fakes.sql.answer(canned));
-    input
-        .http
-        .iter()
-        .cloned()
-        .for_each(|canned| fakes.http.respond(canned));
+    input.sql.iter().cloned().for_each(|canned| fakes.sql.answer(canned));
+    input.http.iter().cloned().for_each(|canned| fakes.http.respond(canned));
     let pinned;
     let component = match &input.config {
         Some(settings) => {
@@ -160,8 +134,8 @@ pub async fn run_fixture(
         }
         None => component,
     };
-    let context = CallContext::new(format!("fixture:{}", fixture.name))
-        .with_capabilities(Arc::new(fakes.capabilities()));
+    let context =
+        CallContext::new(format!("fixture:{}", fixture.name)).with_capabilities(Arc::new(fakes.capabilities()));
     let (actual, elapsed, uses) = match call_slot(runtime, component, &context, input).await {
         Ok((value, elapsed, uses)) => (Ok(value), elapsed, uses),
         Err(error) => (Err(error), Duration::ZERO, Vec::new()),
@@ -177,11 +151,7 @@ pub async fn run_fixture(
 }
 
 /// Runs every case, in order.
-pub async fn run_fixtures(
-    runtime: &Runtime,
-    component: &LoadedComponent,
-    fixtures: &[Fixture],
-) -> Vec<FixtureOutcome> {
+pub async fn run_fixtures(runtime: &Runtime, component: &LoadedComponent, fixtures: &[Fixture]) -> Vec<FixtureOutcome> {
     let mut outcomes = Vec::with_capacity(fixtures.len());
     for fixture in fixtures {
         outcomes.push(run_fixture(runtime, component, fixture).await);
@@ -202,22 +172,14 @@ async fn call_slot(
         (value, output.elapsed, output.uses)
     }
     match component.slot {
-        Slot::Validation => runtime
-            .validate(component, context, &input.order)
-            .await
-            .map(answer),
-        Slot::Pricing => runtime
-            .price(component, context, &input.order)
-            .await
-            .map(answer),
+        Slot::Validation => runtime.validate(component, context, &input.order).await.map(answer),
+        Slot::Pricing => runtime.price(component, context, &input.order).await.map(answer),
         Slot::Fulfillment => {
-            let quote = input.quote.as_ref().ok_or_else(|| CallError::Malformed {
-                reason: "a fulfillment fixture needs a quote".into(),
-            })?;
-            runtime
-                .decide(component, context, &input.order, quote)
-                .await
-                .map(answer)
+            let quote = input
+                .quote
+                .as_ref()
+                .ok_or_else(|| CallError::Malformed { reason: "a fulfillment fixture needs a quote".into() })?;
+            runtime.decide(component, context, &input.order, quote).await.map(answer)
         }
     }
 }

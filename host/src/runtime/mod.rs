@@ -52,11 +52,7 @@ pub enum LoadError {
     /// The component imports something the host does not provide, or does not
     /// export what the slot's world requires.
     #[error("does not fit the {slot} slot (world {world}): {reason}")]
-    World {
-        slot: Slot,
-        world: &'static str,
-        reason: String,
-    },
+    World { slot: Slot, world: &'static str, reason: String },
 }
 
 /// The engine could not be configured (for example the pooling allocator
@@ -87,13 +83,8 @@ impl Runtime {
         // Rust's standard library on wasip2 imports the WASI interfaces; the
         // context behind them has no files, no environment and no sockets.
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
-        bindings::platform::Platform::add_to_linker::<CallState, HasSelf<CallState>>(
-            &mut linker,
-            |state| state,
-        )?;
-        bindings::types::add_to_linker::<CallState, HasSelf<CallState>>(&mut linker, |state| {
-            state
-        })?;
+        bindings::platform::Platform::add_to_linker::<CallState, HasSelf<CallState>>(&mut linker, |state| state)?;
+        bindings::types::add_to_linker::<CallState, HasSelf<CallState>>(&mut linker, |state| state)?;
         let ticker = engine::EpochTicker::start(engine.clone(), settings.epoch_tick);
         Ok(Self {
             engine,
@@ -116,50 +107,25 @@ impl Runtime {
 
     /// Compiles `wasm` (off the async worker threads), links it and checks it
     /// against `slot`'s world.
-    pub async fn load(
-        &self,
-        slot: Slot,
-        wasm: Vec<u8>,
-        config: SlotConfig,
-    ) -> Result<LoadedComponent, LoadError> {
+    pub async fn load(&self, slot: Slot, wasm: Vec<u8>, config: SlotConfig) -> Result<LoadedComponent, LoadError> {
         let digest = hex::encode(Sha256::digest(&wasm));
         let engine = self.engine.clone();
         let component = tokio::task::spawn_blocking(move || Component::new(&engine, &wasm))
             .await
             .map_err(|error| LoadError::Compile(format!("compilation task failed: {error}")))?
             .map_err(|error| LoadError::Compile(format!("{error:#}")))?;
-        let world_error = |error: wasmtime::Error| LoadError::World {
-            slot,
-            world: slot.world(),
-            reason: format!("{error:#}"),
-        };
-        let instance_pre = self
-            .linker
-            .instantiate_pre(&component)
-            .map_err(world_error)?;
+        let world_error =
+            |error: wasmtime::Error| LoadError::World { slot, world: slot.world(), reason: format!("{error:#}") };
+        let instance_pre = self.linker.instantiate_pre(&component).map_err(world_error)?;
         let pre = match slot {
-            Slot::Validation => {
-                SlotPre::Validation(OrderValidatorPre::new(instance_pre).map_err(world_error)?)
-            }
+            Slot::Validation => SlotPre::Validation(OrderValidatorPre::new(instance_pre).map_err(world_error)?),
             Slot::Pricing => SlotPre::Pricing(PricerPre::new(instance_pre).map_err(world_error)?),
-            Slot::Fulfillment => {
-                SlotPre::Fulfillment(FulfillmentPolicyPre::new(instance_pre).map_err(world_error)?)
-            }
+            Slot::Fulfillment => SlotPre::Fulfillment(FulfillmentPolicyPre::new(instance_pre).map_err(world_error)?),
         };
         Ok(LoadedComponent {
             slot,
-            name: config
-                .component
-                .name
-                .as_deref()
-                .unwrap_or(slot.name())
-                .into(),
-            version: config
-                .component
-                .version
-                .as_deref()
-                .unwrap_or("unversioned")
-                .into(),
+            name: config.component.name.as_deref().unwrap_or(slot.name()).into(),
+            version: config.component.version.as_deref().unwrap_or("unversioned").into(),
             digest: digest.into(),
             loaded_at: Utc::now(),
             config: Arc::new(config),
@@ -168,28 +134,17 @@ impl Runtime {
     }
 
     /// Loads `wasm_path` with the `.toml` of the same name beside it, if any.
-    pub async fn load_file(
-        &self,
-        slot: Slot,
-        wasm_path: &Path,
-    ) -> Result<LoadedComponent, LoadError> {
+    pub async fn load_file(&self, slot: Slot, wasm_path: &Path) -> Result<LoadedComponent, LoadError> {
         let wasm = tokio::fs::read(wasm_path)
             .await
-            .map_err(|error| LoadError::Read {
-                path: wasm_path.display().to_string(),
-                message: error.to_string(),
-            })?;
+            .map_err(|error| LoadError::Read { path: wasm_path.display().to_string(), message: error.to_string() })?;
         let config = SlotConfig::read_or_default(&wasm_path.with_extension("toml"))?;
         self.load(slot, wasm, config).await
     }
 
     /// Loads every `<slot>.wasm` present in `dir` into `registry`; returns the
     /// slots it filled.
-    pub async fn load_dir(
-        &self,
-        dir: &Path,
-        registry: &SlotRegistry,
-    ) -> Result<Vec<Slot>, LoadError> {
+    pub async fn load_dir(&self, dir: &Path, registry: &SlotRegistry) -> Result<Vec<Slot>, LoadError> {
         let mut filled = Vec::new();
         for slot in Slot::ALL {
             let (wasm, _) = slot::slot_files(dir, slot);
@@ -279,13 +234,8 @@ impl Runtime {
             .instances
             .acquire()
             .await
-            .map_err(|_| CallError::Instantiate {
-                message: "runtime is shutting down".into(),
-            })?;
-        let capabilities = context
-            .capabilities
-            .clone()
-            .unwrap_or_else(|| self.capabilities.clone());
+            .map_err(|_| CallError::Instantiate { message: "runtime is shutting down".into() })?;
+        let capabilities = context.capabilities.clone().unwrap_or_else(|| self.capabilities.clone());
         let mut store = call::new_store(&self.engine, component, context, capabilities);
         let limit = component.config.limits.deadline();
         // The epoch callback stops guest code at the deadline; this timeout also
@@ -297,9 +247,6 @@ impl Runtime {
 
 fn wrong_slot(component: &LoadedComponent, expected: Slot) -> CallError {
     CallError::Instantiate {
-        message: format!(
-            "component {} fills the {} slot, not {expected}",
-            component.name, component.slot
-        ),
+        message: format!("component {} fills the {} slot, not {expected}", component.name, component.slot),
     }
 }

@@ -9,9 +9,7 @@ use arc_swap::ArcSwapOption;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::bindings::{
-    fulfillment::FulfillmentPolicyPre, pricer::PricerPre, validator::OrderValidatorPre,
-};
+use super::bindings::{fulfillment::FulfillmentPolicyPre, pricer::PricerPre, validator::OrderValidatorPre};
 use super::call::CallState;
 use super::slot_config::SlotConfig;
 
@@ -67,9 +65,7 @@ impl std::str::FromStr for Slot {
         Slot::ALL
             .into_iter()
             .find(|slot| slot.name() == name)
-            .ok_or_else(|| {
-                format!("unknown slot {name:?}; expected validation, pricing or fulfillment")
-            })
+            .ok_or_else(|| format!("unknown slot {name:?}; expected validation, pricing or fulfillment"))
     }
 }
 
@@ -158,8 +154,5 @@ impl SlotRegistry {
 /// The file names of a slot in a components folder: `<slot>.wasm` and its
 /// optional `<slot>.toml`.
 pub fn slot_files(dir: &Path, slot: Slot) -> (std::path::PathBuf, std::path::PathBuf) {
-    (
-        dir.join(format!("{}.wasm", slot.name())),
-        dir.join(format!("{}.toml", slot.name())),
-    )
+    (dir.join(format!("{}.wasm", slot.name())), dir.join(format!("{}.toml", slot.name())))
 }

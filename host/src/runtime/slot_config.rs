@@ -48,10 +48,7 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Self {
-            deadline_ms: 100,
-            memory_mib: 64,
-        }
+        Self { deadline_ms: 100, memory_mib: 64 }
     }
 }
 
@@ -92,10 +89,7 @@ pub struct KvGrant {
 
 impl Default for KvGrant {
     fn default() -> Self {
-        Self {
-            prefix: None,
-            max_value_bytes: 64 << 10,
-        }
+        Self { prefix: None, max_value_bytes: 64 << 10 }
     }
 }
 
@@ -116,12 +110,7 @@ pub struct SqlGrant {
 
 impl Default for SqlGrant {
     fn default() -> Self {
-        Self {
-            timeout_ms: 500,
-            max_rows: 1000,
-            max_bytes: 1 << 20,
-            role: None,
-        }
+        Self { timeout_ms: 500, max_rows: 1000, max_bytes: 1 << 20, role: None }
     }
 }
 
@@ -147,11 +136,7 @@ pub struct HttpGrant {
 
 impl Default for HttpGrant {
     fn default() -> Self {
-        Self {
-            allow_hosts: Vec::new(),
-            timeout_ms: 2000,
-            max_response_bytes: 1 << 20,
-        }
+        Self { allow_hosts: Vec::new(), timeout_ms: 2000, max_response_bytes: 1 << 20 }
     }
 }
 
@@ -187,10 +172,7 @@ impl HttpGrant {
 pub enum SlotConfigError {
     /// The file could not be read.
     #[error("cannot read {path}: {source}")]
-    Read {
-        path: String,
-        source: std::io::Error,
-    },
+    Read { path: String, source: std::io::Error },
     /// The file is not valid TOML or has unknown keys.
     #[error("invalid slot configuration {path}: {message}")]
     Invalid { path: String, message: String },
@@ -219,10 +201,7 @@ impl SlotConfig {
         match std::fs::read_to_string(path) {
             Ok(text) => Self::parse(&text, &path.display().to_string()),
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(Self::default()),
-            Err(source) => Err(SlotConfigError::Read {
-                path: path.display().to_string(),
-                source,
-            }),
+            Err(source) => Err(SlotConfigError::Read { path: path.display().to_string(), source }),
         }
     }
 }
@@ -238,9 +217,7 @@ fn is_plain_identifier(name: &str) -> bool {
 
 /// Settings are handed to components as text, whatever their TOML type, so
 /// `tax_rate_bp = 800` and `tax_rate_bp = "800"` mean the same.
-fn settings_as_text<'de, D: Deserializer<'de>>(
-    deserializer: D,
-) -> Result<BTreeMap<String, String>, D::Error> {
+fn settings_as_text<'de, D: Deserializer<'de>>(deserializer: D) -> Result<BTreeMap<String, String>, D::Error> {
     let table = BTreeMap::<String, toml::Value>::deserialize(deserializer)?;
     Ok(table
         .into_iter()
@@ -265,22 +242,14 @@ mod tests {
     fn empty_file_grants_nothing() {
         let config = SlotConfig::parse("", "test").unwrap();
         assert_eq!(config.grants, Grants::default());
-        assert!(
-            config.grants.kv.is_none()
-                && config.grants.sql.is_none()
-                && config.grants.http.is_none()
-        );
+        assert!(config.grants.kv.is_none() && config.grants.sql.is_none() && config.grants.http.is_none());
         assert_eq!(config.limits.deadline_ms, 100);
         assert_eq!(config.limits.memory_mib, 64);
     }
 
     #[test]
     fn settings_of_any_scalar_type_become_text() {
-        let config = SlotConfig::parse(
-            "[config]\ntax_rate_bp = 800\nname = \"x\"\nflag = true\n",
-            "t",
-        )
-        .unwrap();
+        let config = SlotConfig::parse("[config]\ntax_rate_bp = 800\nname = \"x\"\nflag = true\n", "t").unwrap();
         assert_eq!(config.config["tax_rate_bp"], "800");
         assert_eq!(config.config["name"], "x");
         assert_eq!(config.config["flag"], "true");
@@ -301,11 +270,7 @@ mod tests {
     #[test]
     fn http_allowlist_matches_hosts_ports_and_wildcards() {
         let grant = HttpGrant {
-            allow_hosts: vec![
-                "api.example.com".into(),
-                "*.rates.test".into(),
-                "local.test:8443".into(),
-            ],
+            allow_hosts: vec!["api.example.com".into(), "*.rates.test".into(), "local.test:8443".into()],
             ..HttpGrant::default()
         };
         assert!(grant.allows("API.example.com", None));

@@ -8,27 +8,19 @@ use host::runtime::{Capabilities, EngineSettings, LoadedComponent, Runtime, Slot
 
 /// The `.wasm` of the component crate at `components/<dir>`, built if stale.
 pub fn wasm(dir: &str) -> PathBuf {
-    let manifest_dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../components")
-        .join(dir);
+    let manifest_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../components").join(dir);
     component_testkit::component_wasm(&manifest_dir.canonicalize().expect("component dir exists"))
 }
 
 /// The `<slot>.toml` a default component ships.
 pub fn shipped_config(dir: &str, slot: Slot) -> SlotConfig {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../components")
-        .join(dir)
-        .join(format!("{slot}.toml"));
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../components").join(dir).join(format!("{slot}.toml"));
     SlotConfig::read_or_default(&path).expect("shipped config parses")
 }
 
 /// A runtime over `capabilities` with a small instance pool.
 pub fn runtime(capabilities: Capabilities) -> Runtime {
-    let settings = EngineSettings {
-        max_concurrent_calls: 16,
-        ..EngineSettings::default()
-    };
+    let settings = EngineSettings { max_concurrent_calls: 16, ..EngineSettings::default() };
     Runtime::new(&settings, capabilities).expect("runtime builds")
 }
 
@@ -41,10 +33,7 @@ pub fn runtime_with_fakes() -> (Runtime, Fakes) {
 /// Loads `components/<dir>` into `slot` with `config`.
 pub async fn load(runtime: &Runtime, dir: &str, slot: Slot, config: SlotConfig) -> LoadedComponent {
     let bytes = std::fs::read(wasm(dir)).expect("wasm readable");
-    runtime
-        .load(slot, bytes, config)
-        .await
-        .unwrap_or_else(|error| panic!("loading {dir}: {error}"))
+    runtime.load(slot, bytes, config).await.unwrap_or_else(|error| panic!("loading {dir}: {error}"))
 }
 
 /// Parses a slot configuration written inline.
@@ -54,16 +43,11 @@ pub fn config(toml: &str) -> SlotConfig {
 
 /// A 3-line EUR order for `user_id`.
 pub fn order(user_id: u64) -> host::runtime::bindings::types::Order {
-    component_testkit::OrderBuilder::new(user_id)
-        .item(1, 1250, 2)
-        .item(2, 990, 1)
-        .item(3, 4500, 3)
-        .build()
+    component_testkit::OrderBuilder::new(user_id).item(1, 1250, 2).item(2, 990, 1).item(3, 4500, 3).build()
 }
 
 pub fn postgres_url() -> String {
-    std::env::var("DATABASE_TEST_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+    std::env::var("DATABASE_TEST_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
 }
 
 pub fn redis_url() -> String {
@@ -80,21 +64,12 @@ impl TestDatabase {
     pub async fn create() -> Self {
         use sqlx::Connection;
         let name = format!("runtime_{}", uuid::Uuid::new_v4().simple());
-        let mut admin = sqlx::PgConnection::connect(&postgres_url())
-            .await
-            .expect("PostgreSQL reachable");
-        sqlx::query(&format!("CREATE DATABASE {name}"))
-            .execute(&mut admin)
-            .await
-            .expect("create database");
+        let mut admin = sqlx::PgConnection::connect(&postgres_url()).await.expect("PostgreSQL reachable");
+        sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut admin).await.expect("create database");
         let url = url::Url::parse(&postgres_url()).unwrap();
         let mut url = url.clone();
         url.set_path(&name);
-        let pool = sqlx::postgres::PgPoolOptions::new()
-            .max_connections(4)
-            .connect(url.as_str())
-            .await
-            .unwrap();
+        let pool = sqlx::postgres::PgPoolOptions::new().max_connections(4).connect(url.as_str()).await.unwrap();
         Self { pool, name }
     }
 }
@@ -102,21 +77,16 @@ impl TestDatabase {
 impl Drop for TestDatabase {
     fn drop(&mut self) {
         let name = self.name.clone();
-        let pool = self.pool.clone();
-        // Best effort: close our connections, then drop the database from a
-        // fresh connection on a thread of its own (Drop cannot await).
+        // Best effort, from a connection of its own on a thread of its own
+        // (Drop cannot await, and the test's runtime is blocked here). FORCE
+        // ends the pool's connections, which belong to the test's runtime.
         std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
             runtime.block_on(async move {
                 use sqlx::Connection;
-                pool.close().await;
                 if let Ok(mut admin) = sqlx::PgConnection::connect(&postgres_url()).await {
-                    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                        .execute(&mut admin)
-                        .await;
+                    let _ =
+                        sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&mut admin).await;
                 }
             });
         })
@@ -126,12 +96,6 @@ impl Drop for TestDatabase {
 }
 
 /// Capabilities with a given sql backend and fakes for the rest.
-pub fn with_sql(
-    fakes: &Fakes,
-    sql: Arc<dyn host::runtime::capabilities::SqlBackend>,
-) -> Capabilities {
-    Capabilities {
-        sql,
-        ..fakes.capabilities()
-    }
+pub fn with_sql(fakes: &Fakes, sql: Arc<dyn host::runtime::capabilities::SqlBackend>) -> Capabilities {
+    Capabilities { sql, ..fakes.capabilities() }
 }

@@ -34,10 +34,7 @@ async fn component_logs_are_json_lines_tagged_with_the_call() {
         .finish();
     let _guard = tracing::subscriber::set_default(subscriber);
 
-    let capabilities = Capabilities {
-        logs: Arc::new(TracingLogs),
-        ..Fakes::default().capabilities()
-    };
+    let capabilities = Capabilities { logs: Arc::new(TracingLogs), ..Fakes::default().capabilities() };
     let runtime = runtime(capabilities);
     let policy = load(
         &runtime,
@@ -57,10 +54,7 @@ async fn component_logs_are_json_lines_tagged_with_the_call() {
         currency: "EUR".into(),
         notes: vec![],
     };
-    runtime
-        .decide(&policy, &CallContext::new("corr-123"), &order, &quote)
-        .await
-        .unwrap();
+    runtime.decide(&policy, &CallContext::new("corr-123"), &order, &quote).await.unwrap();
 
     let output = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
     let line: serde_json::Value = output

@@ -12,12 +12,7 @@ use crate::runtime::slot_config::HttpGrant;
 #[async_trait]
 pub trait HttpBackend: Send + Sync {
     /// Sends `request` to `url`, honouring the grant's timeout and size cap.
-    async fn send(
-        &self,
-        url: url::Url,
-        request: Request,
-        grant: &HttpGrant,
-    ) -> Result<Response, Error>;
+    async fn send(&self, url: url::Url, request: Request, grant: &HttpGrant) -> Result<Response, Error>;
 }
 
 /// The real client.
@@ -55,12 +50,7 @@ fn transport_error(error: reqwest::Error) -> Error {
 
 #[async_trait]
 impl HttpBackend for ReqwestHttp {
-    async fn send(
-        &self,
-        url: url::Url,
-        request: Request,
-        grant: &HttpGrant,
-    ) -> Result<Response, Error> {
+    async fn send(&self, url: url::Url, request: Request, grant: &HttpGrant) -> Result<Response, Error> {
         let method = reqwest::Method::from_bytes(request.method.as_bytes())
             .map_err(|_| Error::Invalid(format!("invalid method {:?}", request.method)))?;
         let mut builder = self.client.request(method, url).timeout(grant.timeout());
@@ -76,10 +66,7 @@ impl HttpBackend for ReqwestHttp {
             .headers()
             .iter()
             .filter_map(|(name, value)| {
-                Some(Header {
-                    name: name.as_str().to_string(),
-                    value: value.to_str().ok()?.to_string(),
-                })
+                Some(Header { name: name.as_str().to_string(), value: value.to_str().ok()?.to_string() })
             })
             .collect();
         let mut body = Vec::new();
@@ -92,11 +79,7 @@ impl HttpBackend for ReqwestHttp {
             }
             body.extend_from_slice(&chunk);
         }
-        Ok(Response {
-            status,
-            headers,
-            body,
-        })
+        Ok(Response { status, headers, body })
     }
 }
 
@@ -107,31 +90,18 @@ impl CallState {
     /// Parses the URL and checks it against the allowlist before any I/O.
     fn http_target(&self, request: &Request) -> Result<url::Url, Error> {
         let Some(grant) = &self.config.grants.http else {
-            return Err(Error::Denied(format!(
-                "the {} slot has no http grant",
-                self.info.slot
-            )));
+            return Err(Error::Denied(format!("the {} slot has no http grant", self.info.slot)));
         };
-        let url = url::Url::parse(&request.url)
-            .map_err(|error| Error::Invalid(format!("invalid URL: {error}")))?;
+        let url = url::Url::parse(&request.url).map_err(|error| Error::Invalid(format!("invalid URL: {error}")))?;
         if !matches!(url.scheme(), "http" | "https") {
-            return Err(Error::Invalid(format!(
-                "unsupported scheme {:?}",
-                url.scheme()
-            )));
+            return Err(Error::Invalid(format!("unsupported scheme {:?}", url.scheme())));
         }
         if !METHODS.contains(&request.method.as_str()) {
-            return Err(Error::Invalid(format!(
-                "unsupported method {:?}",
-                request.method
-            )));
+            return Err(Error::Invalid(format!("unsupported method {:?}", request.method)));
         }
         let host = url.host_str().unwrap_or_default();
         if !grant.allows(host, url.port()) {
-            return Err(Error::Denied(format!(
-                "{host} is not on the {} slot's http allowlist",
-                self.info.slot
-            )));
+            return Err(Error::Denied(format!("{host} is not on the {} slot's http allowlist", self.info.slot)));
         }
         Ok(url)
     }
@@ -143,27 +113,14 @@ impl Host for CallState {
         let url = match self.http_target(&request) {
             Ok(url) => url,
             Err(error) => {
-                let outcome = if matches!(error, Error::Denied(_)) {
-                    UseOutcome::Denied
-                } else {
-                    UseOutcome::Failed
-                };
+                let outcome = if matches!(error, Error::Denied(_)) { UseOutcome::Denied } else { UseOutcome::Failed };
                 self.record("http.send", &target, outcome);
                 return Ok(Err(error));
             }
         };
         let grant = self.config.grants.http.clone().unwrap_or_default();
-        let result = self
-            .capabilities
-            .http
-            .clone()
-            .send(url, request, &grant)
-            .await;
-        let outcome = if result.is_ok() {
-            UseOutcome::Ok
-        } else {
-            UseOutcome::Failed
-        };
+        let result = self.capabilities.http.clone().send(url, request, &grant).await;
+        let outcome = if result.is_ok() { UseOutcome::Ok } else { UseOutcome::Failed };
         self.record("http.send", &target, outcome);
         Ok(result)
     }

@@ -56,11 +56,7 @@ fn redis_error(error: redis::RedisError) -> Error {
 impl KvBackend for RedisKv {
     async fn get(&self, key: &str) -> Result<Option<String>, Error> {
         let mut connection = self.connection.clone();
-        redis::cmd("GET")
-            .arg(key)
-            .query_async(&mut connection)
-            .await
-            .map_err(redis_error)
+        redis::cmd("GET").arg(key).query_async(&mut connection).await.map_err(redis_error)
     }
 
     async fn set(&self, key: &str, value: &str, ttl: Option<Duration>) -> Result<(), Error> {
@@ -70,10 +66,7 @@ impl KvBackend for RedisKv {
         if let Some(ttl) = ttl {
             command.arg("PX").arg(ttl.as_millis().max(1) as u64);
         }
-        command
-            .query_async::<()>(&mut connection)
-            .await
-            .map_err(redis_error)
+        command.query_async::<()>(&mut connection).await.map_err(redis_error)
     }
 
     async fn incr(&self, key: &str, delta: i64, ttl: Option<Duration>) -> Result<i64, Error> {
@@ -83,26 +76,15 @@ impl KvBackend for RedisKv {
         if let Some(ttl) = ttl {
             // NX: only a key without an expiry gets one, so a fixed window is
             // not extended by every increment.
-            pipe.cmd("PEXPIRE")
-                .arg(key)
-                .arg(ttl.as_millis().max(1) as u64)
-                .arg("NX")
-                .ignore();
+            pipe.cmd("PEXPIRE").arg(key).arg(ttl.as_millis().max(1) as u64).arg("NX").ignore();
         }
-        let (value,): (i64,) = pipe
-            .query_async(&mut connection)
-            .await
-            .map_err(redis_error)?;
+        let (value,): (i64,) = pipe.query_async(&mut connection).await.map_err(redis_error)?;
         Ok(value)
     }
 
     async fn delete(&self, key: &str) -> Result<bool, Error> {
         let mut connection = self.connection.clone();
-        let removed: i64 = redis::cmd("DEL")
-            .arg(key)
-            .query_async(&mut connection)
-            .await
-            .map_err(redis_error)?;
+        let removed: i64 = redis::cmd("DEL").arg(key).query_async(&mut connection).await.map_err(redis_error)?;
         Ok(removed > 0)
     }
 }
@@ -116,20 +98,14 @@ pub struct MemoryKv {
 
 impl Default for MemoryKv {
     fn default() -> Self {
-        Self {
-            entries: Mutex::new(HashMap::new()),
-            max_entries: 100_000,
-        }
+        Self { entries: Mutex::new(HashMap::new()), max_entries: 100_000 }
     }
 }
 
 impl MemoryKv {
     /// Seeds a value, as a test or fixture would.
     pub fn insert(&self, key: impl Into<String>, value: impl Into<String>) {
-        self.entries
-            .lock()
-            .unwrap()
-            .insert(key.into(), (value.into(), None));
+        self.entries.lock().unwrap().insert(key.into(), (value.into(), None));
     }
 
     /// A snapshot of every live key and value, for assertions.
@@ -148,20 +124,13 @@ impl MemoryKv {
         key: &str,
     ) -> Option<&'a mut (String, Option<Instant>)> {
         let now = Instant::now();
-        if entries
-            .get(key)
-            .is_some_and(|(_, expiry)| expiry.is_some_and(|at| at <= now))
-        {
+        if entries.get(key).is_some_and(|(_, expiry)| expiry.is_some_and(|at| at <= now)) {
             entries.remove(key);
         }
         entries.get_mut(key)
     }
 
-    fn make_room(
-        &self,
-        entries: &mut HashMap<String, (String, Option<Instant>)>,
-        key: &str,
-    ) -> Result<(), Error> {
+    fn make_room(&self, entries: &mut HashMap<String, (String, Option<Instant>)>, key: &str) -> Result<(), Error> {
         if entries.len() >= self.max_entries && !entries.contains_key(key) {
             let now = Instant::now();
             entries.retain(|_, (_, expiry)| expiry.is_none_or(|at| at > now));
@@ -186,30 +155,20 @@ impl KvBackend for MemoryKv {
     async fn set(&self, key: &str, value: &str, ttl: Option<Duration>) -> Result<(), Error> {
         let mut entries = self.entries.lock().unwrap();
         self.make_room(&mut entries, key)?;
-        entries.insert(
-            key.to_string(),
-            (value.to_string(), ttl.map(|ttl| Instant::now() + ttl)),
-        );
+        entries.insert(key.to_string(), (value.to_string(), ttl.map(|ttl| Instant::now() + ttl)));
         Ok(())
     }
 
     async fn incr(&self, key: &str, delta: i64, ttl: Option<Duration>) -> Result<i64, Error> {
         let mut entries = self.entries.lock().unwrap();
         if let Some((value, _)) = Self::live(&mut entries, key) {
-            let current: i64 = value
-                .parse()
-                .map_err(|_| Error::Invalid("the value is not an integer".into()))?;
-            let next = current
-                .checked_add(delta)
-                .ok_or_else(|| Error::Invalid("increment overflows".into()))?;
+            let current: i64 = value.parse().map_err(|_| Error::Invalid("the value is not an integer".into()))?;
+            let next = current.checked_add(delta).ok_or_else(|| Error::Invalid("increment overflows".into()))?;
             *value = next.to_string();
             return Ok(next);
         }
         self.make_room(&mut entries, key)?;
-        entries.insert(
-            key.to_string(),
-            (delta.to_string(), ttl.map(|ttl| Instant::now() + ttl)),
-        );
+        entries.insert(key.to_string(), (delta.to_string(), ttl.map(|ttl| Instant::now() + ttl)));
         Ok(delta)
     }
 
@@ -226,41 +185,25 @@ impl CallState {
     fn kv_key(&mut self, capability: &'static str, key: &str) -> Result<String, Error> {
         let Some(grant) = &self.config.grants.kv else {
             self.record(capability, key, UseOutcome::Denied);
-            return Err(Error::Denied(format!(
-                "the {} slot has no kv grant",
-                self.info.slot
-            )));
+            return Err(Error::Denied(format!("the {} slot has no kv grant", self.info.slot)));
         };
         if key.is_empty() || key.len() > MAX_KEY_BYTES {
             self.record(capability, key, UseOutcome::Failed);
-            return Err(Error::Invalid(format!(
-                "keys must be 1 to {MAX_KEY_BYTES} bytes long"
-            )));
+            return Err(Error::Invalid(format!("keys must be 1 to {MAX_KEY_BYTES} bytes long")));
         }
         let prefix = grant.prefix.as_deref().unwrap_or(self.info.slot);
         Ok(format!("kv:{prefix}:{key}"))
     }
 
-    fn kv_outcome<T>(
-        &mut self,
-        capability: &'static str,
-        key: &str,
-        result: Result<T, Error>,
-    ) -> Result<T, Error> {
-        let outcome = if result.is_ok() {
-            UseOutcome::Ok
-        } else {
-            UseOutcome::Failed
-        };
+    fn kv_outcome<T>(&mut self, capability: &'static str, key: &str, result: Result<T, Error>) -> Result<T, Error> {
+        let outcome = if result.is_ok() { UseOutcome::Ok } else { UseOutcome::Failed };
         self.record(capability, key, outcome);
         result
     }
 }
 
 fn ttl(seconds: Option<u32>) -> Option<Duration> {
-    seconds
-        .filter(|&s| s > 0)
-        .map(|s| Duration::from_secs(u64::from(s)))
+    seconds.filter(|&s| s > 0).map(|s| Duration::from_secs(u64::from(s)))
 }
 
 impl Host for CallState {
@@ -283,24 +226,12 @@ impl Host for CallState {
             Ok(full) => full,
             Err(error) => return Ok(Err(error)),
         };
-        let max = self
-            .config
-            .grants
-            .kv
-            .as_ref()
-            .map_or(0, |grant| grant.max_value_bytes);
+        let max = self.config.grants.kv.as_ref().map_or(0, |grant| grant.max_value_bytes);
         if value.len() > max {
             self.record("kv.set", &key, UseOutcome::Failed);
-            return Ok(Err(Error::LimitExceeded(format!(
-                "values are capped at {max} bytes"
-            ))));
+            return Ok(Err(Error::LimitExceeded(format!("values are capped at {max} bytes"))));
         }
-        let result = self
-            .capabilities
-            .kv
-            .clone()
-            .set(&full, &value, ttl(ttl_seconds))
-            .await;
+        let result = self.capabilities.kv.clone().set(&full, &value, ttl(ttl_seconds)).await;
         Ok(self.kv_outcome("kv.set", &key, result))
     }
 
@@ -314,12 +245,7 @@ impl Host for CallState {
             Ok(full) => full,
             Err(error) => return Ok(Err(error)),
         };
-        let result = self
-            .capabilities
-            .kv
-            .clone()
-            .incr(&full, delta, ttl(ttl_seconds))
-            .await;
+        let result = self.capabilities.kv.clone().incr(&full, delta, ttl(ttl_seconds)).await;
         Ok(self.kv_outcome("kv.incr", &key, result))
     }
 
@@ -340,44 +266,24 @@ mod tests {
     #[tokio::test]
     async fn memory_kv_expires_and_counts() {
         let kv = MemoryKv::default();
-        kv.set("a", "1", Some(Duration::from_millis(30)))
-            .await
-            .unwrap();
+        kv.set("a", "1", Some(Duration::from_millis(30))).await.unwrap();
         assert_eq!(kv.get("a").await.unwrap().as_deref(), Some("1"));
-        assert_eq!(
-            kv.incr("c", 2, Some(Duration::from_millis(30)))
-                .await
-                .unwrap(),
-            2
-        );
+        assert_eq!(kv.incr("c", 2, Some(Duration::from_millis(30))).await.unwrap(), 2);
         assert_eq!(kv.incr("c", 3, None).await.unwrap(), 5);
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert_eq!(kv.get("a").await.unwrap(), None);
-        assert_eq!(
-            kv.incr("c", 1, None).await.unwrap(),
-            1,
-            "the window expired"
-        );
+        assert_eq!(kv.incr("c", 1, None).await.unwrap(), 1, "the window expired");
         assert!(kv.delete("c").await.unwrap());
         assert!(!kv.delete("c").await.unwrap());
     }
 
     #[tokio::test]
     async fn memory_kv_refuses_non_integers_and_bounds_keys() {
-        let kv = MemoryKv {
-            entries: Mutex::new(HashMap::new()),
-            max_entries: 2,
-        };
+        let kv = MemoryKv { entries: Mutex::new(HashMap::new()), max_entries: 2 };
         kv.set("a", "x", None).await.unwrap();
-        assert!(matches!(
-            kv.incr("a", 1, None).await,
-            Err(Error::Invalid(_))
-        ));
+        assert!(matches!(kv.incr("a", 1, None).await, Err(Error::Invalid(_))));
         kv.set("b", "y", None).await.unwrap();
-        assert!(matches!(
-            kv.set("c", "z", None).await,
-            Err(Error::LimitExceeded(_))
-        ));
+        assert!(matches!(kv.set("c", "z", None).await, Err(Error::LimitExceeded(_))));
         kv.set("a", "replaced", None).await.unwrap();
     }
 }

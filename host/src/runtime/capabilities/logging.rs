@@ -22,15 +22,8 @@ pub struct TracingLogs;
 
 impl LogSink for TracingLogs {
     fn log(&self, call: &CallInfo, level: Level, message: &str, fields: &[Field]) {
-        let fields: serde_json::Map<String, serde_json::Value> = fields
-            .iter()
-            .map(|field| {
-                (
-                    field.key.clone(),
-                    serde_json::Value::String(field.value.clone()),
-                )
-            })
-            .collect();
+        let fields: serde_json::Map<String, serde_json::Value> =
+            fields.iter().map(|field| (field.key.clone(), serde_json::Value::String(field.value.clone()))).collect();
         let fields = serde_json::Value::Object(fields);
         // `tracing` needs the level at compile time, hence one arm per level.
         macro_rules! emit {
@@ -58,12 +51,7 @@ impl LogSink for TracingLogs {
 }
 
 impl Host for CallState {
-    async fn log(
-        &mut self,
-        level: Level,
-        message: String,
-        mut fields: Vec<Field>,
-    ) -> wasmtime::Result<()> {
+    async fn log(&mut self, level: Level, message: String, mut fields: Vec<Field>) -> wasmtime::Result<()> {
         self.log_lines += 1;
         if self.log_lines > MAX_LINES_PER_CALL {
             return Ok(());
@@ -74,9 +62,7 @@ impl Host for CallState {
             field.value = truncate(&field.value, 256).to_string();
         }
         let message = truncate(&message, MAX_MESSAGE_BYTES);
-        self.capabilities
-            .logs
-            .log(&self.info, level, message, &fields);
+        self.capabilities.logs.log(&self.info, level, message, &fields);
         Ok(())
     }
 }

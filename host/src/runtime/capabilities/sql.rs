@@ -23,12 +23,7 @@ const MAX_PARAMS: usize = 100;
 #[async_trait]
 pub trait SqlBackend: Send + Sync {
     /// Runs `statement` with `params` bound in order.
-    async fn query(
-        &self,
-        statement: &str,
-        params: &[Value],
-        grant: &SqlGrant,
-    ) -> Result<Rows, Error>;
+    async fn query(&self, statement: &str, params: &[Value], grant: &SqlGrant) -> Result<Rows, Error>;
 }
 
 /// No database configured: every query is `unavailable`.
@@ -50,29 +45,15 @@ struct RowsBuilder<'a> {
 
 impl<'a> RowsBuilder<'a> {
     fn new(grant: &'a SqlGrant) -> Self {
-        Self {
-            grant,
-            rows: Rows {
-                columns: Vec::new(),
-                values: Vec::new(),
-            },
-            bytes: 0,
-        }
+        Self { grant, rows: Rows { columns: Vec::new(), values: Vec::new() }, bytes: 0 }
     }
 
-    fn push(
-        &mut self,
-        columns: impl FnOnce() -> Vec<String>,
-        row: Vec<Value>,
-    ) -> Result<(), Error> {
+    fn push(&mut self, columns: impl FnOnce() -> Vec<String>, row: Vec<Value>) -> Result<(), Error> {
         if self.rows.values.is_empty() {
             self.rows.columns = columns();
         }
         if self.rows.values.len() >= self.grant.max_rows {
-            return Err(Error::LimitExceeded(format!(
-                "the query returned more than {} rows",
-                self.grant.max_rows
-            )));
+            return Err(Error::LimitExceeded(format!("the query returned more than {} rows", self.grant.max_rows)));
         }
         self.bytes += row
             .iter()
@@ -83,10 +64,7 @@ impl<'a> RowsBuilder<'a> {
             })
             .sum::<usize>();
         if self.bytes > self.grant.max_bytes {
-            return Err(Error::LimitExceeded(format!(
-                "the query returned more than {} bytes",
-                self.grant.max_bytes
-            )));
+            return Err(Error::LimitExceeded(format!("the query returned more than {} bytes", self.grant.max_bytes)));
         }
         self.rows.values.push(row);
         Ok(())
@@ -106,19 +84,16 @@ fn database_error(error: sqlx::Error) -> Error {
             }
             _ => Error::Invalid(db.message().to_string()),
         },
-        sqlx::Error::ColumnDecode { .. }
-        | sqlx::Error::Decode(_)
-        | sqlx::Error::TypeNotFound { .. } => Error::Invalid(error.to_string()),
+        sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_) | sqlx::Error::TypeNotFound { .. } => {
+            Error::Invalid(error.to_string())
+        }
         sqlx::Error::PoolTimedOut => Error::Timeout,
         _ => Error::Unavailable("the database is unreachable".into()),
     }
 }
 
 fn column_names<R: Row>(row: &R) -> Vec<String> {
-    row.columns()
-        .iter()
-        .map(|column| column.name().to_string())
-        .collect()
+    row.columns().iter().map(|column| column.name().to_string()).collect()
 }
 
 /// PostgreSQL: each query in its own `READ ONLY` transaction with a
@@ -134,10 +109,7 @@ impl PostgresSql {
     }
 }
 
-fn bind_pg<'q>(
-    query: Query<'q, Postgres, PgArguments>,
-    value: &'q Value,
-) -> Query<'q, Postgres, PgArguments> {
+fn bind_pg<'q>(query: Query<'q, Postgres, PgArguments>, value: &'q Value) -> Query<'q, Postgres, PgArguments> {
     match value {
         Value::Null => query.bind(None::<String>),
         Value::Boolean(b) => query.bind(*b),
@@ -163,17 +135,15 @@ fn pg_value(row: &PgRow, index: usize) -> Result<Value, sqlx::Error> {
         "FLOAT8" => Value::Float(row.try_get(index)?),
         "TEXT" | "VARCHAR" | "BPCHAR" | "NAME" | "CITEXT" => Value::Text(row.try_get(index)?),
         "BYTEA" => Value::Bytes(row.try_get(index)?),
-        "TIMESTAMPTZ" => Value::Text(
-            row.try_get::<chrono::DateTime<chrono::Utc>, _>(index)?
-                .to_rfc3339(),
-        ),
+        "TIMESTAMPTZ" => Value::Text(row.try_get::<chrono::DateTime<chrono::Utc>, _>(index)?.to_rfc3339()),
         "TIMESTAMP" => Value::Text(row.try_get::<chrono::NaiveDateTime, _>(index)?.to_string()),
         "DATE" => Value::Text(row.try_get::<chrono::NaiveDate, _>(index)?.to_string()),
         "UUID" => Value::Text(row.try_get::<uuid::Uuid, _>(index)?.to_string()),
         "JSON" | "JSONB" => Value::Text(row.try_get::<serde_json::Value, _>(index)?.to_string()),
         other => {
             return Err(sqlx::Error::Decode(
-                format!("column {index} has type {other}, which the sql capability does not decode; cast it to text").into(),
+                format!("column {index} has type {other}, which the sql capability does not decode; cast it to text")
+                    .into(),
             ));
         }
     })
@@ -181,38 +151,24 @@ fn pg_value(row: &PgRow, index: usize) -> Result<Value, sqlx::Error> {
 
 #[async_trait]
 impl SqlBackend for PostgresSql {
-    async fn query(
-        &self,
-        statement: &str,
-        params: &[Value],
-        grant: &SqlGrant,
-    ) -> Result<Rows, Error> {
+    async fn query(&self, statement: &str, params: &[Value], grant: &SqlGrant) -> Result<Rows, Error> {
         let work = async {
             let mut tx = self.pool.begin().await?;
-            sqlx::query("SET TRANSACTION READ ONLY")
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query("SET TRANSACTION READ ONLY").execute(&mut *tx).await?;
             // Neither setting takes a bound parameter; both values are checked
             // (an integer, and an identifier validated when the grant was parsed).
-            sqlx::query(&format!(
-                "SET LOCAL statement_timeout = {}",
-                grant.timeout_ms.max(1)
-            ))
-            .execute(&mut *tx)
-            .await?;
+            sqlx::query(&format!("SET LOCAL statement_timeout = {}", grant.timeout_ms.max(1)))
+                .execute(&mut *tx)
+                .await?;
             if let Some(role) = &grant.role {
-                sqlx::query(&format!("SET LOCAL ROLE {role}"))
-                    .execute(&mut *tx)
-                    .await?;
+                sqlx::query(&format!("SET LOCAL ROLE {role}")).execute(&mut *tx).await?;
             }
             let query = params.iter().fold(sqlx::query(statement), bind_pg);
             let mut rows = RowsBuilder::new(grant);
             {
                 let mut stream = query.fetch(&mut *tx);
                 while let Some(row) = stream.try_next().await? {
-                    let values = (0..row.len())
-                        .map(|i| pg_value(&row, i))
-                        .collect::<Result<Vec<_>, _>>()?;
+                    let values = (0..row.len()).map(|i| pg_value(&row, i)).collect::<Result<Vec<_>, _>>()?;
                     if let Err(cap) = rows.push(|| column_names(&row), values) {
                         return Ok(Err(cap));
                     }
@@ -275,20 +231,13 @@ fn sqlite_value(row: &SqliteRow, index: usize) -> Result<Value, sqlx::Error> {
 
 #[async_trait]
 impl SqlBackend for SqliteSql {
-    async fn query(
-        &self,
-        statement: &str,
-        params: &[Value],
-        grant: &SqlGrant,
-    ) -> Result<Rows, Error> {
+    async fn query(&self, statement: &str, params: &[Value], grant: &SqlGrant) -> Result<Rows, Error> {
         let work = async {
             let query = params.iter().fold(sqlx::query(statement), bind_sqlite);
             let mut rows = RowsBuilder::new(grant);
             let mut stream = query.fetch(&self.pool);
             while let Some(row) = stream.try_next().await? {
-                let values = (0..row.len())
-                    .map(|i| sqlite_value(&row, i))
-                    .collect::<Result<Vec<_>, _>>()?;
+                let values = (0..row.len()).map(|i| sqlite_value(&row, i)).collect::<Result<Vec<_>, _>>()?;
                 if let Err(cap) = rows.push(|| column_names(&row), values) {
                     return Ok(Err(cap));
                 }
@@ -304,17 +253,10 @@ impl SqlBackend for SqliteSql {
 }
 
 impl Host for CallState {
-    async fn query(
-        &mut self,
-        statement: String,
-        params: Vec<Value>,
-    ) -> wasmtime::Result<Result<Rows, Error>> {
+    async fn query(&mut self, statement: String, params: Vec<Value>) -> wasmtime::Result<Result<Rows, Error>> {
         let Some(grant) = self.config.grants.sql.clone() else {
             self.record("sql.query", &statement, UseOutcome::Denied);
-            return Ok(Err(Error::Denied(format!(
-                "the {} slot has no sql grant",
-                self.info.slot
-            ))));
+            return Ok(Err(Error::Denied(format!("the {} slot has no sql grant", self.info.slot))));
         };
         if statement.len() > MAX_STATEMENT_BYTES || params.len() > MAX_PARAMS {
             self.record("sql.query", &statement, UseOutcome::Failed);
@@ -322,17 +264,8 @@ impl Host for CallState {
                 "statements are capped at {MAX_STATEMENT_BYTES} bytes and {MAX_PARAMS} parameters"
             ))));
         }
-        let result = self
-            .capabilities
-            .sql
-            .clone()
-            .query(&statement, &params, &grant)
-            .await;
-        let outcome = if result.is_ok() {
-            UseOutcome::Ok
-        } else {
-            UseOutcome::Failed
-        };
+        let result = self.capabilities.sql.clone().query(&statement, &params, &grant).await;
+        let outcome = if result.is_ok() { UseOutcome::Ok } else { UseOutcome::Failed };
         self.record("sql.query", &statement, outcome);
         Ok(result)
     }
