@@ -7,6 +7,8 @@
 pub mod policy;
 
 /// Generated from `wit/`: the `fulfillment-policy` world.
+// Generated code: its shape is wit-bindgen's, not ours.
+#[allow(clippy::too_many_arguments)]
 pub mod bindings {
     wit_bindgen::generate!({ world: "fulfillment-policy", path: "../../wit", generate_all });
 }

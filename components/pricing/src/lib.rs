@@ -13,6 +13,8 @@
 pub mod rules;
 
 /// Generated from `wit/`: the `pricer` world.
+// Generated code: its shape is wit-bindgen's, not ours.
+#[allow(clippy::too_many_arguments)]
 pub mod bindings {
     wit_bindgen::generate!({ world: "pricer", path: "../../wit", generate_all });
 }
