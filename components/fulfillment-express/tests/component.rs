@@ -1,6 +1,6 @@
 //! The built express policy, through the real host linker.
 
-use component_testkit::{Decision, OrderBuilder, Quote, Slot, TestHost};
+use component_testkit::{Decision, OrderBuilder, Slot, TestHost, quote_with_total};
 
 #[tokio::test]
 async fn golden_fixtures() {
@@ -15,16 +15,7 @@ async fn decides_differently_from_the_standard_policy() {
     let standard_dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../fulfillment-standard");
     let standard = TestHost::load_crate(standard_dir, Slot::Fulfillment).await;
     let order = OrderBuilder::new(1).id(8).item(1, 200_000, 1).attribute("region", "us").build();
-    let quote = Quote {
-        lines: vec![],
-        subtotal: 200_000,
-        discount: 0,
-        tax: 0,
-        shipping: 0,
-        total: 200_000,
-        currency: "EUR".into(),
-        notes: vec![],
-    };
+    let quote = quote_with_total(200_000, "EUR");
     let from_express = express.decide(&order, &quote).await.unwrap().value;
     let from_standard = standard.decide(&order, &quote).await.unwrap().value;
     assert!(matches!(from_standard, Decision::Hold(_)), "standard holds 2000.00 EUR: {from_standard:?}");

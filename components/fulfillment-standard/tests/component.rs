@@ -1,18 +1,9 @@
 //! The built standard fulfillment policy, through the real host linker.
 
-use component_testkit::{Decision, OrderBuilder, Quote, Slot, TestHost};
+use component_testkit::{Decision, OrderBuilder, Slot, TestHost, quote_with_total};
 
-fn quote(total: u64) -> Quote {
-    Quote {
-        lines: vec![],
-        subtotal: total,
-        discount: 0,
-        tax: 0,
-        shipping: 0,
-        total,
-        currency: "EUR".into(),
-        notes: vec![],
-    }
+fn quote(total: u64) -> component_testkit::Quote {
+    quote_with_total(total, "EUR")
 }
 
 #[tokio::test]

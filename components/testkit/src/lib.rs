@@ -40,7 +40,7 @@ pub use host::runtime::bindings::types::{
 pub use host::runtime::fakes::{CannedQuery, CannedResponse, Fakes, LogLine, SeenQuery};
 pub use host::runtime::fixtures::FixtureOutcome;
 pub use host::runtime::{CallError, CallOutput, CapabilityUse, LoadedComponent, Slot, SlotConfig, UseOutcome};
-pub use order::OrderBuilder;
+pub use order::{OrderBuilder, quote_with_total};
 
 /// One component loaded into the real runtime, with fake capabilities.
 pub struct TestHost {

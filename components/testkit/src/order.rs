@@ -1,6 +1,6 @@
 //! A builder for test orders.
 
-use host::runtime::bindings::types::{Attribute, LineItem, Order};
+use host::runtime::bindings::types::{Attribute, LineItem, Order, Quote};
 
 /// Builds an [`Order`] line by line.
 #[derive(Debug, Clone)]
@@ -47,5 +47,20 @@ impl OrderBuilder {
     /// The order.
     pub fn build(self) -> Order {
         self.order
+    }
+}
+
+/// A quote that only carries a total, for policies that decide on the total:
+/// no lines, no discount, tax or shipping.
+pub fn quote_with_total(total: u64, currency: &str) -> Quote {
+    Quote {
+        lines: vec![],
+        subtotal: total,
+        discount: 0,
+        tax: 0,
+        shipping: 0,
+        total,
+        currency: currency.into(),
+        notes: vec![],
     }
 }

@@ -44,16 +44,7 @@ async fn component_logs_are_json_lines_tagged_with_the_call() {
     )
     .await;
     let order = order(3);
-    let quote = component_testkit::Quote {
-        lines: vec![],
-        subtotal: 100,
-        discount: 0,
-        tax: 0,
-        shipping: 0,
-        total: 100,
-        currency: "EUR".into(),
-        notes: vec![],
-    };
+    let quote = component_testkit::quote_with_total(100, "EUR");
     runtime.decide(&policy, &CallContext::new("corr-123"), &order, &quote).await.unwrap();
 
     let output = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();

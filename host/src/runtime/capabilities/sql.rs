@@ -3,10 +3,10 @@
 
 use async_trait::async_trait;
 use futures::TryStreamExt;
-use sqlx::postgres::{PgArguments, PgPool, PgRow};
+use sqlx::postgres::{PgPool, PgRow};
 use sqlx::query::Query;
-use sqlx::sqlite::{SqliteArguments, SqlitePool, SqliteRow};
-use sqlx::{Column, Postgres, Row, Sqlite, TypeInfo, ValueRef};
+use sqlx::sqlite::{SqlitePool, SqliteRow};
+use sqlx::{Column, Database, Encode, Row, Type, TypeInfo, ValueRef};
 
 use crate::runtime::bindings::errors::Error;
 use crate::runtime::bindings::sql::{Host, Rows, Value};
@@ -109,7 +109,19 @@ impl PostgresSql {
     }
 }
 
-fn bind_pg<'q>(query: Query<'q, Postgres, PgArguments>, value: &'q Value) -> Query<'q, Postgres, PgArguments> {
+/// Binds one typed value; the same for both databases.
+fn bind<'q, DB: Database>(
+    query: Query<'q, DB, <DB as Database>::Arguments<'q>>,
+    value: &'q Value,
+) -> Query<'q, DB, <DB as Database>::Arguments<'q>>
+where
+    Option<String>: Encode<'q, DB> + Type<DB>,
+    bool: Encode<'q, DB> + Type<DB>,
+    i64: Encode<'q, DB> + Type<DB>,
+    f64: Encode<'q, DB> + Type<DB>,
+    &'q str: Encode<'q, DB> + Type<DB>,
+    &'q [u8]: Encode<'q, DB> + Type<DB>,
+{
     match value {
         Value::Null => query.bind(None::<String>),
         Value::Boolean(b) => query.bind(*b),
@@ -163,7 +175,7 @@ impl SqlBackend for PostgresSql {
             if let Some(role) = &grant.role {
                 sqlx::query(&format!("SET LOCAL ROLE {role}")).execute(&mut *tx).await?;
             }
-            let query = params.iter().fold(sqlx::query(statement), bind_pg);
+            let query = params.iter().fold(sqlx::query(statement), bind);
             let mut rows = RowsBuilder::new(grant);
             {
                 let mut stream = query.fetch(&mut *tx);
@@ -199,20 +211,6 @@ impl SqliteSql {
     }
 }
 
-fn bind_sqlite<'q>(
-    query: Query<'q, Sqlite, SqliteArguments<'q>>,
-    value: &'q Value,
-) -> Query<'q, Sqlite, SqliteArguments<'q>> {
-    match value {
-        Value::Null => query.bind(None::<String>),
-        Value::Boolean(b) => query.bind(*b),
-        Value::Integer(n) => query.bind(*n),
-        Value::Float(x) => query.bind(*x),
-        Value::Text(text) => query.bind(text.as_str()),
-        Value::Bytes(bytes) => query.bind(bytes.as_slice()),
-    }
-}
-
 fn sqlite_value(row: &SqliteRow, index: usize) -> Result<Value, sqlx::Error> {
     let raw = row.try_get_raw(index)?;
     if raw.is_null() {
@@ -233,7 +231,7 @@ fn sqlite_value(row: &SqliteRow, index: usize) -> Result<Value, sqlx::Error> {
 impl SqlBackend for SqliteSql {
     async fn query(&self, statement: &str, params: &[Value], grant: &SqlGrant) -> Result<Rows, Error> {
         let work = async {
-            let query = params.iter().fold(sqlx::query(statement), bind_sqlite);
+            let query = params.iter().fold(sqlx::query(statement), bind);
             let mut rows = RowsBuilder::new(grant);
             let mut stream = query.fetch(&self.pool);
             while let Some(row) = stream.try_next().await? {
