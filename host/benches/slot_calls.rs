@@ -6,12 +6,14 @@
 //! `just bench` runs it; the summary at the end prints medians and ratios.
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use component_testkit::{OrderBuilder, component_wasm};
 use criterion::{Criterion, criterion_group};
+use host::runtime::capabilities::TracingLogs;
 use host::runtime::fakes::Fakes;
-use host::runtime::{CallContext, EngineSettings, LoadedComponent, Runtime, Slot, SlotConfig};
+use host::runtime::{CallContext, Capabilities, EngineSettings, LoadedComponent, Runtime, Slot, SlotConfig};
 
 fn manifest(dir: &str) -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../components").join(dir).canonicalize().unwrap()
@@ -34,7 +36,10 @@ fn native_settings() -> pricing::rules::Settings {
 
 fn slot_calls(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    let runtime = Runtime::new(&EngineSettings::default(), Fakes::default().capabilities()).unwrap();
+    // In-memory kv and canned SQL/HTTP; logs go to `tracing` as in production
+    // (no subscriber here, so a line costs what a filtered-out line costs).
+    let capabilities = Capabilities { logs: Arc::new(TracingLogs), ..Fakes::default().capabilities() };
+    let runtime = Runtime::new(&EngineSettings::default(), capabilities).unwrap();
     let validation = load(&rt, &runtime, "order-validation", Slot::Validation);
     let pricing_component = load(&rt, &runtime, "pricing", Slot::Pricing);
     let fulfillment = load(&rt, &runtime, "fulfillment-standard", Slot::Fulfillment);

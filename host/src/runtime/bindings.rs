@@ -9,9 +9,14 @@ pub mod platform {
     wasmtime::component::bindgen!({
         world: "orderly:platform/platform@0.1.0",
         path: "../wit",
-        // Every capability does I/O, and any of them may trap when a host-side
-        // limit or invariant is breached.
-        imports: { default: async | trappable },
+        // kv, sql and http do I/O and are async; config and logging never
+        // wait, and a synchronous host call is markedly cheaper. Any of them
+        // may trap when a host-side limit or invariant is breached.
+        imports: {
+            "orderly:platform/config.get": trappable,
+            "orderly:platform/logging.log": trappable,
+            default: async | trappable,
+        },
         additional_derives: [serde::Serialize, serde::Deserialize, PartialEq],
     });
 }

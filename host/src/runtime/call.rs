@@ -173,6 +173,7 @@ pub struct CallState {
     pub(crate) capabilities: Arc<Capabilities>,
     pub(crate) uses: Vec<CapabilityUse>,
     pub(crate) log_lines: u32,
+    deadline: Instant,
 }
 
 impl WasiView for CallState {
@@ -182,6 +183,23 @@ impl WasiView for CallState {
 }
 
 impl CallState {
+    /// Runs a capability's I/O, bounded by what is left of the call's
+    /// deadline. Guest code is bounded by the epoch callback; this bounds the
+    /// time the guest spends waiting on the host, without a timer per call.
+    /// (It takes no `&self`: the WASI context is not `Sync`.)
+    pub(crate) fn within_deadline<T>(
+        &self,
+        work: impl Future<Output = T>,
+    ) -> impl Future<Output = wasmtime::Result<T>> {
+        let deadline = self.deadline;
+        async move {
+            match tokio::time::timeout_at(deadline.into(), work).await {
+                Ok(value) => Ok(value),
+                Err(_) => Err(DeadlineExceeded.into()),
+            }
+        }
+    }
+
     /// Records a capability call (bounded, so a chatty guest cannot grow it).
     pub(crate) fn record(&mut self, capability: &'static str, target: &str, outcome: UseOutcome) {
         if self.uses.len() < MAX_RECORDED_USES {
@@ -230,6 +248,7 @@ pub(crate) fn new_store(
         capabilities,
         uses: Vec::new(),
         log_lines: 0,
+        deadline,
     };
     let mut store = Store::new(engine, state);
     store.limiter(|state| &mut state.limiter);
@@ -250,21 +269,16 @@ pub(crate) fn new_store(
 }
 
 /// Turns the raw outcome of a call into a [`CallOutput`] or a [`CallError`].
-/// `timed_out` is set when the wall-clock timeout fired (the guest was waiting
-/// on host I/O when its time ran out).
 pub(crate) fn finish<T>(
     store: Store<CallState>,
-    result: Option<wasmtime::Result<T>>,
+    result: wasmtime::Result<T>,
     started: Instant,
 ) -> Result<CallOutput<T>, CallError> {
     let state = store.into_data();
-    let limit_ms = state.config.limits.deadline_ms;
-    let value = match result {
-        None => return Err(CallError::Deadline { limit_ms }),
-        Some(Ok(value)) => value,
-        Some(Err(error)) => return Err(classify(error, &state)),
-    };
-    Ok(CallOutput { value, elapsed: started.elapsed(), uses: state.uses })
+    match result {
+        Ok(value) => Ok(CallOutput { value, elapsed: started.elapsed(), uses: state.uses }),
+        Err(error) => Err(classify(error, &state)),
+    }
 }
 
 fn classify(error: wasmtime::Error, state: &CallState) -> CallError {

@@ -4,7 +4,7 @@ use crate::runtime::bindings::config::Host;
 use crate::runtime::call::CallState;
 
 impl Host for CallState {
-    async fn get(&mut self, key: String) -> wasmtime::Result<Option<String>> {
+    fn get(&mut self, key: String) -> wasmtime::Result<Option<String>> {
         Ok(self.config.config.get(&key).cloned())
     }
 }

@@ -212,7 +212,8 @@ impl Host for CallState {
             Ok(full) => full,
             Err(error) => return Ok(Err(error)),
         };
-        let result = self.capabilities.kv.clone().get(&full).await;
+        let kv = self.capabilities.kv.clone();
+        let result = self.within_deadline(kv.get(&full)).await?;
         Ok(self.kv_outcome("kv.get", &key, result))
     }
 
@@ -231,7 +232,8 @@ impl Host for CallState {
             self.record("kv.set", &key, UseOutcome::Failed);
             return Ok(Err(Error::LimitExceeded(format!("values are capped at {max} bytes"))));
         }
-        let result = self.capabilities.kv.clone().set(&full, &value, ttl(ttl_seconds)).await;
+        let kv = self.capabilities.kv.clone();
+        let result = self.within_deadline(kv.set(&full, &value, ttl(ttl_seconds))).await?;
         Ok(self.kv_outcome("kv.set", &key, result))
     }
 
@@ -245,7 +247,8 @@ impl Host for CallState {
             Ok(full) => full,
             Err(error) => return Ok(Err(error)),
         };
-        let result = self.capabilities.kv.clone().incr(&full, delta, ttl(ttl_seconds)).await;
+        let kv = self.capabilities.kv.clone();
+        let result = self.within_deadline(kv.incr(&full, delta, ttl(ttl_seconds))).await?;
         Ok(self.kv_outcome("kv.incr", &key, result))
     }
 
@@ -254,7 +257,8 @@ impl Host for CallState {
             Ok(full) => full,
             Err(error) => return Ok(Err(error)),
         };
-        let result = self.capabilities.kv.clone().delete(&full).await;
+        let kv = self.capabilities.kv.clone();
+        let result = self.within_deadline(kv.delete(&full)).await?;
         Ok(self.kv_outcome("kv.delete", &key, result))
     }
 }

@@ -22,22 +22,27 @@ pub struct TracingLogs;
 
 impl LogSink for TracingLogs {
     fn log(&self, call: &CallInfo, level: Level, message: &str, fields: &[Field]) {
-        let fields: serde_json::Map<String, serde_json::Value> =
-            fields.iter().map(|field| (field.key.clone(), serde_json::Value::String(field.value.clone()))).collect();
-        let fields = serde_json::Value::Object(fields);
+        // Render fields only for lines that will be written: a debug line from
+        // a component must cost next to nothing when debug logging is off.
+        let render = || -> serde_json::Value {
+            let fields = fields.iter().map(|field| (field.key.clone(), field.value.clone().into()));
+            serde_json::Value::Object(fields.collect())
+        };
         // `tracing` needs the level at compile time, hence one arm per level.
         macro_rules! emit {
             ($level:expr) => {
-                tracing::event!(
-                    target: "component",
-                    $level,
-                    slot = call.slot,
-                    component = %call.component,
-                    digest = %call.digest,
-                    correlation_id = %call.correlation_id,
-                    fields = %fields,
-                    "{message}"
-                )
+                if tracing::enabled!(target: "component", $level) {
+                    tracing::event!(
+                        target: "component",
+                        $level,
+                        slot = call.slot,
+                        component = %call.component,
+                        digest = %call.digest,
+                        correlation_id = %call.correlation_id,
+                        fields = %render(),
+                        "{message}"
+                    )
+                }
             };
         }
         match level {
@@ -51,7 +56,7 @@ impl LogSink for TracingLogs {
 }
 
 impl Host for CallState {
-    async fn log(&mut self, level: Level, message: String, mut fields: Vec<Field>) -> wasmtime::Result<()> {
+    fn log(&mut self, level: Level, message: String, mut fields: Vec<Field>) -> wasmtime::Result<()> {
         self.log_lines += 1;
         if self.log_lines > MAX_LINES_PER_CALL {
             return Ok(());

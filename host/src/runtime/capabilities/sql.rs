@@ -262,7 +262,8 @@ impl Host for CallState {
                 "statements are capped at {MAX_STATEMENT_BYTES} bytes and {MAX_PARAMS} parameters"
             ))));
         }
-        let result = self.capabilities.sql.clone().query(&statement, &params, &grant).await;
+        let sql = self.capabilities.sql.clone();
+        let result = self.within_deadline(sql.query(&statement, &params, &grant)).await?;
         let outcome = if result.is_ok() { UseOutcome::Ok } else { UseOutcome::Failed };
         self.record("sql.query", &statement, outcome);
         Ok(result)
