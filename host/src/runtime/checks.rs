@@ -89,3 +89,87 @@ fn bounded_text(text: &str, what: &str) -> Result<(), String> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::bindings::types::{LineItem, PricedLine, Shipment};
+
+    fn order() -> Order {
+        let item = |product_id, unit_price, quantity| LineItem {
+            product_id,
+            sku: String::new(),
+            name: String::new(),
+            unit_price,
+            quantity,
+        };
+        Order {
+            id: None,
+            user_id: 1,
+            currency: "EUR".into(),
+            items: vec![item(1, 500, 2), item(2, 250, 1)],
+            attributes: vec![],
+        }
+    }
+
+    fn good_quote() -> Quote {
+        let line = |product_id, unit_price, quantity: u32| PricedLine {
+            product_id,
+            quantity,
+            unit_price,
+            line_total: unit_price * u64::from(quantity),
+        };
+        Quote {
+            lines: vec![line(1, 500, 2), line(2, 250, 1)],
+            subtotal: 1250,
+            discount: 250,
+            tax: 80,
+            shipping: 499,
+            total: 1579,
+            currency: "EUR".into(),
+            notes: vec![],
+        }
+    }
+
+    #[test]
+    fn a_consistent_quote_passes() {
+        assert_eq!(quote(&order(), &good_quote()), Ok(()));
+    }
+
+    #[test]
+    fn every_inconsistency_is_named() {
+        let cases: [(fn(&mut Quote), &str); 6] = [
+            (|q| q.total += 1, "total"),
+            (|q| q.subtotal += 1, "subtotal"),
+            (|q| q.discount = 2000, "discount"),
+            (|q| q.currency = "USD".into(), "currency"),
+            (|q| q.lines[1].line_total = 1, "line total"),
+            (|q| q.lines.truncate(1), "lines"),
+        ];
+        for (break_it, word) in cases {
+            let mut broken = good_quote();
+            break_it(&mut broken);
+            let reason = quote(&order(), &broken).unwrap_err();
+            assert!(reason.contains(word), "{reason:?} should mention {word}");
+        }
+    }
+
+    #[test]
+    fn decisions_and_violations_need_their_texts() {
+        let ship = |carrier: &str| {
+            Decision::Ship(Shipment {
+                carrier: carrier.into(),
+                service: "s".into(),
+                warehouse: "w".into(),
+                estimated_days: 1,
+            })
+        };
+        assert!(decision(&ship("dhl")).is_ok());
+        assert!(decision(&ship(" ")).is_err());
+        assert!(decision(&Decision::Hold(String::new())).is_err());
+        assert!(decision(&Decision::Reject("x".repeat(2000))).is_err());
+        let violation = |code: &str| Violation { code: code.into(), field: String::new(), message: String::new() };
+        assert!(violations(&[violation("a")]).is_ok());
+        assert!(violations(&[violation("")]).is_err());
+    }
+}

@@ -249,3 +249,22 @@ async fn http_reaches_an_allowlisted_host_with_a_size_cap() {
     let reports = probe(real(), &grants).await;
     assert!(reports[2].message.contains("LimitExceeded"), "{}", reports[2].message);
 }
+
+#[tokio::test]
+async fn the_redis_backend_gets_sets_expires_counts_and_deletes() {
+    use host::runtime::capabilities::KvBackend;
+    use std::time::Duration;
+    let (kv, _connection) = redis_kv().await;
+    let key = unique("kv:backend-test");
+    assert_eq!(kv.get(&key).await.unwrap(), None);
+    kv.set(&key, "v1", Some(Duration::from_millis(200))).await.unwrap();
+    assert_eq!(kv.get(&key).await.unwrap().as_deref(), Some("v1"));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(kv.get(&key).await.unwrap(), None, "the value expired");
+    assert_eq!(kv.incr(&key, 5, Some(Duration::from_secs(60))).await.unwrap(), 5);
+    assert_eq!(kv.incr(&key, -2, None).await.unwrap(), 3);
+    kv.set(&key, "not a number", None).await.unwrap();
+    assert!(matches!(kv.incr(&key, 1, None).await, Err(host::runtime::bindings::errors::Error::Invalid(_))));
+    assert!(kv.delete(&key).await.unwrap());
+    assert!(!kv.delete(&key).await.unwrap());
+}

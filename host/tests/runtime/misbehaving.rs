@@ -141,3 +141,15 @@ async fn many_concurrent_calls_on_one_slot() {
         assert_eq!(result.unwrap().unwrap().value.unwrap(), expected);
     }
 }
+
+#[tokio::test]
+async fn a_quote_that_does_not_add_up_is_malformed_output() {
+    let (runtime, _fakes) = runtime_with_fakes();
+    let malformed = load(&runtime, "fixtures/malformed", Slot::Pricing, config("")).await;
+    let error = runtime.price(&malformed, &CallContext::new("bad"), &order(1)).await.unwrap_err();
+    let CallError::Malformed { reason } = &error else { panic!("expected malformed output, got {error:?}") };
+    assert!(reason.contains("total"), "{reason}");
+    let error = runtime.price(&malformed, &CallContext::new("bad"), &order(2)).await.unwrap_err();
+    assert!(error.to_string().contains("currency"), "{error}");
+    assert_eq!(error.kind(), "malformed-output");
+}
