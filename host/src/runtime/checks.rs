@@ -138,7 +138,8 @@ mod tests {
 
     #[test]
     fn every_inconsistency_is_named() {
-        let cases: [(fn(&mut Quote), &str); 6] = [
+        type Breakage = fn(&mut Quote);
+        let cases: [(Breakage, &str); 6] = [
             (|q| q.total += 1, "total"),
             (|q| q.subtotal += 1, "subtotal"),
             (|q| q.discount = 2000, "discount"),
