@@ -186,7 +186,8 @@ impl CallState {
     /// Runs a capability's I/O, bounded by what is left of the call's
     /// deadline. Guest code is bounded by the epoch callback; this bounds the
     /// time the guest spends waiting on the host, without a timer per call.
-    /// (It takes no `&self`: the WASI context is not `Sync`.)
+    /// The returned future does not borrow `self`: the WASI context is not
+    /// `Sync`, so a future holding `&self` could not move between threads.
     pub(crate) fn within_deadline<T>(
         &self,
         work: impl Future<Output = T>,

@@ -268,3 +268,18 @@ async fn the_redis_backend_gets_sets_expires_counts_and_deletes() {
     assert!(kv.delete(&key).await.unwrap());
     assert!(!kv.delete(&key).await.unwrap());
 }
+
+#[tokio::test]
+async fn the_call_deadline_also_bounds_time_spent_waiting_on_a_capability() {
+    let database = TestDatabase::create().await;
+    let fakes = Fakes::default();
+    let runtime = runtime(with_sql(&fakes, Arc::new(PostgresSql::new(database.pool.clone()))));
+    // The statement may run for 5 s, but the whole call only has 300 ms.
+    let grants = "[limits]\ndeadline_ms = 300\n[grants.sql]\ntimeout_ms = 5000\n[config]\nstatement = \"SELECT pg_sleep(3), $1::int\"\n";
+    let probe = load(&runtime, "fixtures/forbidden", Slot::Pricing, config(grants)).await;
+    let started = std::time::Instant::now();
+    let error = runtime.price(&probe, &CallContext::new("slow"), &order(1)).await.unwrap_err();
+    let elapsed = started.elapsed();
+    assert_eq!(error, host::runtime::CallError::Deadline { limit_ms: 300 });
+    assert!(elapsed < std::time::Duration::from_millis(2000), "stopped after {elapsed:?}");
+}
