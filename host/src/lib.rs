@@ -2,5 +2,12 @@
 //! fulfillment, and delegates every business rule to a WebAssembly component
 //! loaded into one of three slots (see [`runtime`]).
 
+pub mod api;
+pub mod checkout;
+pub mod config;
+pub mod domain;
 pub mod runtime;
+pub mod service;
+pub mod startup;
+pub mod store;
 pub mod telemetry;

@@ -3,24 +3,34 @@
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
+use host::config::{BackendSettings, ServeSettings};
 use host::runtime::bindings::types::Order;
 use host::runtime::{CallContext, Capabilities, EngineSettings, Runtime, Slot, SlotRegistry};
+use host::startup::Application;
 
 #[derive(Parser)]
 #[command(name = "host", version, about = "An order service whose business rules are WebAssembly components")]
 struct Cli {
-    /// Folder holding `<slot>.wasm` and `<slot>.toml` for each slot.
-    #[arg(long, env = "COMPONENTS_DIR", default_value = "data/components", global = true)]
-    components_dir: PathBuf,
     #[command(subcommand)]
     command: Option<Command>,
 }
 
 #[derive(Subcommand)]
 enum Command {
+    /// Serve the REST API (the default). Without DATABASE_URL and REDIS_URL
+    /// it runs embedded: a SQLite file under ./data and in-process caches.
+    Serve(Box<ServeSettings>),
+    /// Apply the database migrations and exit.
+    Migrate {
+        #[command(flatten)]
+        backend: BackendSettings,
+    },
     /// Load the components and run one order through validation, pricing and
-    /// fulfillment, printing each slot's answer (the default).
+    /// fulfillment, printing each slot's answer.
     Demo {
+        /// Folder holding `<slot>.wasm` and `<slot>.toml` for each slot.
+        #[arg(long, env = "COMPONENTS_DIR", default_value = "data/components")]
+        components_dir: PathBuf,
         /// An order as JSON; a built-in 3-line order when omitted.
         #[arg(long)]
         order: Option<PathBuf>,
@@ -31,9 +41,33 @@ enum Command {
 async fn main() -> anyhow::Result<()> {
     host::telemetry::init();
     let cli = Cli::parse();
-    match cli.command.unwrap_or(Command::Demo { order: None }) {
-        Command::Demo { order } => demo(&cli.components_dir, order).await,
+    let command = cli.command.unwrap_or_else(|| Command::Serve(Box::new(ServeSettings::parse_env())));
+    let outcome = match command {
+        Command::Serve(settings) => serve(*settings).await,
+        Command::Migrate { backend } => migrate(&backend).await,
+        Command::Demo { components_dir, order } => demo(&components_dir, order).await,
+    };
+    if let Err(error) = &outcome {
+        tracing::error!(error = format!("{error:#}"), "stopped on an error");
     }
+    outcome
+}
+
+async fn serve(settings: ServeSettings) -> anyhow::Result<()> {
+    let app = Application::build(settings).await?;
+    let address = app.local_addr();
+    tracing::info!(%address, "serving");
+    println!("Orderly is serving on http://{address}");
+    println!("Try: curl -s -X POST http://{address}/api/v1/orders -H 'content-type: application/json' \\");
+    println!("       -d '{{\"user_id\": 7, \"items\": [{{\"product_id\": 1, \"quantity\": 2}}]}}'");
+    app.run_until_stopped().await
+}
+
+async fn migrate(backend: &BackendSettings) -> anyhow::Result<()> {
+    let options = backend.connect_options();
+    host::store::Store::open(&options).await?;
+    tracing::info!("migrations applied");
+    Ok(())
 }
 
 async fn demo(components_dir: &std::path::Path, order: Option<PathBuf>) -> anyhow::Result<()> {
@@ -60,6 +94,22 @@ async fn demo(components_dir: &std::path::Path, order: Option<PathBuf>) -> anyho
     let decision = runtime.decide(&component(Slot::Fulfillment), &context, &order, &quote).await?;
     println!("fulfillment: {}", serde_json::to_string(&decision.value)?);
     Ok(())
+}
+
+/// `host` with no subcommand serves with settings from the environment.
+trait FromEnvironment {
+    fn parse_env() -> Self;
+}
+
+impl FromEnvironment for ServeSettings {
+    fn parse_env() -> Self {
+        #[derive(Parser)]
+        struct Only {
+            #[command(flatten)]
+            settings: ServeSettings,
+        }
+        Only::parse_from(["host"]).settings
+    }
 }
 
 const DEMO_ORDER: &str = r#"{

@@ -64,12 +64,23 @@ pub struct StartError(String);
 /// The engine, the linker with every capability, and the bounded pool of
 /// instances shared by every slot.
 pub struct Runtime {
+    shared: Arc<Shared>,
+    capabilities: Arc<Capabilities>,
+}
+
+/// What every runtime made from one [`Runtime::new`] shares.
+struct Shared {
     engine: Engine,
     linker: Linker<CallState>,
-    capabilities: Arc<Capabilities>,
-    instances: Arc<Semaphore>,
+    instances: Semaphore,
+    /// Compiled components by sha256: loading the same bytes again (a
+    /// rollback, a second service on the same engine) skips compilation.
+    compiled: std::sync::Mutex<std::collections::HashMap<String, Component>>,
     _ticker: engine::EpochTicker,
 }
+
+/// Compiled components kept for reuse; past this the cache starts afresh.
+const COMPILED_CACHE_ENTRIES: usize = 32;
 
 impl Runtime {
     /// Builds the engine and linker once and starts the epoch ticker.
@@ -86,18 +97,26 @@ impl Runtime {
         bindings::platform::Platform::add_to_linker::<CallState, HasSelf<CallState>>(&mut linker, |state| state)?;
         bindings::types::add_to_linker::<CallState, HasSelf<CallState>>(&mut linker, |state| state)?;
         let ticker = engine::EpochTicker::start(engine.clone(), settings.epoch_tick);
-        Ok(Self {
+        let shared = Shared {
             engine,
             linker,
-            capabilities: Arc::new(capabilities),
-            instances: Arc::new(Semaphore::new(settings.max_concurrent_calls.max(1) as usize)),
+            instances: Semaphore::new(settings.max_concurrent_calls.max(1) as usize),
+            compiled: Default::default(),
             _ticker: ticker,
-        })
+        };
+        Ok(Self { shared: Arc::new(shared), capabilities: Arc::new(capabilities) })
+    }
+
+    /// A runtime on the same engine, linker, instance pool and compiled
+    /// components, whose calls use other capability backends (another
+    /// service in the same process, such as a test's).
+    pub fn with_capabilities(&self, capabilities: Capabilities) -> Self {
+        Self { shared: self.shared.clone(), capabilities: Arc::new(capabilities) }
     }
 
     /// The engine, for callers that compile ahead of time.
     pub fn engine(&self) -> &Engine {
-        &self.engine
+        &self.shared.engine
     }
 
     /// The capability backends every call uses.
@@ -109,14 +128,10 @@ impl Runtime {
     /// against `slot`'s world.
     pub async fn load(&self, slot: Slot, wasm: Vec<u8>, config: SlotConfig) -> Result<LoadedComponent, LoadError> {
         let digest = hex::encode(Sha256::digest(&wasm));
-        let engine = self.engine.clone();
-        let component = tokio::task::spawn_blocking(move || Component::new(&engine, &wasm))
-            .await
-            .map_err(|error| LoadError::Compile(format!("compilation task failed: {error}")))?
-            .map_err(|error| LoadError::Compile(format!("{error:#}")))?;
+        let component = self.compile(&digest, wasm).await?;
         let world_error =
             |error: wasmtime::Error| LoadError::World { slot, world: slot.world(), reason: format!("{error:#}") };
-        let instance_pre = self.linker.instantiate_pre(&component).map_err(world_error)?;
+        let instance_pre = self.shared.linker.instantiate_pre(&component).map_err(world_error)?;
         let pre = match slot {
             Slot::Validation => SlotPre::Validation(OrderValidatorPre::new(instance_pre).map_err(world_error)?),
             Slot::Pricing => SlotPre::Pricing(PricerPre::new(instance_pre).map_err(world_error)?),
@@ -131,6 +146,25 @@ impl Runtime {
             config: Arc::new(config),
             pre,
         })
+    }
+
+    /// Compiles `wasm` off the async worker threads, or reuses an earlier compilation.
+    async fn compile(&self, digest: &str, wasm: Vec<u8>) -> Result<Component, LoadError> {
+        let cached = self.shared.compiled.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).get(digest).cloned();
+        if let Some(component) = cached {
+            return Ok(component);
+        }
+        let engine = self.shared.engine.clone();
+        let component = tokio::task::spawn_blocking(move || Component::new(&engine, &wasm))
+            .await
+            .map_err(|error| LoadError::Compile(format!("compilation task failed: {error}")))?
+            .map_err(|error| LoadError::Compile(format!("{error:#}")))?;
+        let mut compiled = self.shared.compiled.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if compiled.len() >= COMPILED_CACHE_ENTRIES {
+            compiled.clear();
+        }
+        compiled.insert(digest.to_owned(), component.clone());
+        Ok(component)
     }
 
     /// Loads `wasm_path` with the `.toml` of the same name beside it, if any.
@@ -231,12 +265,13 @@ impl Runtime {
     ) -> Result<CallOutput<T>, CallError> {
         let started = Instant::now();
         let _permit = self
+            .shared
             .instances
             .acquire()
             .await
             .map_err(|_| CallError::Instantiate { message: "runtime is shutting down".into() })?;
         let capabilities = context.capabilities.clone().unwrap_or_else(|| self.capabilities.clone());
-        let mut store = call::new_store(&self.engine, component, context, capabilities);
+        let mut store = call::new_store(&self.shared.engine, component, context, capabilities);
         // The epoch callback stops guest code at the deadline, and capability
         // I/O is bounded by the time left (`CallState::within_deadline`).
         let result = call(&mut store).await;

@@ -4,6 +4,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use host::runtime::fakes::Fakes;
+#[path = "../common/database.rs"]
+mod database;
+pub use database::{TestDatabase, redis_url};
+
 use host::runtime::{Capabilities, EngineSettings, LoadedComponent, Runtime, Slot, SlotConfig};
 
 /// The `.wasm` of the component crate at `components/<dir>`, built if stale.
@@ -44,55 +48,6 @@ pub fn config(toml: &str) -> SlotConfig {
 /// A 3-line EUR order for `user_id`.
 pub fn order(user_id: u64) -> host::runtime::bindings::types::Order {
     component_testkit::OrderBuilder::new(user_id).item(1, 1250, 2).item(2, 990, 1).item(3, 4500, 3).build()
-}
-
-pub fn postgres_url() -> String {
-    std::env::var("DATABASE_TEST_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
-}
-
-pub fn redis_url() -> String {
-    std::env::var("REDIS_TEST_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
-}
-
-/// A fresh PostgreSQL database for one test, dropped when this is dropped.
-pub struct TestDatabase {
-    pub pool: sqlx::PgPool,
-    name: String,
-}
-
-impl TestDatabase {
-    pub async fn create() -> Self {
-        use sqlx::Connection;
-        let name = format!("runtime_{}", uuid::Uuid::new_v4().simple());
-        let mut admin = sqlx::PgConnection::connect(&postgres_url()).await.expect("PostgreSQL reachable");
-        sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut admin).await.expect("create database");
-        let url = url::Url::parse(&postgres_url()).unwrap();
-        let mut url = url.clone();
-        url.set_path(&name);
-        let pool = sqlx::postgres::PgPoolOptions::new().max_connections(4).connect(url.as_str()).await.unwrap();
-        Self { pool, name }
-    }
-}
-
-impl Drop for TestDatabase {
-    fn drop(&mut self) {
-        let name = self.name.clone();
-        // Best effort, from a connection of its own on a thread of its own
-        // (Drop cannot await, and the test's runtime is blocked here). FORCE
-        // ends the pool's connections, which belong to the test's runtime.
-        std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-            runtime.block_on(async move {
-                use sqlx::Connection;
-                if let Ok(mut admin) = sqlx::PgConnection::connect(&postgres_url()).await {
-                    let _ =
-                        sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&mut admin).await;
-                }
-            });
-        })
-        .join()
-        .ok();
-    }
 }
 
 /// Capabilities with a given sql backend and fakes for the rest.

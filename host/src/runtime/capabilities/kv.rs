@@ -31,12 +31,24 @@ pub trait KvBackend: Send + Sync {
 /// Redis through a self-reconnecting connection.
 pub struct RedisKv {
     connection: ConnectionManager,
+    namespace: String,
 }
 
 impl RedisKv {
     /// Uses an established connection manager.
     pub fn new(connection: ConnectionManager) -> Self {
-        Self { connection }
+        Self { connection, namespace: String::new() }
+    }
+
+    /// Prefixes every key with `namespace`, so deployments (or tests) sharing
+    /// one Redis keep apart.
+    pub fn with_namespace(mut self, namespace: &str) -> Self {
+        self.namespace = namespace.to_owned();
+        self
+    }
+
+    fn key(&self, key: &str) -> String {
+        format!("{}{key}", self.namespace)
     }
 }
 
@@ -56,13 +68,13 @@ fn redis_error(error: redis::RedisError) -> Error {
 impl KvBackend for RedisKv {
     async fn get(&self, key: &str) -> Result<Option<String>, Error> {
         let mut connection = self.connection.clone();
-        redis::cmd("GET").arg(key).query_async(&mut connection).await.map_err(redis_error)
+        redis::cmd("GET").arg(self.key(key)).query_async(&mut connection).await.map_err(redis_error)
     }
 
     async fn set(&self, key: &str, value: &str, ttl: Option<Duration>) -> Result<(), Error> {
         let mut connection = self.connection.clone();
         let mut command = redis::cmd("SET");
-        command.arg(key).arg(value);
+        command.arg(self.key(key)).arg(value);
         if let Some(ttl) = ttl {
             command.arg("PX").arg(ttl.as_millis().max(1) as u64);
         }
@@ -71,12 +83,13 @@ impl KvBackend for RedisKv {
 
     async fn incr(&self, key: &str, delta: i64, ttl: Option<Duration>) -> Result<i64, Error> {
         let mut connection = self.connection.clone();
+        let key = self.key(key);
         let mut pipe = redis::pipe();
-        pipe.atomic().cmd("INCRBY").arg(key).arg(delta);
+        pipe.atomic().cmd("INCRBY").arg(&key).arg(delta);
         if let Some(ttl) = ttl {
             // NX: only a key without an expiry gets one, so a fixed window is
             // not extended by every increment.
-            pipe.cmd("PEXPIRE").arg(key).arg(ttl.as_millis().max(1) as u64).arg("NX").ignore();
+            pipe.cmd("PEXPIRE").arg(&key).arg(ttl.as_millis().max(1) as u64).arg("NX").ignore();
         }
         let (value,): (i64,) = pipe.query_async(&mut connection).await.map_err(redis_error)?;
         Ok(value)
@@ -84,7 +97,8 @@ impl KvBackend for RedisKv {
 
     async fn delete(&self, key: &str) -> Result<bool, Error> {
         let mut connection = self.connection.clone();
-        let removed: i64 = redis::cmd("DEL").arg(key).query_async(&mut connection).await.map_err(redis_error)?;
+        let removed: i64 =
+            redis::cmd("DEL").arg(self.key(key)).query_async(&mut connection).await.map_err(redis_error)?;
         Ok(removed > 0)
     }
 }

@@ -1,0 +1,83 @@
+//! The HTTP API: one router per domain, merged here, every answer either
+//! JSON or an RFC 9457 problem.
+
+pub mod correlation;
+pub mod extract;
+pub mod health;
+pub mod orders;
+pub mod page;
+pub mod problem;
+pub mod products;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
+use axum::response::Response;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+
+use crate::service::Service;
+use problem::{ApiError, Problem, problem_response};
+
+/// The document's frame; paths come from the routers themselves, so the
+/// document lists exactly the routes that are served.
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Orderly", description = "An order service whose business rules are WebAssembly components."),
+    tags(
+        (name = "products", description = "The catalogue"),
+        (name = "orders", description = "Placing and following orders"),
+        (name = "health", description = "Liveness and readiness"),
+    )
+)]
+struct ApiDoc;
+
+/// The OpenAPI 3.1 document and the router, built together.
+pub fn router(service: Arc<Service>, max_body_bytes: usize) -> Router {
+    let (api, document) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .nest("/api/v1", products::router().merge(orders::router()))
+        .merge(health::router())
+        .split_for_parts();
+    let document = Arc::new(document.to_pretty_json().unwrap_or_default());
+    api.route(
+        "/api/v1/openapi.json",
+        axum::routing::get(move || {
+            let document = document.clone();
+            async move { ([(axum::http::header::CONTENT_TYPE, "application/json")], document.to_string()) }
+        }),
+    )
+    .fallback(not_found)
+    .method_not_allowed_fallback(method_not_allowed)
+    .with_state(service)
+    .layer(DefaultBodyLimit::max(max_body_bytes))
+    .layer(tower_http::catch_panic::CatchPanicLayer::custom(panicked))
+    .layer(axum::middleware::from_fn(correlation::middleware))
+}
+
+async fn not_found(uri: axum::http::Uri) -> ApiError {
+    ApiError::not_found(format!("no route for {}", uri.path()))
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed
+}
+
+/// A handler that panicked: a 500 problem (the task is gone; the service is not).
+fn panicked(cause: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    let cause = cause
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| cause.downcast_ref::<&str>().map(|text| text.to_string()))
+        .unwrap_or_else(|| "unknown panic".into());
+    let problem = Problem {
+        kind: "urn:orderly:problem:internal-error".into(),
+        title: "Internal error".into(),
+        status: 500,
+        detail: "an unexpected error occurred; it has been logged".into(),
+        correlation_id: problem::correlation_id().to_string(),
+        extensions: Default::default(),
+    };
+    problem_response(StatusCode::INTERNAL_SERVER_ERROR, &problem, Some(format!("panic: {cause}")))
+}

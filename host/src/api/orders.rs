@@ -1,0 +1,226 @@
+//! `/api/v1/orders`: placing, reading, listing and moving orders.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::extract::{ApiJson, ApiPath, ApiQuery};
+use super::page::{PageQuery, next_cursor};
+use super::problem::{ApiError, Problem, Result, correlation_id};
+use crate::domain::input::{CreateOrderRequest, StatusChangeRequest};
+use crate::domain::{OrderDetail, OrderStatus, OrderSummary};
+use crate::service::Service;
+use crate::store::{Claim, OrderFilter, StoreError};
+
+/// The order routes.
+pub fn router() -> OpenApiRouter<Arc<Service>> {
+    OpenApiRouter::new()
+        .routes(routes!(create_order, list_orders))
+        .routes(routes!(get_order))
+        .routes(routes!(change_status))
+}
+
+/// The header naming an idempotent request.
+pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
+/// Set on an answer replayed for a repeated idempotent request.
+pub const REPLAYED: &str = "idempotent-replayed";
+
+/// A page of orders.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct OrderPage {
+    /// The orders, newest first.
+    pub items: Vec<OrderSummary>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    pub next_cursor: Option<String>,
+}
+
+fn order_not_found(id: i64) -> impl FnOnce(StoreError) -> ApiError {
+    move |error| match error {
+        StoreError::NotFound => ApiError::not_found(format!("order {id} does not exist")),
+        other => other.into(),
+    }
+}
+
+fn created(body: Vec<u8>, id: i64, replayed: bool) -> Response {
+    let mut response = (StatusCode::CREATED, body).into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    if let Ok(location) = HeaderValue::from_str(&format!("/api/v1/orders/{id}")) {
+        headers.insert(header::LOCATION, location);
+    }
+    if replayed {
+        headers.insert(REPLAYED, HeaderValue::from_static("true"));
+    }
+    response
+}
+
+/// The `Idempotency-Key` header, if sent: 1 to 255 visible ASCII characters.
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>> {
+    let Some(value) = headers.get(IDEMPOTENCY_KEY) else { return Ok(None) };
+    let bytes = value.as_bytes();
+    if bytes.is_empty() || bytes.len() > 255 || !bytes.iter().all(u8::is_ascii_graphic) {
+        return Err(ApiError::BadRequest {
+            detail: "Idempotency-Key must be 1 to 255 visible ASCII characters".into(),
+        });
+    }
+    Ok(Some(String::from_utf8_lossy(bytes).into_owned()))
+}
+
+/// Places an order. The business rules are the `validation` and `pricing`
+/// components; stock is taken in the same transaction that stores the order.
+/// With an `Idempotency-Key`, a repeat of the same request replays the first
+/// answer (marked `Idempotent-Replayed: true`), and the key with another body is a 422.
+#[utoipa::path(post, path = "/orders", tag = "orders", request_body = CreateOrderRequest,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe: the same key and body replay the first answer")),
+    responses(
+        (status = 201, description = "Placed: status `pending`", body = OrderDetail, headers(("Location" = String))),
+        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Unknown product", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Not enough stock, or the product is inactive", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Wrong shape, rule violations, or a reused idempotency key", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "A rule component failed; nothing was stored", body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn create_order(
+    State(service): State<Arc<Service>>,
+    headers: HeaderMap,
+    ApiJson(request): ApiJson<CreateOrderRequest>,
+) -> Result<Response> {
+    let key = idempotency_key(&headers)?;
+    // The request as understood, not as spelled: the same order sent with
+    // other whitespace or field order is the same request.
+    let canonical = serde_json::to_vec(&request).map_err(anyhow::Error::from)?;
+    let parsed = request.parse(&service.policy.default_currency).map_err(ApiError::violations)?;
+    let correlation_id = correlation_id();
+    let Some(key) = key else {
+        let order = service.place_order(parsed, &correlation_id, None).await?;
+        return Ok(created(serde_json::to_vec(&order).map_err(anyhow::Error::from)?, order.id, false));
+    };
+    let hash = hex::encode(Sha256::digest(&canonical));
+    let policy = &service.policy;
+    let ttl = chrono::Duration::from_std(policy.idempotency_ttl).map_err(anyhow::Error::from)?;
+    let abandon = chrono::Duration::from_std(policy.idempotency_abandon_after).map_err(anyhow::Error::from)?;
+    let waiting_since = Instant::now();
+    loop {
+        match service.store.claim_idempotency_key(&key, &hash, ttl, abandon).await? {
+            Claim::Fresh => break,
+            Claim::Replay { body, .. } => {
+                let id = serde_json::from_str::<OrderDetail>(&body).map(|order| order.id).unwrap_or_default();
+                return Ok(created(body.into_bytes(), id, true));
+            }
+            Claim::Mismatch => return Err(ApiError::KeyReused),
+            Claim::InProgress if waiting_since.elapsed() < policy.idempotency_wait => {
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+            Claim::InProgress => {
+                return Err(ApiError::Conflict {
+                    detail: "a request with this Idempotency-Key is still running".into(),
+                });
+            }
+        }
+    }
+    match service.place_order(parsed, &correlation_id, Some(key.clone())).await {
+        Ok(order) => Ok(created(serde_json::to_vec(&order).map_err(anyhow::Error::from)?, order.id, false)),
+        Err(error) => {
+            // Failed requests are not remembered: the client may retry with the same key.
+            if let Err(release) = service.store.release_idempotency_key(&key).await {
+                tracing::warn!(error = %release, "cannot release an idempotency key");
+            }
+            Err(error)
+        }
+    }
+}
+
+/// The order's id in a path.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(names("id"), parameter_in = Path)]
+pub struct OrderId(
+    /// The order's id.
+    pub i64,
+);
+
+/// One order: lines, totals, status history and the components that decided it.
+#[utoipa::path(get, path = "/orders/{id}", tag = "orders", params(OrderId),
+    responses(
+        (status = 200, description = "The order", body = OrderDetail),
+        (status = 400, description = "The id is not a number", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such order", body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn get_order(State(service): State<Arc<Service>>, ApiPath(id): ApiPath<i64>) -> Result<axum::Json<OrderDetail>> {
+    Ok(axum::Json(service.store.order(id).await.map_err(order_not_found(id))?))
+}
+
+/// `GET /orders` filters.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct OrderQuery {
+    /// Only this customer's orders.
+    pub user_id: Option<i64>,
+    /// Only orders in this state.
+    pub status: Option<String>,
+    /// Items per page: 1 or more, capped at 100 (default 20).
+    pub limit: Option<i64>,
+    /// The `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+/// Lists orders, newest first, a page at a time.
+#[utoipa::path(get, path = "/orders", tag = "orders", params(OrderQuery),
+    responses(
+        (status = 200, description = "A page", body = OrderPage),
+        (status = 400, description = "Bad filter, limit or cursor", body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn list_orders(
+    State(service): State<Arc<Service>>,
+    ApiQuery(query): ApiQuery<OrderQuery>,
+) -> Result<axum::Json<OrderPage>> {
+    let page = PageQuery { limit: query.limit, cursor: query.cursor.clone() };
+    let (limit, before) = page.resolve(&service.policy)?;
+    let status = match query.status.as_deref() {
+        None => None,
+        Some(name) => Some(OrderStatus::parse(name).ok_or_else(|| ApiError::BadRequest {
+            detail: format!(
+                "unknown status {name:?}; one of pending, processing, on_hold, fulfilled, shipped, delivered, cancelled"
+            ),
+        })?),
+    };
+    let filter = OrderFilter { user_id: query.user_id, status, before, limit };
+    let items = service.store.list_orders(&filter).await?;
+    let next_cursor = next_cursor(&items, limit, |order| order.id);
+    Ok(axum::Json(OrderPage { items, next_cursor }))
+}
+
+/// Moves an order along its lifecycle. Of two concurrent changes exactly one
+/// wins; an illegal change is a 409 naming the order's current state.
+/// Cancelling returns the stock.
+#[utoipa::path(patch, path = "/orders/{id}/status", tag = "orders", params(OrderId),
+    request_body = StatusChangeRequest,
+    responses(
+        (status = 200, description = "The order in its new state", body = OrderDetail),
+        (status = 404, description = "No such order", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Illegal transition from the current state", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Unknown status", body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn change_status(
+    State(service): State<Arc<Service>>,
+    ApiPath(id): ApiPath<i64>,
+    ApiJson(request): ApiJson<StatusChangeRequest>,
+) -> Result<axum::Json<OrderDetail>> {
+    let reason = request.reason.as_deref().map(|reason| crate::runtime::call::truncate(reason, 500));
+    let order = service
+        .store
+        .change_status(id, request.status, reason, &correlation_id())
+        .await
+        .map_err(order_not_found(id))?;
+    tracing::info!(order_id = id, status = %order.status, "order status changed");
+    Ok(axum::Json(order))
+}

@@ -1,0 +1,240 @@
+//! One error type for the API, answered as RFC 9457 `application/problem+json`
+//! with the request's correlation id. 5xx answers never carry internals: the
+//! cause goes to the log (once, in the request middleware) instead.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use serde_json::{Map, Value};
+use utoipa::ToSchema;
+
+use crate::domain::OrderStatus;
+use crate::domain::input::Violation;
+use crate::store::StoreError;
+
+pub type Result<T, E = ApiError> = std::result::Result<T, E>;
+
+tokio::task_local! {
+    /// The correlation id of the request being served.
+    pub static CORRELATION_ID: std::sync::Arc<str>;
+}
+
+/// The current request's correlation id (empty outside a request).
+pub fn correlation_id() -> std::sync::Arc<str> {
+    CORRELATION_ID.try_with(|id| id.clone()).unwrap_or_else(|_| "".into())
+}
+
+/// Everything a handler can answer besides success.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// 400: the request could not be read (bad JSON syntax, bad query or path).
+    #[error("{detail}")]
+    BadRequest { detail: String },
+    /// 413: the body is larger than the configured cap.
+    #[error("{detail}")]
+    TooLarge { detail: String },
+    /// 415: the body is not `application/json`.
+    #[error("{detail}")]
+    UnsupportedMediaType { detail: String },
+    /// 422: well-formed JSON of the wrong shape or types.
+    #[error("{detail}")]
+    Unprocessable { detail: String },
+    /// 422: the request breaks rules (the edge's or the validation component's).
+    #[error("the order breaks {} rule(s)", violations.len())]
+    Violations { detail: String, violations: Vec<Violation> },
+    /// 422: an `Idempotency-Key` reused with another request body.
+    #[error("the idempotency key was already used with a different request body")]
+    KeyReused,
+    /// 404.
+    #[error("{detail}")]
+    NotFound { detail: String },
+    /// 405.
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    /// 409: not enough stock.
+    #[error("{detail}")]
+    InsufficientStock { detail: String, product_id: i64, requested: i64, available: i64 },
+    /// 409: the state machine forbids the change.
+    #[error("{detail}")]
+    IllegalTransition { detail: String, current: OrderStatus, requested: OrderStatus },
+    /// 409: anything else that conflicts with the current state.
+    #[error("{detail}")]
+    Conflict { detail: String },
+    /// 503: a component failed (trap, deadline, memory, malformed output) or
+    /// its slot is empty. The kind is logged, not answered.
+    #[error("{slot} component failed: {cause}")]
+    Component { slot: &'static str, cause: String },
+    /// 503: a server the service depends on is down.
+    #[error("{cause}")]
+    Unavailable { cause: String },
+    /// 500: a bug. The cause is logged, not answered.
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+/// The problem body (RFC 9457) plus our extensions.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Problem {
+    /// A URI naming the kind of problem.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// A short summary of the kind.
+    pub title: String,
+    /// The HTTP status.
+    pub status: u16,
+    /// What went wrong this time.
+    pub detail: String,
+    /// The request's correlation id: quote it when reporting a problem.
+    pub correlation_id: String,
+    /// Further members, such as `violations` or `current_status`.
+    #[serde(flatten)]
+    #[schema(value_type = Object)]
+    pub extensions: Map<String, Value>,
+}
+
+/// The cause of a 5xx, attached to the response for the request log.
+#[derive(Debug, Clone)]
+pub struct ErrorCause(pub String);
+
+impl ApiError {
+    fn parts(&self) -> (StatusCode, &'static str, &'static str) {
+        use ApiError::*;
+        match self {
+            BadRequest { .. } => (StatusCode::BAD_REQUEST, "bad-request", "The request could not be read"),
+            TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "body-too-large", "The request body is too large"),
+            UnsupportedMediaType { .. } => {
+                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported-media-type", "The body must be JSON")
+            }
+            Unprocessable { .. } => {
+                (StatusCode::UNPROCESSABLE_ENTITY, "invalid-body", "The body has the wrong shape or types")
+            }
+            Violations { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "validation-failed", "The request breaks rules"),
+            KeyReused => {
+                (StatusCode::UNPROCESSABLE_ENTITY, "idempotency-key-reused", "The idempotency key was used before")
+            }
+            NotFound { .. } => (StatusCode::NOT_FOUND, "not-found", "Not found"),
+            MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed", "Method not allowed"),
+            InsufficientStock { .. } => (StatusCode::CONFLICT, "insufficient-stock", "Not enough stock"),
+            IllegalTransition { .. } => {
+                (StatusCode::CONFLICT, "illegal-transition", "The order cannot move to that state")
+            }
+            Conflict { .. } => (StatusCode::CONFLICT, "conflict", "Conflict with the current state"),
+            Component { .. } => {
+                (StatusCode::SERVICE_UNAVAILABLE, "rule-unavailable", "A business rule could not be applied")
+            }
+            Unavailable { .. } => {
+                (StatusCode::SERVICE_UNAVAILABLE, "service-unavailable", "The service is temporarily unavailable")
+            }
+            Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal-error", "Internal error"),
+        }
+    }
+
+    /// The detail shown to the client: the error's own text for 4xx, a
+    /// fixed sentence for 5xx.
+    fn public_detail(&self) -> String {
+        match self {
+            ApiError::Component { slot, .. } => {
+                format!("the {slot} rule failed; nothing was stored, try again later")
+            }
+            ApiError::Unavailable { .. } => "a backing service is unavailable; try again later".into(),
+            ApiError::Internal(_) => "an unexpected error occurred; it has been logged".into(),
+            ApiError::Violations { detail, .. } => detail.clone(),
+            other => other.to_string(),
+        }
+    }
+
+    fn extensions(&self) -> Map<String, Value> {
+        let mut extensions = Map::new();
+        match self {
+            ApiError::Violations { violations, .. } => {
+                extensions.insert("violations".into(), serde_json::to_value(violations).unwrap_or_default());
+            }
+            ApiError::InsufficientStock { product_id, requested, available, .. } => {
+                extensions.insert("product_id".into(), (*product_id).into());
+                extensions.insert("requested".into(), (*requested).into());
+                extensions.insert("available".into(), (*available).into());
+            }
+            ApiError::IllegalTransition { current, requested, .. } => {
+                extensions.insert("current_status".into(), current.as_str().into());
+                extensions.insert("requested_status".into(), requested.as_str().into());
+                let allowed: Vec<&str> = current.successors().iter().map(|status| status.as_str()).collect();
+                extensions.insert("allowed".into(), allowed.into());
+            }
+            _ => {}
+        }
+        extensions
+    }
+
+    /// A 422 for violations found at the API edge.
+    pub fn violations(violations: Vec<Violation>) -> Self {
+        let detail = violations.iter().map(|v| v.message.as_str()).collect::<Vec<_>>().join("; ");
+        ApiError::Violations { detail, violations }
+    }
+
+    /// A 404 for `what`.
+    pub fn not_found(what: impl Into<String>) -> Self {
+        ApiError::NotFound { detail: what.into() }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, slug, title) = self.parts();
+        let problem = Problem {
+            kind: format!("urn:orderly:problem:{slug}"),
+            title: title.into(),
+            status: status.as_u16(),
+            detail: self.public_detail(),
+            correlation_id: correlation_id().to_string(),
+            extensions: self.extensions(),
+        };
+        problem_response(status, &problem, status.is_server_error().then(|| self.to_string()))
+    }
+}
+
+/// Renders a problem; `cause` (for 5xx) rides along for the request log.
+pub fn problem_response(status: StatusCode, problem: &Problem, cause: Option<String>) -> Response {
+    let body = serde_json::to_vec(problem).unwrap_or_default();
+    let mut response = (status, body).into_response();
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+    if let Some(cause) = cause {
+        response.extensions_mut().insert(ErrorCause(cause));
+    }
+    response
+}
+
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::NotFound => ApiError::not_found("no such record"),
+            StoreError::Conflict(what) => ApiError::Conflict { detail: format!("{what} already exists") },
+            StoreError::UnknownProduct(id) => ApiError::not_found(format!("product {id} does not exist")),
+            StoreError::InactiveProduct(id) => {
+                ApiError::Conflict { detail: format!("product {id} is not available for ordering") }
+            }
+            StoreError::InsufficientStock { product_id, requested, available } => ApiError::InsufficientStock {
+                detail: format!("product {product_id}: {requested} requested, {available} in stock"),
+                product_id,
+                requested,
+                available,
+            },
+            StoreError::IllegalTransition { current, requested } => ApiError::IllegalTransition {
+                detail: format!("the order is {current}; it cannot become {requested}"),
+                current,
+                requested,
+            },
+            StoreError::KeyLost => {
+                ApiError::Conflict { detail: "the idempotency key expired while the request ran; retry".into() }
+            }
+            StoreError::Database(error) if is_unavailable(&error) => {
+                ApiError::Unavailable { cause: format!("database: {error}") }
+            }
+            other => ApiError::Internal(other.into()),
+        }
+    }
+}
+
+/// Whether a database error means "down or overloaded" rather than "a bug".
+fn is_unavailable(error: &sqlx::Error) -> bool {
+    matches!(error, sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Tls(_))
+}

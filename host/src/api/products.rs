@@ -1,0 +1,110 @@
+//! `/api/v1/products`: the catalogue.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::extract::{ApiJson, ApiPath, ApiQuery};
+use super::page::{PageQuery, next_cursor};
+use super::problem::{ApiError, Problem, Result};
+use crate::domain::Product;
+use crate::domain::input::{CreateProductRequest, UpdateProductRequest};
+use crate::service::Service;
+use crate::store::StoreError;
+
+/// The product routes.
+pub fn router() -> OpenApiRouter<Arc<Service>> {
+    OpenApiRouter::new().routes(routes!(create_product, list_products)).routes(routes!(get_product, update_product))
+}
+
+/// A page of products.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ProductPage {
+    /// The products, by ascending id.
+    pub items: Vec<Product>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    pub next_cursor: Option<String>,
+}
+
+fn product_not_found(id: i64) -> impl FnOnce(StoreError) -> ApiError {
+    move |error| match error {
+        StoreError::NotFound => ApiError::not_found(format!("product {id} does not exist")),
+        other => other.into(),
+    }
+}
+
+/// Adds a product to the catalogue.
+#[utoipa::path(post, path = "/products", tag = "products", request_body = CreateProductRequest,
+    responses(
+        (status = 201, description = "Created", body = Product, headers(("Location" = String))),
+        (status = 409, description = "The SKU is taken", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid fields", body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn create_product(
+    State(service): State<Arc<Service>>,
+    ApiJson(request): ApiJson<CreateProductRequest>,
+) -> Result<impl IntoResponse> {
+    let product = request.parse(&service.policy.default_currency).map_err(ApiError::violations)?;
+    let created = service.store.create_product(&product).await?;
+    let location = format!("/api/v1/products/{}", created.id);
+    Ok((StatusCode::CREATED, [(header::LOCATION, location)], axum::Json(created)))
+}
+
+/// Lists products by ascending id, a page at a time.
+#[utoipa::path(get, path = "/products", tag = "products", params(PageQuery),
+    responses(
+        (status = 200, description = "A page", body = ProductPage),
+        (status = 400, description = "Bad limit or cursor", body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn list_products(
+    State(service): State<Arc<Service>>,
+    ApiQuery(query): ApiQuery<PageQuery>,
+) -> Result<axum::Json<ProductPage>> {
+    let (limit, after) = query.resolve(&service.policy)?;
+    let items = service.store.list_products(after, limit).await?;
+    let next_cursor = next_cursor(&items, limit, |product| product.id);
+    Ok(axum::Json(ProductPage { items, next_cursor }))
+}
+
+/// The product's id in a path.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(names("id"), parameter_in = Path)]
+pub struct ProductId(
+    /// The product's id.
+    pub i64,
+);
+
+/// One product.
+#[utoipa::path(get, path = "/products/{id}", tag = "products", params(ProductId),
+    responses(
+        (status = 200, description = "The product", body = Product),
+        (status = 404, description = "No such product", body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn get_product(State(service): State<Arc<Service>>, ApiPath(id): ApiPath<i64>) -> Result<axum::Json<Product>> {
+    Ok(axum::Json(service.store.product(id).await.map_err(product_not_found(id))?))
+}
+
+/// Changes a product's name, price, stock or availability; the cached copy is dropped.
+#[utoipa::path(patch, path = "/products/{id}", tag = "products", params(ProductId),
+    request_body = UpdateProductRequest,
+    responses(
+        (status = 200, description = "The updated product", body = Product),
+        (status = 404, description = "No such product", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Nothing to change, or invalid fields", body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn update_product(
+    State(service): State<Arc<Service>>,
+    ApiPath(id): ApiPath<i64>,
+    ApiJson(changes): ApiJson<UpdateProductRequest>,
+) -> Result<axum::Json<Product>> {
+    changes.check().map_err(ApiError::violations)?;
+    let updated = service.store.update_product(id, &changes).await.map_err(product_not_found(id))?;
+    service.cache.invalidate(id).await;
+    Ok(axum::Json(updated))
+}

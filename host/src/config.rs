@@ -1,0 +1,147 @@
+//! The service's settings: command-line options that also read environment
+//! variables, with defaults that run the embedded configuration.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+
+use crate::store::{ConnectOptions, Retry};
+
+/// The embedded default database: a SQLite file under `./data`.
+pub const EMBEDDED_DATABASE_URL: &str = "sqlite:data/orderly.db";
+
+/// Where the service keeps its data and finds its components.
+#[derive(Debug, Clone, Args)]
+pub struct BackendSettings {
+    /// `postgres://user@host/db` for PostgreSQL, or `sqlite:path` for an
+    /// embedded file. Default: a SQLite file under ./data.
+    #[arg(long, env = "DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// `redis://host:port` for the product cache (and, later, the queue).
+    /// Default: an in-process cache.
+    #[arg(long, env = "REDIS_URL")]
+    pub redis_url: Option<String>,
+    /// A prefix for every Redis key, so several deployments (or tests) can share one Redis.
+    #[arg(long, env = "REDIS_NAMESPACE", default_value = "")]
+    pub redis_namespace: String,
+    /// Most PostgreSQL connections in the pool.
+    #[arg(long, env = "DATABASE_MAX_CONNECTIONS", default_value_t = 16)]
+    pub database_max_connections: u32,
+    /// Attempts to reach PostgreSQL or Redis at start-up.
+    #[arg(long, env = "CONNECT_TRIES", default_value_t = 5)]
+    pub connect_tries: u32,
+    /// Seconds between start-up attempts.
+    #[arg(long, env = "CONNECT_DELAY_SECS", default_value_t = 2.0)]
+    pub connect_delay_secs: f64,
+}
+
+impl Default for BackendSettings {
+    fn default() -> Self {
+        Self {
+            database_url: None,
+            redis_url: None,
+            redis_namespace: String::new(),
+            database_max_connections: 16,
+            connect_tries: 5,
+            connect_delay_secs: 2.0,
+        }
+    }
+}
+
+impl BackendSettings {
+    /// How to open the database.
+    pub fn connect_options(&self) -> ConnectOptions {
+        ConnectOptions {
+            url: self.database_url.clone().unwrap_or_else(|| EMBEDDED_DATABASE_URL.to_owned()),
+            max_connections: self.database_max_connections,
+            retry: self.retry(),
+        }
+    }
+
+    /// How to retry reaching a server at start-up.
+    pub fn retry(&self) -> Retry {
+        Retry { tries: self.connect_tries, delay: Duration::from_secs_f64(self.connect_delay_secs.max(0.0)) }
+    }
+}
+
+/// `host serve`.
+#[derive(Debug, Clone, Args)]
+pub struct ServeSettings {
+    #[command(flatten)]
+    pub backend: BackendSettings,
+    /// Address to listen on (`127.0.0.1:0` picks a free port).
+    #[arg(long, env = "LISTEN_ADDR", default_value = "127.0.0.1:8080")]
+    pub listen_addr: SocketAddr,
+    /// Folder holding `<slot>.wasm` and `<slot>.toml` for each slot.
+    #[arg(long, env = "COMPONENTS_DIR", default_value = "data/components")]
+    pub components_dir: PathBuf,
+    /// Bearer token for the admin API; the admin API is off without one.
+    #[arg(long, env = "ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+    /// Largest request body accepted, in bytes.
+    #[arg(long, env = "MAX_BODY_BYTES", default_value_t = 64 * 1024)]
+    pub max_body_bytes: usize,
+    /// Currency of orders and products that do not name one.
+    #[arg(long, env = "DEFAULT_CURRENCY", default_value = "EUR")]
+    pub default_currency: String,
+    /// How long a completed idempotency key is remembered, in seconds.
+    #[arg(long, env = "IDEMPOTENCY_TTL_SECS", default_value_t = 24 * 3600)]
+    pub idempotency_ttl_secs: u64,
+    /// How long a cached product lives, in seconds.
+    #[arg(long, env = "PRODUCT_CACHE_TTL_SECS", default_value_t = 300)]
+    pub product_cache_ttl_secs: u64,
+    /// Seed demo products into an empty catalogue (on by default for the embedded database).
+    #[arg(long, env = "SEED_DEMO_PRODUCTS")]
+    pub seed_demo_products: Option<bool>,
+    /// Seconds to let requests in flight finish after SIGTERM or Ctrl-C.
+    #[arg(long, env = "SHUTDOWN_GRACE_SECS", default_value_t = 10)]
+    pub shutdown_grace_secs: u64,
+}
+
+impl Default for ServeSettings {
+    fn default() -> Self {
+        Self {
+            backend: BackendSettings::default(),
+            listen_addr: "127.0.0.1:8080".parse().expect("a valid address"),
+            components_dir: PathBuf::from("data/components"),
+            admin_token: None,
+            max_body_bytes: 64 * 1024,
+            default_currency: "EUR".into(),
+            idempotency_ttl_secs: 24 * 3600,
+            product_cache_ttl_secs: 300,
+            seed_demo_products: None,
+            shutdown_grace_secs: 10,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Probe {
+        #[command(flatten)]
+        serve: ServeSettings,
+    }
+
+    #[test]
+    fn command_line_defaults_match_default() {
+        // Only meaningful when the environment sets none of the variables.
+        if std::env::vars().any(|(name, _)| name == "DATABASE_URL" || name == "LISTEN_ADDR") {
+            return;
+        }
+        let parsed = Probe::try_parse_from(["host"]).unwrap().serve;
+        let default = ServeSettings::default();
+        assert_eq!(format!("{parsed:?}"), format!("{default:?}"));
+    }
+
+    #[test]
+    fn the_embedded_database_is_the_default() {
+        assert_eq!(BackendSettings::default().connect_options().url, EMBEDDED_DATABASE_URL);
+    }
+}

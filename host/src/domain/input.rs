@@ -1,0 +1,289 @@
+//! Request bodies and the checks the API edge makes before anything else
+//! runs: types, ranges the database could not store, and required fields.
+//! Business rules (line counts, quantity limits, duplicates) belong to the
+//! `validation` component, not here.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::OrderStatus;
+
+/// A problem with one field of a request, or with a whole order when a
+/// component refuses it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Violation {
+    /// Stable, machine-readable code, e.g. `quantity-out-of-range`.
+    pub code: String,
+    /// The offending field as a path such as `items/2/quantity`; empty for the whole request.
+    pub field: String,
+    /// Human-readable explanation.
+    pub message: String,
+}
+
+impl Violation {
+    /// A violation found at the API edge.
+    pub fn new(code: &str, field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self { code: code.to_owned(), field: field.into(), message: message.into() }
+    }
+}
+
+/// One requested line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct LineRequest {
+    /// The product to order.
+    pub product_id: i64,
+    /// How many units.
+    pub quantity: u32,
+}
+
+/// `POST /orders`: either `items`, or the single-line shorthand
+/// `product_id` + `quantity`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct CreateOrderRequest {
+    /// The customer placing the order.
+    pub user_id: u64,
+    /// ISO 4217 code; the host's default currency when absent.
+    #[serde(default)]
+    pub currency: Option<String>,
+    /// The lines.
+    #[serde(default)]
+    pub items: Option<Vec<LineRequest>>,
+    /// Single-line shorthand: the product.
+    #[serde(default)]
+    pub product_id: Option<i64>,
+    /// Single-line shorthand: how many units.
+    #[serde(default)]
+    pub quantity: Option<u32>,
+    /// Free-form attributes passed to the components (e.g. `promo-code`).
+    #[serde(default)]
+    pub attributes: BTreeMap<String, String>,
+}
+
+/// A create-order request after the edge checks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrderRequest {
+    pub user_id: i64,
+    pub currency: String,
+    pub lines: Vec<LineRequest>,
+    pub attributes: BTreeMap<String, String>,
+}
+
+impl CreateOrderRequest {
+    /// Resolves the shorthand and checks what the database could not store.
+    pub fn parse(self, default_currency: &str) -> Result<OrderRequest, Vec<Violation>> {
+        let mut violations = Vec::new();
+        let user_id = i64::try_from(self.user_id).unwrap_or_else(|_| {
+            violations.push(Violation::new("out-of-range", "user_id", "user_id is too large"));
+            0
+        });
+        let lines = match (self.items, self.product_id, self.quantity) {
+            (Some(items), None, None) => items,
+            (None, Some(product_id), Some(quantity)) => vec![LineRequest { product_id, quantity }],
+            (None, Some(_), None) => {
+                violations.push(Violation::new("required", "quantity", "quantity is required with product_id"));
+                Vec::new()
+            }
+            (None, None, Some(_)) => {
+                violations.push(Violation::new("required", "product_id", "product_id is required with quantity"));
+                Vec::new()
+            }
+            (None, None, None) => {
+                violations.push(Violation::new("required", "items", "give items, or product_id and quantity"));
+                Vec::new()
+            }
+            (Some(_), _, _) => {
+                violations.push(Violation::new(
+                    "ambiguous",
+                    "items",
+                    "give either items or the product_id/quantity shorthand, not both",
+                ));
+                Vec::new()
+            }
+        };
+        for (index, line) in lines.iter().enumerate() {
+            if line.product_id <= 0 {
+                violations.push(Violation::new(
+                    "out-of-range",
+                    format!("items/{index}/product_id"),
+                    "product_id must be positive",
+                ));
+            }
+        }
+        let currency = self.currency.unwrap_or_else(|| default_currency.to_owned());
+        if violations.is_empty() {
+            Ok(OrderRequest { user_id, currency, lines, attributes: self.attributes })
+        } else {
+            Err(violations)
+        }
+    }
+}
+
+/// Whether `code` is an ISO 4217-shaped code: three upper-case ASCII letters.
+pub fn is_currency_code(code: &str) -> bool {
+    code.len() == 3 && code.bytes().all(|byte| byte.is_ascii_uppercase())
+}
+
+/// `POST /products`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct CreateProductRequest {
+    /// Unique stock-keeping unit, 1 to 64 characters.
+    pub sku: String,
+    /// Display name, 1 to 200 characters.
+    pub name: String,
+    /// Unit price in minor units.
+    pub price: u32,
+    /// ISO 4217 code; the host's default currency when absent.
+    #[serde(default)]
+    pub currency: Option<String>,
+    /// Units in stock.
+    #[serde(default)]
+    pub stock: u32,
+    /// Whether it can be ordered (default true).
+    #[serde(default = "yes")]
+    pub active: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// A product to insert, after the edge checks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewProduct {
+    pub sku: String,
+    pub name: String,
+    pub price: i64,
+    pub currency: String,
+    pub stock: i64,
+    pub active: bool,
+}
+
+impl CreateProductRequest {
+    /// Checks lengths and the currency code.
+    pub fn parse(self, default_currency: &str) -> Result<NewProduct, Vec<Violation>> {
+        let mut violations = Vec::new();
+        check_text(&mut violations, "sku", &self.sku, 64);
+        check_text(&mut violations, "name", &self.name, 200);
+        let currency = self.currency.unwrap_or_else(|| default_currency.to_owned());
+        if !is_currency_code(&currency) {
+            violations.push(Violation::new("invalid-currency", "currency", "three upper-case letters, e.g. EUR"));
+        }
+        if !violations.is_empty() {
+            return Err(violations);
+        }
+        Ok(NewProduct {
+            sku: self.sku,
+            name: self.name,
+            price: self.price.into(),
+            currency,
+            stock: self.stock.into(),
+            active: self.active,
+        })
+    }
+}
+
+/// `PATCH /products/{id}`: any of the fields; at least one.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct UpdateProductRequest {
+    /// New display name.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// New unit price in minor units.
+    #[serde(default)]
+    pub price: Option<u32>,
+    /// New stock level (absolute).
+    #[serde(default)]
+    pub stock: Option<u32>,
+    /// Whether it can be ordered.
+    #[serde(default)]
+    pub active: Option<bool>,
+}
+
+impl UpdateProductRequest {
+    /// Checks that something changes and that the name fits.
+    pub fn check(&self) -> Result<(), Vec<Violation>> {
+        let mut violations = Vec::new();
+        if let Some(name) = &self.name {
+            check_text(&mut violations, "name", name, 200);
+        }
+        if self.name.is_none() && self.price.is_none() && self.stock.is_none() && self.active.is_none() {
+            violations.push(Violation::new("required", "", "give at least one of name, price, stock, active"));
+        }
+        if violations.is_empty() { Ok(()) } else { Err(violations) }
+    }
+}
+
+/// `PATCH /orders/{id}/status`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct StatusChangeRequest {
+    /// The state to move to.
+    pub status: OrderStatus,
+    /// Why (kept in the history).
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+fn check_text(violations: &mut Vec<Violation>, field: &str, value: &str, max: usize) {
+    let length = value.chars().count();
+    if length == 0 || length > max || value.trim().is_empty() {
+        violations.push(Violation::new("invalid-length", field, format!("{field} must have 1 to {max} characters")));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(json: serde_json::Value) -> CreateOrderRequest {
+        serde_json::from_value(json).unwrap()
+    }
+
+    #[test]
+    fn the_shorthand_becomes_one_line_with_the_default_currency() {
+        let parsed = request(serde_json::json!({"user_id": 3, "product_id": 9, "quantity": 2})).parse("EUR").unwrap();
+        assert_eq!(parsed.lines, vec![LineRequest { product_id: 9, quantity: 2 }]);
+        assert_eq!((parsed.user_id, parsed.currency.as_str()), (3, "EUR"));
+    }
+
+    #[test]
+    fn items_and_shorthand_together_or_neither_are_refused() {
+        let both = request(serde_json::json!({"user_id": 1, "product_id": 1, "quantity": 1,
+            "items": [{"product_id": 1, "quantity": 1}]}));
+        assert_eq!(both.parse("EUR").unwrap_err()[0].code, "ambiguous");
+        let neither = request(serde_json::json!({"user_id": 1}));
+        assert_eq!(neither.parse("EUR").unwrap_err()[0].field, "items");
+        let half = request(serde_json::json!({"user_id": 1, "product_id": 4}));
+        assert_eq!(half.parse("EUR").unwrap_err()[0].field, "quantity");
+    }
+
+    #[test]
+    fn ids_the_database_cannot_hold_are_refused() {
+        let huge_user = request(serde_json::json!({"user_id": u64::MAX, "items": [{"product_id": 0, "quantity": 1}]}));
+        let fields: Vec<_> = huge_user.parse("EUR").unwrap_err().into_iter().map(|v| v.field).collect();
+        assert_eq!(fields, ["user_id", "items/0/product_id"]);
+    }
+
+    #[test]
+    fn product_fields_are_checked() {
+        let bad = CreateProductRequest {
+            sku: String::new(),
+            name: "x".repeat(201),
+            price: 1,
+            currency: Some("eur".into()),
+            stock: 0,
+            active: true,
+        };
+        let codes: Vec<_> = bad.parse("EUR").unwrap_err().into_iter().map(|v| v.field).collect();
+        assert_eq!(codes, ["sku", "name", "currency"]);
+        assert!(UpdateProductRequest::default().check().is_err());
+        assert!(UpdateProductRequest { stock: Some(0), ..Default::default() }.check().is_ok());
+    }
+
+    #[test]
+    fn currency_codes() {
+        assert!(is_currency_code("EUR"));
+        assert!(!is_currency_code("EU") && !is_currency_code("eur") && !is_currency_code("EURO"));
+    }
+}

@@ -1,0 +1,169 @@
+//! Storage: one [`Store`] over either PostgreSQL (production) or an embedded
+//! SQLite file (the default when no `DATABASE_URL` is set).
+//!
+//! Both backends run the same SQL text (numbered `$n` parameters, `RETURNING`,
+//! `ON CONFLICT`, timestamps bound from Rust); [`with_pool!`] expands each
+//! query once per backend so the types are checked for both. The schema
+//! differs only in dialect: `migrations/postgres` and `migrations/sqlite`.
+//! SQL lives here and nowhere else.
+
+mod connect;
+pub mod idempotency;
+pub mod orders;
+pub mod product_cache;
+pub mod products;
+mod rows;
+
+use std::sync::Arc;
+
+use sqlx::{PgPool, SqlitePool};
+
+pub use connect::{ConnectOptions, Retry};
+pub use idempotency::Claim;
+pub use orders::{NewOrder, OrderFilter, PricedLine};
+
+use crate::domain::OrderStatus;
+use crate::runtime::capabilities::{PostgresSql, SqlBackend, SqliteSql};
+
+/// Runs `$body` with `$pool` bound to the concrete pool of whichever backend
+/// `$store` uses. The body is expanded once per backend.
+macro_rules! with_pool {
+    ($store:expr, |$pool:ident| $body:expr) => {
+        match &$store.pool {
+            $crate::store::Pool::Postgres($pool) => $body,
+            $crate::store::Pool::Sqlite($pool) => $body,
+        }
+    };
+}
+pub(crate) use with_pool;
+
+/// The connection pool of the backend in use.
+#[derive(Clone)]
+pub(crate) enum Pool {
+    Postgres(PgPool),
+    Sqlite(SqlitePool),
+}
+
+/// Which database a [`Store`] talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// A PostgreSQL server.
+    Postgres,
+    /// The embedded SQLite file.
+    Sqlite,
+}
+
+impl Backend {
+    /// The name used in logs and `/ready`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Postgres => "postgres",
+            Self::Sqlite => "sqlite",
+        }
+    }
+}
+
+/// Orders, products and everything stored with them.
+#[derive(Clone)]
+pub struct Store {
+    pub(crate) pool: Pool,
+    /// What components query through the `sql` capability: the same
+    /// database, but read-only.
+    components_sql: Arc<dyn SqlBackend>,
+}
+
+/// What can go wrong in the store. Expected outcomes (a missing row, a lost
+/// race) are variants; everything else is `Database`.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The row asked for does not exist.
+    #[error("not found")]
+    NotFound,
+    /// A unique constraint refused the write.
+    #[error("{0} already exists")]
+    Conflict(&'static str),
+    /// A line names a product that does not exist.
+    #[error("product {0} does not exist")]
+    UnknownProduct(i64),
+    /// A line names a product that cannot be ordered.
+    #[error("product {0} is not available")]
+    InactiveProduct(i64),
+    /// Not enough units left.
+    #[error("product {product_id}: {requested} requested, {available} in stock")]
+    InsufficientStock { product_id: i64, requested: i64, available: i64 },
+    /// The state machine forbids the change, given the state the order is in now.
+    #[error("an order in state {current} cannot become {requested}")]
+    IllegalTransition { current: OrderStatus, requested: OrderStatus },
+    /// The idempotency key this request held was taken over (it expired).
+    #[error("the idempotency key was released while the request ran")]
+    KeyLost,
+    /// A stored value the code cannot read (a bug or a hand-edited row).
+    #[error("stored data is inconsistent: {0}")]
+    Corrupt(String),
+    /// The database failed or could not be reached.
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+}
+
+impl Store {
+    /// Connects to `options.url` (`postgres://…` or `sqlite:…`), retrying as
+    /// configured, and applies the migrations.
+    pub async fn open(options: &ConnectOptions) -> anyhow::Result<Self> {
+        let store = connect::open(options).await?;
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    pub(crate) fn new(pool: Pool, components_sql: Arc<dyn SqlBackend>) -> Self {
+        Self { pool, components_sql }
+    }
+
+    /// A PostgreSQL store on an existing pool (components query through the same pool).
+    pub fn postgres(pool: PgPool) -> Self {
+        let sql: Arc<dyn SqlBackend> = Arc::new(PostgresSql::new(pool.clone()));
+        Self::new(Pool::Postgres(pool), sql)
+    }
+
+    /// A SQLite store; `read_only` is a second pool on the same file for components.
+    pub fn sqlite(pool: SqlitePool, read_only: SqlitePool) -> Self {
+        Self::new(Pool::Sqlite(pool), Arc::new(SqliteSql::new(read_only)))
+    }
+
+    /// Which database this is.
+    pub fn backend(&self) -> Backend {
+        match self.pool {
+            Pool::Postgres(_) => Backend::Postgres,
+            Pool::Sqlite(_) => Backend::Sqlite,
+        }
+    }
+
+    /// The read-only `sql` capability for components, on this database.
+    pub fn components_sql(&self) -> Arc<dyn SqlBackend> {
+        self.components_sql.clone()
+    }
+
+    /// Applies the pending migrations of this backend.
+    pub async fn migrate(&self) -> anyhow::Result<()> {
+        match &self.pool {
+            Pool::Postgres(pool) => sqlx::migrate!("../migrations/postgres").run(pool).await?,
+            Pool::Sqlite(pool) => sqlx::migrate!("../migrations/sqlite").run(pool).await?,
+        }
+        Ok(())
+    }
+
+    /// One trivial round trip: is the database there?
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        with_pool!(self, |pool| sqlx::query("SELECT 1").execute(pool).await.map(|_| ()))?;
+        Ok(())
+    }
+
+    /// Closes the pools, waiting for connections in use.
+    pub async fn close(&self) {
+        with_pool!(self, |pool| pool.close().await)
+    }
+}
+
+/// Whether `error` is a unique-constraint violation.
+fn is_unique_violation(error: &sqlx::Error) -> bool {
+    matches!(error, sqlx::Error::Database(db) if db.is_unique_violation())
+}
