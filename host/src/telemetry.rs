@@ -24,16 +24,17 @@ pub const SERVICE: &str = "orderly";
 
 /// Installs the JSON subscriber for the process, writing to stdout.
 pub fn init() {
-    init_with(std::io::stdout);
+    init_with(std::io::stdout, "info");
 }
 
 /// Installs the JSON subscriber, writing to `writer` (tests capture lines
-/// this way). Does nothing if a subscriber is already installed.
-pub fn init_with<W>(writer: W)
+/// this way), filtered by `RUST_LOG` or else `default_filter` (such as
+/// `info,component=debug`). Does nothing if a subscriber is already installed.
+pub fn init_with<W>(writer: W, default_filter: &str)
 where
     W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
 {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
     let _ = tracing_subscriber::registry().with(filter).with(JsonLines { writer }).try_init();
 }
 

@@ -3,8 +3,9 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::extract::{FromRequestParts, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -63,15 +64,22 @@ fn created(body: Vec<u8>, id: i64, replayed: bool) -> Response {
 }
 
 /// The `Idempotency-Key` header, if sent: 1 to 255 visible ASCII characters.
-fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>> {
-    let Some(value) = headers.get(IDEMPOTENCY_KEY) else { return Ok(None) };
-    let bytes = value.as_bytes();
-    if bytes.is_empty() || bytes.len() > 255 || !bytes.iter().all(u8::is_ascii_graphic) {
-        return Err(ApiError::BadRequest {
-            detail: "Idempotency-Key must be 1 to 255 visible ASCII characters".into(),
-        });
+/// Extracted before the body, so a bad key is a 400 whatever the body.
+pub struct IdempotencyKey(Option<String>);
+
+impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self> {
+        let Some(value) = parts.headers.get(IDEMPOTENCY_KEY) else { return Ok(Self(None)) };
+        let bytes = value.as_bytes();
+        if bytes.is_empty() || bytes.len() > 255 || !bytes.iter().all(u8::is_ascii_graphic) {
+            return Err(ApiError::BadRequest {
+                detail: "Idempotency-Key must be 1 to 255 visible ASCII characters".into(),
+            });
+        }
+        Ok(Self(Some(String::from_utf8_lossy(bytes).into_owned())))
     }
-    Ok(Some(String::from_utf8_lossy(bytes).into_owned()))
 }
 
 /// Places an order. The business rules are the `validation` and `pricing`
@@ -92,10 +100,9 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>> {
     ))]
 async fn create_order(
     State(service): State<Arc<Service>>,
-    headers: HeaderMap,
+    IdempotencyKey(key): IdempotencyKey,
     ApiJson(request): ApiJson<CreateOrderRequest>,
 ) -> Result<Response> {
-    let key = idempotency_key(&headers)?;
     // The request as understood, not as spelled: the same order sent with
     // other whitespace or field order is the same request.
     let canonical = serde_json::to_vec(&request).map_err(anyhow::Error::from)?;

@@ -71,6 +71,7 @@ impl std::str::FromStr for Slot {
 
 /// A component compiled, linked and type-checked against its slot's world,
 /// ready to be instantiated once per call.
+#[derive(Clone)]
 pub struct LoadedComponent {
     /// The slot it fills.
     pub slot: Slot,

@@ -10,6 +10,7 @@
 mod connect;
 pub mod idempotency;
 pub mod orders;
+pub mod outbox;
 pub mod product_cache;
 pub mod products;
 mod rows;

@@ -1,0 +1,94 @@
+//! The `host` binary: `migrate`, start-up retries, `serve` and a graceful stop.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::helpers::{TestDatabase, install_components};
+
+fn host() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_host"));
+    for variable in ["DATABASE_URL", "REDIS_URL", "LISTEN_ADDR", "COMPONENTS_DIR", "RUST_LOG"] {
+        command.env_remove(variable);
+    }
+    command
+}
+
+#[tokio::test]
+async fn migrate_creates_the_schema_on_both_backends() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("fresh.db");
+    let output = host().args(["migrate", "--database-url", &format!("sqlite:{}", file.display())]).output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let sqlite = sqlx::SqlitePool::connect(&format!("sqlite:{}", file.display())).await.unwrap();
+    let tables: Vec<String> = sqlx::query_scalar("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
+        .fetch_all(&sqlite)
+        .await
+        .unwrap();
+    for table in ["idempotency_keys", "order_items", "order_status_history", "orders", "outbox", "products"] {
+        assert!(tables.iter().any(|name| name == table), "{table} in {tables:?}");
+    }
+
+    let database = TestDatabase::create().await;
+    let output = host().args(["migrate", "--database-url", database.url()]).output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let count: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public' AND table_name IN \
+         ('products', 'orders', 'order_items', 'order_status_history', 'outbox', 'idempotency_keys')",
+    )
+    .fetch_one(&database.pool)
+    .await
+    .unwrap();
+    assert_eq!(count, 6);
+    // A second run finds nothing to do.
+    assert!(host().args(["migrate", "--database-url", database.url()]).output().unwrap().status.success());
+}
+
+#[test]
+fn an_unreachable_database_is_retried_then_named() {
+    let started = Instant::now();
+    let output = host()
+        .args(["migrate", "--database-url", "postgres://nobody@127.0.0.1:1/none"])
+        .env("CONNECT_TRIES", "3")
+        .env("CONNECT_DELAY_SECS", "0.2")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let logs = String::from_utf8_lossy(&output.stdout);
+    assert!(logs.contains("cannot reach PostgreSQL at postgres://nobody@127.0.0.1:1/none after 3 tries"), "{logs}");
+    assert_eq!(logs.matches("retrying").count(), 2, "{logs}");
+    assert!(started.elapsed() >= Duration::from_millis(400));
+}
+
+#[tokio::test]
+async fn serve_answers_then_stops_cleanly_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let components = dir.path().join("components");
+    install_components(&components, None);
+    let mut child = host()
+        .current_dir(dir.path())
+        .args(["serve", "--listen-addr", "127.0.0.1:0", "--components-dir"])
+        .arg(&components)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let address = loop {
+        let mut line = String::new();
+        assert!(stdout.read_line(&mut line).unwrap() > 0, "the server exited before serving");
+        if let Some(rest) = line.trim().strip_prefix("Orderly is serving on ") {
+            break rest.to_owned();
+        }
+    };
+    // The embedded default seeded demo products into ./data.
+    let products: serde_json::Value =
+        reqwest::get(format!("{address}/api/v1/products")).await.unwrap().json().await.unwrap();
+    assert!(!products["items"].as_array().unwrap().is_empty(), "demo products seeded");
+    assert!(dir.path().join("data/orderly.db").exists());
+
+    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "a clean exit on SIGTERM: {status}");
+    let rest: Vec<String> = stdout.lines().map_while(Result::ok).collect();
+    assert!(rest.iter().any(|line| line.contains("\"stopped\"")), "{rest:?}");
+}

@@ -1,0 +1,259 @@
+//! Spawning the service for a test: on port 0, on the embedded backend (a
+//! SQLite file in a temporary folder, in-process caches) or on PostgreSQL
+//! (a fresh database) and Redis (a namespace of its own), with the default
+//! components copied into a temporary components folder.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use host::config::{BackendSettings, ServeSettings};
+use host::runtime::{Capabilities, EngineSettings, Runtime, Slot};
+use host::service::Service;
+use host::startup::Application;
+use serde_json::{Value, json};
+
+#[path = "../common/database.rs"]
+mod database;
+pub use database::{TestDatabase, redis_url};
+
+/// Which backing servers a test app runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// SQLite file and in-process caches: what `just run` starts.
+    Embedded,
+    /// The real PostgreSQL and Redis.
+    Postgres,
+}
+
+/// One engine for every app in this test process, so each component is
+/// compiled once rather than once per test.
+fn engine() -> &'static Runtime {
+    static ENGINE: OnceLock<Runtime> = OnceLock::new();
+    ENGINE.get_or_init(|| {
+        let settings = EngineSettings { max_concurrent_calls: 64, ..EngineSettings::default() };
+        Runtime::new(&settings, Capabilities::embedded()).expect("engine starts")
+    })
+}
+
+/// The built `.wasm` of `components/<dir>`.
+pub fn wasm(dir: &str) -> PathBuf {
+    let manifest_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../components").join(dir);
+    component_testkit::component_wasm(&manifest_dir.canonicalize().expect("component dir exists"))
+}
+
+/// The default component of each slot: (slot, crate folder).
+const DEFAULTS: [(Slot, &str); 3] =
+    [(Slot::Validation, "order-validation"), (Slot::Pricing, "pricing"), (Slot::Fulfillment, "fulfillment-standard")];
+
+/// Copies the default components (except `skip`) into `dir`, as `just build` installs them.
+pub fn install_components(dir: &Path, skip: Option<Slot>) {
+    std::fs::create_dir_all(dir).unwrap();
+    for (slot, crate_dir) in DEFAULTS.into_iter().filter(|(slot, _)| Some(*slot) != skip) {
+        std::fs::copy(wasm(crate_dir), dir.join(format!("{slot}.wasm"))).unwrap();
+        let toml =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../components").join(crate_dir).join(format!("{slot}.toml"));
+        std::fs::copy(toml, dir.join(format!("{slot}.toml"))).unwrap();
+    }
+}
+
+/// Every log line the process wrote, for tests that check what was logged.
+static LOGS: Mutex<Vec<u8>> = Mutex::new(Vec::new());
+
+struct Capture;
+
+impl Write for Capture {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        if std::env::var_os("TEST_LOG").is_some() {
+            std::io::stdout().write_all(bytes)?;
+        }
+        LOGS.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The captured log lines that carry `correlation_id`.
+pub fn logs_of(correlation_id: &str) -> Vec<Value> {
+    let logs = LOGS.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    String::from_utf8_lossy(&logs)
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter(|line| line["correlation_id"] == correlation_id)
+        .collect()
+}
+
+/// A running service and a client for it.
+pub struct TestApp {
+    pub address: SocketAddr,
+    pub client: reqwest::Client,
+    pub service: Arc<Service>,
+    pub backend: Backend,
+    /// Prefix of this app's Redis keys.
+    pub namespace: String,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    _database: Option<TestDatabase>,
+    _dir: tempfile::TempDir,
+}
+
+/// Options for [`TestApp::spawn_with`].
+#[derive(Default)]
+pub struct Options {
+    /// A slot left empty.
+    pub without: Option<Slot>,
+    /// The body cap, when not the default.
+    pub max_body_bytes: Option<usize>,
+    /// How long idempotency keys live, when not the default.
+    pub idempotency_ttl_secs: Option<u64>,
+}
+
+impl TestApp {
+    /// The service on `backend` with the default components.
+    pub async fn spawn(backend: Backend) -> Self {
+        Self::spawn_with(backend, Options::default()).await
+    }
+
+    /// The service on `backend`, adjusted by `options`.
+    pub async fn spawn_with(backend: Backend, options: Options) -> Self {
+        host::telemetry::init_with(|| Capture, "info,component=debug");
+        let dir = tempfile::tempdir().unwrap();
+        let components = dir.path().join("components");
+        install_components(&components, options.without);
+        let namespace = format!("test:{}:", uuid::Uuid::new_v4().simple());
+        let (database, backend_settings) = match backend {
+            Backend::Embedded => {
+                let url = format!("sqlite:{}", dir.path().join("orderly.db").display());
+                (None, BackendSettings { database_url: Some(url), ..BackendSettings::default() })
+            }
+            Backend::Postgres => {
+                let database = TestDatabase::create().await;
+                let settings = BackendSettings {
+                    database_url: Some(database.url().to_owned()),
+                    redis_url: Some(redis_url()),
+                    redis_namespace: namespace.clone(),
+                    database_max_connections: 8,
+                    ..BackendSettings::default()
+                };
+                (Some(database), settings)
+            }
+        };
+        let settings = ServeSettings {
+            backend: BackendSettings { connect_tries: 1, ..backend_settings },
+            listen_addr: "127.0.0.1:0".parse().unwrap(),
+            components_dir: components,
+            max_body_bytes: options.max_body_bytes.unwrap_or(64 * 1024),
+            seed_demo_products: Some(false),
+            idempotency_ttl_secs: options.idempotency_ttl_secs.unwrap_or(24 * 3600),
+            ..ServeSettings::default()
+        };
+        let app = Application::build_on(settings, Some(engine())).await.expect("the service starts");
+        let address = app.local_addr();
+        let service = app.service();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(app.run_until(async move {
+            let _ = stopped.await;
+        }));
+        Self {
+            address,
+            client: reqwest::Client::new(),
+            service,
+            backend,
+            namespace,
+            stop: Some(stop),
+            _database: database,
+            _dir: dir,
+        }
+    }
+
+    /// The absolute URL of `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.address)
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client.get(self.url(path)).send().await.expect("request sent")
+    }
+
+    pub async fn post(&self, path: &str, body: &Value) -> reqwest::Response {
+        self.client.post(self.url(path)).json(body).send().await.expect("request sent")
+    }
+
+    pub async fn patch(&self, path: &str, body: &Value) -> reqwest::Response {
+        self.client.patch(self.url(path)).json(body).send().await.expect("request sent")
+    }
+
+    /// Creates a product priced in EUR; returns its id.
+    pub async fn product(&self, sku: &str, price: u32, stock: u32) -> i64 {
+        let response =
+            self.post("/api/v1/products", &json!({"sku": sku, "name": sku, "price": price, "stock": stock})).await;
+        assert_eq!(response.status(), 201, "creating product {sku}");
+        response.json::<Value>().await.unwrap()["id"].as_i64().unwrap()
+    }
+
+    /// The product's current stock, read through the API.
+    pub async fn stock(&self, product_id: i64) -> i64 {
+        let product: Value = self.get(&format!("/api/v1/products/{product_id}")).await.json().await.unwrap();
+        product["stock"].as_i64().unwrap()
+    }
+
+    /// Places an order for `items` (`(product id, quantity)`) for user 7.
+    pub async fn order(&self, items: &[(i64, u32)]) -> reqwest::Response {
+        let items: Vec<Value> =
+            items.iter().map(|(id, quantity)| json!({"product_id": id, "quantity": quantity})).collect();
+        self.post("/api/v1/orders", &json!({"user_id": 7, "items": items})).await
+    }
+
+    /// How many orders the database holds.
+    pub async fn order_count(&self) -> i64 {
+        let page: Value = self.get("/api/v1/orders?limit=100").await.json().await.unwrap();
+        page["items"].as_array().unwrap().len() as i64
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// Asserts `response` is a problem with `status` and returns its body.
+pub async fn problem(response: reqwest::Response, status: u16) -> Value {
+    assert_eq!(response.status(), status, "status");
+    let content_type = response.headers()["content-type"].to_str().unwrap().to_owned();
+    assert_eq!(content_type, "application/problem+json");
+    let echoed = response.headers()["x-correlation-id"].to_str().unwrap().to_owned();
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["status"], status);
+    assert!(body["type"].as_str().unwrap().starts_with("urn:orderly:problem:"), "{body}");
+    assert!(!body["title"].as_str().unwrap().is_empty());
+    assert_eq!(body["correlation_id"], echoed, "the body carries the echoed correlation id");
+    body
+}
+
+/// Declares a test that runs once per backend: `mod $name { embedded, postgres }`.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($name:ident, |$app:ident| $body:block) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            async fn run($app: $crate::helpers::TestApp) $body
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn embedded() {
+                run($crate::helpers::TestApp::spawn($crate::helpers::Backend::Embedded).await).await
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                run($crate::helpers::TestApp::spawn($crate::helpers::Backend::Postgres).await).await
+            }
+        }
+    };
+}

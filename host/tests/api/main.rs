@@ -1,0 +1,14 @@
+//! API tests: the whole service on port 0, once on the embedded backend and
+//! once on PostgreSQL + Redis, through HTTP only (plus the store for checks).
+
+mod helpers;
+
+mod cli;
+mod concurrency;
+mod errors;
+mod health;
+mod idempotency;
+mod observability;
+mod openapi;
+mod orders;
+mod products;
