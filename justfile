@@ -40,9 +40,12 @@ run *args: build
 test: build-components
     cargo test --workspace --all-targets
 
-# Benchmarks: per-slot call cost against native code, printed with ratios.
+# Benchmarks, printed with ratios against a baseline measured in the same run:
+# per-slot call cost against native code, then HTTP load on PostgreSQL + Redis
+# against the same transaction issued directly through sqlx.
 bench: build-components
     cargo bench -p host --bench slot_calls
+    cargo bench -p host --bench http_load
 
 fmt:
     cargo fmt --all

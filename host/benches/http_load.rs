@@ -1,0 +1,284 @@
+//! HTTP load against the service on PostgreSQL + Redis, with the default
+//! components: `POST /api/v1/orders` (3-line orders) and
+//! `GET /api/v1/orders/{id}`, each for 20 s at 32 connections, next to the
+//! baseline measured in the same run: the same order transaction issued
+//! directly through sqlx (no HTTP, no components) by 32 tasks.
+//!
+//! Needs PostgreSQL and Redis (`DATABASE_TEST_URL`, `REDIS_TEST_URL`, the
+//! same defaults as the tests); creates and drops a database of its own.
+//! `BENCH_SECONDS` and `BENCH_CONNECTIONS` change the duration and the load.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::Request;
+use hyper_util::rt::TokioIo;
+use serde_json::{Value, json};
+
+use host::config::{BackendSettings, ServeSettings};
+use host::startup::Application;
+use host::store::{NewOrder, PricedLine, Store};
+
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name).ok().and_then(|value| value.parse().ok()).unwrap_or(default)
+}
+
+/// What one load run saw.
+struct Outcome {
+    requests: u64,
+    failures: u64,
+    latencies: Vec<Duration>,
+    elapsed: Duration,
+}
+
+impl Outcome {
+    fn percentile(&self, fraction: f64) -> Duration {
+        if self.latencies.is_empty() {
+            return Duration::ZERO;
+        }
+        let index = ((self.latencies.len() as f64 - 1.0) * fraction).round() as usize;
+        self.latencies[index]
+    }
+
+    fn rate(&self) -> f64 {
+        self.requests as f64 / self.elapsed.as_secs_f64()
+    }
+
+    fn row(&self, name: &str) -> String {
+        format!(
+            "| {name} | {:.0} | {:.2} ms | {:.2} ms | {} |",
+            self.rate(),
+            self.percentile(0.50).as_secs_f64() * 1e3,
+            self.percentile(0.99).as_secs_f64() * 1e3,
+            self.failures
+        )
+    }
+}
+
+/// `connections` keep-alive HTTP/1.1 connections, each sending the request
+/// `make(n)` builds, back to back, for `duration`.
+async fn http_load(
+    address: SocketAddr,
+    connections: usize,
+    duration: Duration,
+    make: Arc<dyn Fn(u64) -> Request<Full<Bytes>> + Send + Sync>,
+) -> Outcome {
+    let counter = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let deadline = started + duration;
+    let mut tasks = Vec::new();
+    for _ in 0..connections {
+        let make = make.clone();
+        let counter = counter.clone();
+        tasks.push(tokio::spawn(async move {
+            let stream = tokio::net::TcpStream::connect(address).await.expect("connect");
+            stream.set_nodelay(true).unwrap();
+            let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.unwrap();
+            tokio::spawn(connection);
+            let (mut latencies, mut failures) = (Vec::new(), 0u64);
+            while Instant::now() < deadline {
+                let request = make(counter.fetch_add(1, Ordering::Relaxed));
+                let sent = Instant::now();
+                sender.ready().await.expect("connection usable");
+                let response = sender.send_request(request).await.expect("response");
+                let ok = response.status().is_success();
+                response.into_body().collect().await.expect("body");
+                latencies.push(sent.elapsed());
+                failures += u64::from(!ok);
+            }
+            (latencies, failures)
+        }));
+    }
+    let mut outcome = Outcome { requests: 0, failures: 0, latencies: Vec::new(), elapsed: Duration::ZERO };
+    for task in tasks {
+        let (latencies, failures) = task.await.unwrap();
+        outcome.requests += latencies.len() as u64;
+        outcome.failures += failures;
+        outcome.latencies.extend(latencies);
+    }
+    outcome.elapsed = started.elapsed();
+    outcome.latencies.sort_unstable();
+    outcome
+}
+
+/// The same create transaction as the service runs, from `tasks` tasks.
+async fn sqlx_baseline(store: Store, order: NewOrder, tasks: usize, duration: Duration) -> Outcome {
+    let started = Instant::now();
+    let deadline = started + duration;
+    let mut handles = Vec::new();
+    for task in 0..tasks {
+        let (store, mut order) = (store.clone(), order.clone());
+        handles.push(tokio::spawn(async move {
+            let (mut latencies, mut failures) = (Vec::new(), 0u64);
+            let mut n = 0;
+            while Instant::now() < deadline {
+                order.user_id = (task * 1_000_000 + n) as i64;
+                n += 1;
+                let sent = Instant::now();
+                failures += u64::from(store.create_order(&order).await.is_err());
+                latencies.push(sent.elapsed());
+            }
+            (latencies, failures)
+        }));
+    }
+    let mut outcome = Outcome { requests: 0, failures: 0, latencies: Vec::new(), elapsed: Duration::ZERO };
+    for handle in handles {
+        let (latencies, failures) = handle.await.unwrap();
+        outcome.requests += latencies.len() as u64;
+        outcome.failures += failures;
+        outcome.latencies.extend(latencies);
+    }
+    outcome.elapsed = started.elapsed();
+    outcome.latencies.sort_unstable();
+    outcome
+}
+
+fn install_components(dir: &Path) {
+    let components = Path::new(env!("CARGO_MANIFEST_DIR")).join("../components");
+    std::fs::create_dir_all(dir).unwrap();
+    for (slot, crate_dir) in [("validation", "order-validation"), ("pricing", "pricing"), ("fulfillment", "fulfillment-standard")] {
+        let manifest = components.join(crate_dir).canonicalize().unwrap();
+        std::fs::copy(component_testkit::component_wasm(&manifest), dir.join(format!("{slot}.wasm"))).unwrap();
+        std::fs::copy(manifest.join(format!("{slot}.toml")), dir.join(format!("{slot}.toml"))).unwrap();
+    }
+}
+
+fn main() {
+    let seconds: u64 = env_or("BENCH_SECONDS", 20);
+    let connections: usize = env_or("BENCH_CONNECTIONS", 32);
+    let duration = Duration::from_secs(seconds);
+    let admin_url = std::env::var("DATABASE_TEST_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    let redis_url = std::env::var("REDIS_TEST_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let database = format!("bench_{}", uuid::Uuid::new_v4().simple());
+    let mut database_url = url::Url::parse(&admin_url).unwrap();
+    database_url.set_path(&database);
+
+    // The service gets a runtime of its own, as it would in its own process;
+    // the load generator runs on another.
+    let server = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let client = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let admin = |statement: String| {
+        let admin_url = admin_url.clone();
+        client.block_on(async move {
+            use sqlx::Connection;
+            let mut connection = sqlx::PgConnection::connect(&admin_url).await.expect("PostgreSQL reachable");
+            sqlx::query(&statement).execute(&mut connection).await.unwrap();
+        })
+    };
+    admin(format!("CREATE DATABASE {database}"));
+
+    let dir = tempfile::tempdir().unwrap();
+    install_components(&dir.path().join("components"));
+    let settings = ServeSettings {
+        backend: BackendSettings {
+            database_url: Some(database_url.to_string()),
+            redis_url: Some(redis_url),
+            redis_namespace: format!("bench:{database}:"),
+            ..BackendSettings::default()
+        },
+        listen_addr: "127.0.0.1:0".parse().unwrap(),
+        components_dir: dir.path().join("components"),
+        seed_demo_products: Some(false),
+        ..ServeSettings::default()
+    };
+    let app = server.block_on(Application::build(settings)).expect("the service starts");
+    let address = app.local_addr();
+    let service = app.service();
+    server.spawn(app.run_until(std::future::pending()));
+
+    // Three products with stock for any run length.
+    let products: Vec<i64> = client.block_on(async {
+        let http = reqwest::Client::new();
+        let mut ids = Vec::new();
+        for (sku, price) in [("BENCH-MUG", 1250), ("BENCH-TEA", 990), ("BENCH-POT", 4500)] {
+            let body = json!({"sku": sku, "name": sku, "price": price, "stock": 4_000_000_000u32});
+            let created: Value =
+                http.post(format!("http://{address}/api/v1/products")).json(&body).send().await.unwrap().json().await.unwrap();
+            ids.push(created["id"].as_i64().unwrap());
+        }
+        ids
+    });
+
+    let post = {
+        let products = products.clone();
+        Arc::new(move |n: u64| {
+            // Users spread wide: the default validation limits orders per user per minute.
+            let body = json!({"user_id": n % 1_000_000, "items": [
+                {"product_id": products[0], "quantity": 1},
+                {"product_id": products[1], "quantity": 2},
+                {"product_id": products[2], "quantity": 1},
+            ]});
+            Request::post("/api/v1/orders")
+                .header("host", "bench")
+                .header("content-type", "application/json")
+                .body(Full::new(Bytes::from(body.to_string())))
+                .unwrap()
+        })
+    };
+    println!("POST /api/v1/orders for {seconds} s at {connections} connections ...");
+    let posted = client.block_on(http_load(address, connections, duration, post));
+
+    let highest: i64 = client.block_on(async {
+        let page: Value = reqwest::get(format!("http://{address}/api/v1/orders?limit=1")).await.unwrap().json().await.unwrap();
+        page["items"][0]["id"].as_i64().unwrap_or(1)
+    });
+    let get = Arc::new(move |n: u64| {
+        let id = 1 + (n as i64 * 7919) % highest;
+        Request::get(format!("/api/v1/orders/{id}")).header("host", "bench").body(Full::new(Bytes::new())).unwrap()
+    });
+    println!("GET /api/v1/orders/{{id}} for {seconds} s at {connections} connections ...");
+    let got = client.block_on(http_load(address, connections, duration, get));
+
+    // The baseline: what the service stores for one of those orders, straight through sqlx.
+    let template = server.block_on(service.store.order(highest)).expect("an order to copy");
+    let baseline_order = NewOrder {
+        user_id: 0,
+        currency: template.currency.clone(),
+        lines: template
+            .items
+            .iter()
+            .map(|line| PricedLine {
+                product_id: line.product_id,
+                sku: line.sku.clone(),
+                name: line.name.clone(),
+                unit_price: line.unit_price,
+                quantity: line.quantity,
+                line_total: line.line_total,
+            })
+            .collect(),
+        subtotal: template.subtotal,
+        discount: template.discount,
+        tax: template.tax,
+        shipping: template.shipping,
+        total: template.total,
+        notes: template.notes.clone(),
+        attributes: template.attributes.clone(),
+        components: template.components.clone(),
+        correlation_id: "bench".into(),
+        idempotency_key: None,
+    };
+    println!("the same transaction through sqlx for {seconds} s at {connections} tasks ...");
+    let store = service.store.clone();
+    let baseline = server.block_on(sqlx_baseline(store, baseline_order, connections, duration));
+
+    println!();
+    println!("| scenario | requests/s | p50 | p99 | non-2xx / errors |");
+    println!("| --- | --- | --- | --- | --- |");
+    println!("{}", posted.row("POST /api/v1/orders (3 lines)"));
+    println!("{}", baseline.row("baseline: same transaction via sqlx"));
+    println!("{}", got.row("GET /api/v1/orders/{id}"));
+    println!();
+    println!(
+        "POST throughput = {:.0} % of the sqlx baseline (target >= 70 %, p99 < 50 ms); GET {:.0}/s (target >= 15000, p99 < 10 ms)",
+        100.0 * posted.rate() / baseline.rate(),
+        got.rate()
+    );
+
+    drop(server);
+    admin(format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)"));
+}
