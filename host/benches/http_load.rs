@@ -21,6 +21,8 @@ use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
 
 use host::config::{BackendSettings, ServeSettings};
+use host::domain::Product;
+use host::domain::input::NewProduct;
 use host::startup::Application;
 use host::store::{NewOrder, PricedLine, Store};
 
@@ -106,18 +108,39 @@ async fn http_load(
     outcome
 }
 
-/// The same create transaction as the service runs, from `tasks` tasks.
-async fn sqlx_baseline(store: Store, order: NewOrder, tasks: usize, duration: Duration) -> Outcome {
+/// Three distinct catalogue positions for the `n`th order.
+fn picks(n: u64) -> [usize; 3] {
+    let first = (n.wrapping_mul(2_654_435_761) % CATALOGUE as u64) as usize;
+    [first, (first + 333) % CATALOGUE, (first + 667) % CATALOGUE]
+}
+
+const CATALOGUE: usize = 1000;
+
+/// The same create transaction as the service runs, from `tasks` tasks, on
+/// the same spread of products.
+async fn sqlx_baseline(
+    store: Store,
+    order: NewOrder,
+    catalogue: Arc<Vec<Product>>,
+    tasks: usize,
+    duration: Duration,
+) -> Outcome {
     let started = Instant::now();
     let deadline = started + duration;
     let mut handles = Vec::new();
     for task in 0..tasks {
-        let (store, mut order) = (store.clone(), order.clone());
+        let (store, mut order, catalogue) = (store.clone(), order.clone(), catalogue.clone());
         handles.push(tokio::spawn(async move {
             let (mut latencies, mut failures) = (Vec::new(), 0u64);
             let mut n = 0;
             while Instant::now() < deadline {
                 order.user_id = (task * 1_000_000 + n) as i64;
+                for (line, pick) in order.lines.iter_mut().zip(picks((task * 1_000_000 + n) as u64)) {
+                    let product = &catalogue[pick];
+                    line.product_id = product.id;
+                    line.sku.clone_from(&product.sku);
+                    line.name.clone_from(&product.name);
+                }
                 n += 1;
                 let sent = Instant::now();
                 failures += u64::from(store.create_order(&order).await.is_err());
@@ -141,7 +164,9 @@ async fn sqlx_baseline(store: Store, order: NewOrder, tasks: usize, duration: Du
 fn install_components(dir: &Path) {
     let components = Path::new(env!("CARGO_MANIFEST_DIR")).join("../components");
     std::fs::create_dir_all(dir).unwrap();
-    for (slot, crate_dir) in [("validation", "order-validation"), ("pricing", "pricing"), ("fulfillment", "fulfillment-standard")] {
+    for (slot, crate_dir) in
+        [("validation", "order-validation"), ("pricing", "pricing"), ("fulfillment", "fulfillment-standard")]
+    {
         let manifest = components.join(crate_dir).canonicalize().unwrap();
         std::fs::copy(component_testkit::component_wasm(&manifest), dir.join(format!("{slot}.wasm"))).unwrap();
         std::fs::copy(manifest.join(format!("{slot}.toml")), dir.join(format!("{slot}.toml"))).unwrap();
@@ -152,7 +177,8 @@ fn main() {
     let seconds: u64 = env_or("BENCH_SECONDS", 20);
     let connections: usize = env_or("BENCH_CONNECTIONS", 32);
     let duration = Duration::from_secs(seconds);
-    let admin_url = std::env::var("DATABASE_TEST_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    let admin_url =
+        std::env::var("DATABASE_TEST_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
     let redis_url = std::env::var("REDIS_TEST_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
     let database = format!("bench_{}", uuid::Uuid::new_v4().simple());
     let mut database_url = url::Url::parse(&admin_url).unwrap();
@@ -191,27 +217,34 @@ fn main() {
     let service = app.service();
     server.spawn(app.run_until(std::future::pending()));
 
-    // Three products with stock for any run length.
-    let products: Vec<i64> = client.block_on(async {
-        let http = reqwest::Client::new();
-        let mut ids = Vec::new();
-        for (sku, price) in [("BENCH-MUG", 1250), ("BENCH-TEA", 990), ("BENCH-POT", 4500)] {
-            let body = json!({"sku": sku, "name": sku, "price": price, "stock": 4_000_000_000u32});
-            let created: Value =
-                http.post(format!("http://{address}/api/v1/products")).json(&body).send().await.unwrap().json().await.unwrap();
-            ids.push(created["id"].as_i64().unwrap());
+    // A catalogue of 1,000 products with stock for any run length; each order
+    // takes three of them, spread so orders do not all queue on the same rows.
+    let catalogue: Vec<Product> = server.block_on(async {
+        let mut created = Vec::new();
+        for n in 0..CATALOGUE {
+            let product = NewProduct {
+                sku: format!("BENCH-{n:04}"),
+                name: format!("Bench product {n}"),
+                price: 500 + (n as i64 * 37) % 5000,
+                currency: "EUR".into(),
+                stock: 1_000_000_000_000,
+                active: true,
+            };
+            created.push(service.store.create_product(&product).await.unwrap());
         }
-        ids
+        created
     });
+    let products: Vec<i64> = catalogue.iter().map(|product| product.id).collect();
 
     let post = {
         let products = products.clone();
         Arc::new(move |n: u64| {
             // Users spread wide: the default validation limits orders per user per minute.
+            let [a, b, c] = picks(n);
             let body = json!({"user_id": n % 1_000_000, "items": [
-                {"product_id": products[0], "quantity": 1},
-                {"product_id": products[1], "quantity": 2},
-                {"product_id": products[2], "quantity": 1},
+                {"product_id": products[a], "quantity": 1},
+                {"product_id": products[b], "quantity": 2},
+                {"product_id": products[c], "quantity": 1},
             ]});
             Request::post("/api/v1/orders")
                 .header("host", "bench")
@@ -224,7 +257,8 @@ fn main() {
     let posted = client.block_on(http_load(address, connections, duration, post));
 
     let highest: i64 = client.block_on(async {
-        let page: Value = reqwest::get(format!("http://{address}/api/v1/orders?limit=1")).await.unwrap().json().await.unwrap();
+        let page: Value =
+            reqwest::get(format!("http://{address}/api/v1/orders?limit=1")).await.unwrap().json().await.unwrap();
         page["items"][0]["id"].as_i64().unwrap_or(1)
     });
     let get = Arc::new(move |n: u64| {
@@ -264,7 +298,7 @@ fn main() {
     };
     println!("the same transaction through sqlx for {seconds} s at {connections} tasks ...");
     let store = service.store.clone();
-    let baseline = server.block_on(sqlx_baseline(store, baseline_order, connections, duration));
+    let baseline = server.block_on(sqlx_baseline(store, baseline_order, Arc::new(catalogue), connections, duration));
 
     println!();
     println!("| scenario | requests/s | p50 | p99 | non-2xx / errors |");

@@ -69,7 +69,9 @@ impl Service {
             Err(violations) => return Err(ApiError::violations(violations.iter().map(violation).collect())),
         };
         let new_order = new_order(&request, &order, &quote, records, correlation_id, idempotency_key)?;
-        Ok(self.store.create_order(&new_order).await?)
+        let stored = self.store.create_order(&new_order).await?;
+        self.remember(&stored).await;
+        Ok(stored)
     }
 
     /// The component in `slot`, or a 503 when the slot is empty.

@@ -6,9 +6,11 @@ use std::time::Duration;
 
 use redis::aio::ConnectionManager;
 
+use crate::domain::{OrderDetail, OrderStatus};
 use crate::runtime::{Runtime, SlotRegistry};
-use crate::store::Store;
+use crate::store::order_cache::OrderCache;
 use crate::store::product_cache::ProductCache;
+use crate::store::{Store, StoreError};
 
 /// What handlers need to know from the configuration.
 #[derive(Debug, Clone)]
@@ -44,9 +46,50 @@ impl Default for Policy {
 pub struct Service {
     pub store: Store,
     pub cache: Arc<dyn ProductCache>,
+    /// Rendered orders, written through on every change.
+    pub orders: Arc<dyn OrderCache>,
     pub runtime: Runtime,
     pub slots: SlotRegistry,
     /// The Redis connection, when one is configured (for `/ready`).
     pub redis: Option<ConnectionManager>,
     pub policy: Policy,
+}
+
+impl Service {
+    /// The order as the API renders it: from the cache, or from the database
+    /// (then cached).
+    pub async fn order_json(&self, id: i64) -> Result<String, StoreError> {
+        if let Some(json) = self.orders.get(id).await {
+            return Ok(json);
+        }
+        let order = self.store.order(id).await?;
+        let json = render(&order)?;
+        self.orders.fill(id, &json).await;
+        Ok(json)
+    }
+
+    /// Moves an order along its lifecycle (see [`Store::change_status`]) and
+    /// refreshes its cached rendering.
+    pub async fn change_status(
+        &self,
+        id: i64,
+        to: OrderStatus,
+        reason: Option<&str>,
+        correlation_id: &str,
+    ) -> Result<OrderDetail, StoreError> {
+        let order = self.store.change_status(id, to, reason, correlation_id).await?;
+        self.remember(&order).await;
+        Ok(order)
+    }
+
+    /// Caches the rendering of an order a change just committed.
+    pub(crate) async fn remember(&self, order: &OrderDetail) {
+        if let Ok(json) = render(order) {
+            self.orders.put(order.id, &json).await;
+        }
+    }
+}
+
+fn render(order: &OrderDetail) -> Result<String, StoreError> {
+    serde_json::to_string(order).map_err(|error| StoreError::Corrupt(error.to_string()))
 }

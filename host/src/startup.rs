@@ -10,11 +10,15 @@ use redis::aio::ConnectionManager;
 use tokio::net::TcpListener;
 
 use crate::config::ServeSettings;
-use crate::runtime::capabilities::{MemoryKv, RedisKv, ReqwestHttp, TracingLogs};
+use crate::runtime::capabilities::{KvBackend, MemoryKv, RedisKv, ReqwestHttp, TracingLogs};
 use crate::runtime::{Capabilities, EngineSettings, Runtime, Slot, SlotRegistry};
 use crate::service::{Policy, Service};
 use crate::store::Store;
+use crate::store::order_cache::{MemoryOrderCache, OrderCache, RedisOrderCache};
 use crate::store::product_cache::{MemoryProductCache, ProductCache, RedisProductCache};
+
+/// How long a rendered order stays cached (every change rewrites it).
+const ORDER_CACHE_TTL: Duration = Duration::from_secs(300);
 
 /// A built service, bound to its port, not yet serving.
 pub struct Application {
@@ -51,12 +55,17 @@ impl Application {
         };
         let namespace = settings.backend.redis_namespace.as_str();
         let cache_ttl = Duration::from_secs(settings.product_cache_ttl_secs);
-        let (kv, cache): (Arc<dyn crate::runtime::capabilities::KvBackend>, Arc<dyn ProductCache>) = match &redis {
+        let (kv, cache, orders): (Arc<dyn KvBackend>, Arc<dyn ProductCache>, Arc<dyn OrderCache>) = match &redis {
             Some(connection) => (
                 Arc::new(RedisKv::new(connection.clone()).with_namespace(namespace)),
                 Arc::new(RedisProductCache::new(connection.clone(), namespace, cache_ttl)),
+                Arc::new(RedisOrderCache::new(connection.clone(), namespace, ORDER_CACHE_TTL)),
             ),
-            None => (Arc::new(MemoryKv::default()), Arc::new(MemoryProductCache::new(cache_ttl))),
+            None => (
+                Arc::new(MemoryKv::default()),
+                Arc::new(MemoryProductCache::new(cache_ttl)),
+                Arc::new(MemoryOrderCache::new(ORDER_CACHE_TTL, 10_000)),
+            ),
         };
         let capabilities = Capabilities {
             kv,
@@ -92,7 +101,7 @@ impl Application {
             idempotency_ttl: Duration::from_secs(settings.idempotency_ttl_secs),
             ..Policy::default()
         };
-        let service = Arc::new(Service { store, cache, runtime, slots, redis, policy });
+        let service = Arc::new(Service { store, cache, orders, runtime, slots, redis, policy });
         let listener = TcpListener::bind(settings.listen_addr)
             .await
             .with_context(|| format!("cannot listen on {}", settings.listen_addr))?;

@@ -162,8 +162,9 @@ pub struct OrderId(
         (status = 400, description = "The id is not a number", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such order", body = Problem, content_type = "application/problem+json"),
     ))]
-async fn get_order(State(service): State<Arc<Service>>, ApiPath(id): ApiPath<i64>) -> Result<axum::Json<OrderDetail>> {
-    Ok(axum::Json(service.store.order(id).await.map_err(order_not_found(id))?))
+async fn get_order(State(service): State<Arc<Service>>, ApiPath(id): ApiPath<i64>) -> Result<Response> {
+    let json = service.order_json(id).await.map_err(order_not_found(id))?;
+    Ok(([(header::CONTENT_TYPE, "application/json")], json).into_response())
 }
 
 /// `GET /orders` filters.
@@ -223,11 +224,8 @@ async fn change_status(
     ApiJson(request): ApiJson<StatusChangeRequest>,
 ) -> Result<axum::Json<OrderDetail>> {
     let reason = request.reason.as_deref().map(|reason| crate::runtime::call::truncate(reason, 500));
-    let order = service
-        .store
-        .change_status(id, request.status, reason, &correlation_id())
-        .await
-        .map_err(order_not_found(id))?;
+    let order =
+        service.change_status(id, request.status, reason, &correlation_id()).await.map_err(order_not_found(id))?;
     tracing::info!(order_id = id, status = %order.status, "order status changed");
     Ok(axum::Json(order))
 }

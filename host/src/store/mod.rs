@@ -9,6 +9,7 @@
 
 mod connect;
 pub mod idempotency;
+pub mod order_cache;
 pub mod orders;
 pub mod outbox;
 pub mod product_cache;

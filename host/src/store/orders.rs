@@ -177,9 +177,9 @@ const INSERT_HISTORY: &str = "INSERT INTO order_status_history \
 const INSERT_OUTBOX: &str = "INSERT INTO outbox (topic, payload, correlation_id, created_at) VALUES ";
 
 impl Store {
-    /// Stores a priced order in one transaction: stock decremented only where
-    /// enough remains, the order, its lines, its history, the component
-    /// record, the outbox rows and (when keyed) the idempotency record.
+    /// Stores a priced order in one transaction: the order, its lines, its
+    /// history, the component record, the outbox rows, the stock (decremented
+    /// only where enough remains) and (when keyed) the idempotency record.
     /// Nothing is written if any step fails.
     pub async fn create_order(&self, order: &NewOrder) -> Result<OrderDetail, StoreError> {
         let at = now();
@@ -198,29 +198,6 @@ impl Store {
             serde_json::to_string(&order.attributes).map_err(|error| StoreError::Corrupt(error.to_string()))?;
         with_pool!(self, |pool| async {
             let mut tx = pool.begin().await?;
-            for (&product_id, &units) in &wanted {
-                let taken = sqlx::query(
-                    "UPDATE products SET stock = stock - $1, updated_at = $2 WHERE id = $3 AND active AND stock >= $1",
-                )
-                .bind(units)
-                .bind(at)
-                .bind(product_id)
-                .execute(&mut *tx)
-                .await?;
-                if taken.rows_affected() == 0 {
-                    let found: Option<(i64, bool)> = sqlx::query_as("SELECT stock, active FROM products WHERE id = $1")
-                        .bind(product_id)
-                        .fetch_optional(&mut *tx)
-                        .await?;
-                    return Err(match found {
-                        None => StoreError::UnknownProduct(product_id),
-                        Some((_, false)) => StoreError::InactiveProduct(product_id),
-                        Some((available, true)) => {
-                            StoreError::InsufficientStock { product_id, requested: units, available }
-                        }
-                    });
-                }
-            }
             let id: i64 = sqlx::query_scalar(INSERT_ORDER)
                 .bind(order.user_id)
                 .bind(&order.currency)
@@ -284,6 +261,30 @@ impl Store {
                 .bind(at)
                 .execute(&mut *tx)
                 .await?;
+            // Stock last: the product rows stay locked only from here to the commit.
+            for (&product_id, &units) in &wanted {
+                let taken = sqlx::query(
+                    "UPDATE products SET stock = stock - $1, updated_at = $2 WHERE id = $3 AND active AND stock >= $1",
+                )
+                .bind(units)
+                .bind(at)
+                .bind(product_id)
+                .execute(&mut *tx)
+                .await?;
+                if taken.rows_affected() == 0 {
+                    let found: Option<(i64, bool)> = sqlx::query_as("SELECT stock, active FROM products WHERE id = $1")
+                        .bind(product_id)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                    return Err(match found {
+                        None => StoreError::UnknownProduct(product_id),
+                        Some((_, false)) => StoreError::InactiveProduct(product_id),
+                        Some((available, true)) => {
+                            StoreError::InsufficientStock { product_id, requested: units, available }
+                        }
+                    });
+                }
+            }
             if let Some(key) = &order.idempotency_key {
                 let body = serde_json::to_string(&detail).map_err(|error| StoreError::Corrupt(error.to_string()))?;
                 let completed = sqlx::query(
