@@ -3,10 +3,14 @@
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
-use host::config::{BackendSettings, ServeSettings};
+use std::sync::Arc;
+use std::time::Duration;
+
+use host::config::{BackendSettings, ServeSettings, WorkerSettings};
 use host::runtime::bindings::types::Order;
 use host::runtime::{CallContext, Capabilities, EngineSettings, Runtime, Slot, SlotRegistry};
-use host::startup::Application;
+use host::service::Policy;
+use host::startup::{Application, Background, ServiceSettings, build_service, shutdown_signal};
 
 #[derive(Parser)]
 #[command(name = "host", version, about = "An order service whose business rules are WebAssembly components")]
@@ -20,6 +24,9 @@ enum Command {
     /// Serve the REST API (the default). Without DATABASE_URL and REDIS_URL
     /// it runs embedded: a SQLite file under ./data and in-process caches.
     Serve(Box<ServeSettings>),
+    /// Run fulfillment workers (no HTTP API): take jobs from the queue, ask
+    /// the `fulfillment` component, apply its decisions. Drains on SIGTERM.
+    Worker(Box<WorkerSettings>),
     /// Apply the database migrations and exit.
     Migrate {
         #[command(flatten)]
@@ -44,6 +51,7 @@ async fn main() -> anyhow::Result<()> {
     let command = cli.command.unwrap_or_else(|| Command::Serve(Box::new(ServeSettings::parse_env())));
     let outcome = match command {
         Command::Serve(settings) => serve(*settings).await,
+        Command::Worker(settings) => worker(*settings).await,
         Command::Migrate { backend } => migrate(&backend).await,
         Command::Demo { components_dir, order } => demo(&components_dir, order).await,
     };
@@ -61,6 +69,31 @@ async fn serve(settings: ServeSettings) -> anyhow::Result<()> {
     println!("Try: curl -s -X POST http://{address}/api/v1/orders -H 'content-type: application/json' \\");
     println!("       -d '{{\"user_id\": 7, \"items\": [{{\"product_id\": 1, \"quantity\": 2}}]}}'");
     app.run_until_stopped().await
+}
+
+async fn worker(settings: WorkerSettings) -> anyhow::Result<()> {
+    let service = build_service(
+        ServiceSettings {
+            backend: &settings.backend,
+            components_dir: &settings.components_dir,
+            product_cache_ttl: Duration::from_secs(300),
+            seed_demo_products: Some(false),
+            policy: Policy::default(),
+        },
+        None,
+    )
+    .await?;
+    let service = Arc::new(service);
+    let mut fulfillment = settings.fulfillment.clone();
+    fulfillment.workers = fulfillment.workers.max(1);
+    let background = Background::start(service.clone(), &fulfillment);
+    println!("Orderly worker: {} workers on the {} queue", fulfillment.workers, service.queue.backend());
+    shutdown_signal().await;
+    tracing::info!("shutting down: no new jobs, finishing those in hand");
+    background.stop(Duration::from_secs(settings.shutdown_grace_secs)).await;
+    service.store.close().await;
+    tracing::info!("stopped");
+    Ok(())
 }
 
 async fn migrate(backend: &BackendSettings) -> anyhow::Result<()> {

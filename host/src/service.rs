@@ -7,6 +7,8 @@ use std::time::Duration;
 use redis::aio::ConnectionManager;
 
 use crate::domain::{OrderDetail, OrderStatus};
+use crate::queue::JobQueue;
+use crate::queue::events::EventHub;
 use crate::runtime::{Runtime, SlotRegistry};
 use crate::store::order_cache::OrderCache;
 use crate::store::product_cache::ProductCache;
@@ -27,6 +29,8 @@ pub struct Policy {
     pub max_page: i64,
     /// Page size when none is asked for.
     pub default_page: i64,
+    /// The admin API's bearer token; the admin API is off without one.
+    pub admin_token: Option<String>,
 }
 
 impl Default for Policy {
@@ -38,6 +42,7 @@ impl Default for Policy {
             idempotency_wait: Duration::from_secs(10),
             max_page: 100,
             default_page: 20,
+            admin_token: None,
         }
     }
 }
@@ -50,8 +55,19 @@ pub struct Service {
     pub orders: Arc<dyn OrderCache>,
     pub runtime: Runtime,
     pub slots: SlotRegistry,
-    /// The Redis connection, when one is configured (for `/ready`).
+    /// The Redis connection, when one is configured.
     pub redis: Option<ConnectionManager>,
+    /// The Redis server, for connections of their own (blocking reads).
+    pub redis_client: Option<redis::Client>,
+    /// Prefix of every Redis key.
+    pub redis_namespace: String,
+    /// The fulfillment queue (Redis, or the database without Redis).
+    pub queue: Arc<dyn JobQueue>,
+    /// Order events for live clients in this process.
+    pub events: EventHub,
+    /// Cancelled when the process starts shutting down: event streams end
+    /// so that connections can drain.
+    pub stopping: tokio_util::sync::CancellationToken,
     pub policy: Policy,
 }
 
@@ -80,6 +96,15 @@ impl Service {
         let order = self.store.change_status(id, to, reason, correlation_id).await?;
         self.remember(&order).await;
         Ok(order)
+    }
+
+    /// Re-reads an order after a change committed elsewhere in this process
+    /// (a worker) and caches its rendering; a failure only costs a cache miss.
+    pub async fn refresh_order(&self, id: i64) {
+        match self.store.order(id).await {
+            Ok(order) => self.remember(&order).await,
+            Err(error) => tracing::warn!(order_id = id, %error, "cannot refresh the cached order"),
+        }
     }
 
     /// Caches the rendering of an order a change just committed.

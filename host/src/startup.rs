@@ -1,5 +1,7 @@
 //! Building and running the service: connect (with retries), migrate, load
-//! the components, bind, serve until SIGTERM or Ctrl-C, then drain.
+//! the components, start the background work (outbox relay, event feed,
+//! fulfillment workers and queue upkeep), bind, serve until SIGTERM or
+//! Ctrl-C, then drain.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -8,14 +10,22 @@ use std::time::Duration;
 use anyhow::Context;
 use redis::aio::ConnectionManager;
 use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
 
-use crate::config::ServeSettings;
+use crate::config::{BackendSettings, FulfillmentSettings, ServeSettings};
+use crate::queue::JobQueue;
+use crate::queue::database::DatabaseJobQueue;
+use crate::queue::events::{EventHub, follow_stream};
+use crate::queue::redis_queue::{QueueKeys, RedisJobQueue};
+use crate::queue::relay::{Relay, Sink};
 use crate::runtime::capabilities::{KvBackend, MemoryKv, RedisKv, ReqwestHttp, TracingLogs};
 use crate::runtime::{Capabilities, EngineSettings, Runtime, Slot, SlotRegistry};
 use crate::service::{Policy, Service};
 use crate::store::Store;
 use crate::store::order_cache::{MemoryOrderCache, OrderCache, RedisOrderCache};
 use crate::store::product_cache::{MemoryProductCache, ProductCache, RedisProductCache};
+use crate::worker::{Fulfillment, Workers};
 
 /// How long a rendered order stays cached (every change rewrites it).
 const ORDER_CACHE_TTL: Duration = Duration::from_secs(300);
@@ -28,15 +38,155 @@ pub struct Application {
 }
 
 /// Connects to Redis, retrying as configured.
-pub async fn connect_redis(url: &str, settings: &crate::config::BackendSettings) -> anyhow::Result<ConnectionManager> {
+pub async fn connect_redis(
+    url: &str,
+    settings: &BackendSettings,
+) -> anyhow::Result<(redis::Client, ConnectionManager)> {
     let client = redis::Client::open(url).with_context(|| format!("bad REDIS_URL {url}"))?;
     let config = redis::aio::ConnectionManagerConfig::new()
         .set_connection_timeout(Some(Duration::from_secs(2)))
         .set_response_timeout(Some(Duration::from_secs(2)));
-    settings
+    let connection = settings
         .retry()
         .run(&format!("Redis at {url}"), || ConnectionManager::new_with_config(client.clone(), config.clone()))
+        .await?;
+    Ok((client, connection))
+}
+
+/// What a service is built from, whichever command runs it.
+pub struct ServiceSettings<'a> {
+    pub backend: &'a BackendSettings,
+    pub components_dir: &'a std::path::Path,
+    pub product_cache_ttl: Duration,
+    pub seed_demo_products: Option<bool>,
+    pub policy: Policy,
+}
+
+/// Connects, migrates and loads the components; on the engine of `engine`
+/// when one is given (several services in one process share compiled components).
+pub async fn build_service(settings: ServiceSettings<'_>, engine: Option<&Runtime>) -> anyhow::Result<Service> {
+    let backend = settings.backend;
+    let store = Store::open(&backend.connect_options()).await?;
+    let redis = match &backend.redis_url {
+        Some(url) => Some(connect_redis(url, backend).await?),
+        None => None,
+    };
+    let namespace = backend.redis_namespace.as_str();
+    let cache_ttl = settings.product_cache_ttl;
+    type Backends = (Arc<dyn KvBackend>, Arc<dyn ProductCache>, Arc<dyn OrderCache>, Arc<dyn JobQueue>);
+    let (kv, cache, orders, queue): Backends = match &redis {
+        Some((client, connection)) => (
+            Arc::new(RedisKv::new(connection.clone()).with_namespace(namespace)),
+            Arc::new(RedisProductCache::new(connection.clone(), namespace, cache_ttl)),
+            Arc::new(RedisOrderCache::new(connection.clone(), namespace, ORDER_CACHE_TTL)),
+            Arc::new(RedisJobQueue::new(client.clone(), connection.clone(), namespace)),
+        ),
+        None => (
+            Arc::new(MemoryKv::default()),
+            Arc::new(MemoryProductCache::new(cache_ttl)),
+            Arc::new(MemoryOrderCache::new(ORDER_CACHE_TTL, 10_000)),
+            Arc::new(DatabaseJobQueue::new(store.clone())),
+        ),
+    };
+    let capabilities = Capabilities {
+        kv,
+        sql: store.components_sql(),
+        http: Arc::new(ReqwestHttp::new()),
+        logs: Arc::new(TracingLogs),
+    };
+    let runtime = match engine {
+        Some(base) => base.with_capabilities(capabilities),
+        None => Runtime::new(&EngineSettings::default(), capabilities)?,
+    };
+    let slots = SlotRegistry::new();
+    let filled = runtime
+        .load_dir(settings.components_dir, &slots)
         .await
+        .with_context(|| format!("cannot load the components in {}", settings.components_dir.display()))?;
+    for slot in Slot::ALL.into_iter().filter(|slot| !filled.contains(slot)) {
+        tracing::warn!(
+            slot = slot.name(),
+            dir = %settings.components_dir.display(),
+            "no component for this slot: work that needs it fails until one is loaded (run `just build`)"
+        );
+    }
+    let seed = settings.seed_demo_products.unwrap_or(store.backend() == crate::store::Backend::Sqlite);
+    if seed {
+        let seeded = store.seed_demo_products(&settings.policy.default_currency).await?;
+        if seeded > 0 {
+            tracing::info!(products = seeded, "seeded demo products into the empty catalogue");
+        }
+    }
+    let (redis_client, redis) = match redis {
+        Some((client, connection)) => (Some(client), Some(connection)),
+        None => (None, None),
+    };
+    Ok(Service {
+        store,
+        cache,
+        orders,
+        runtime,
+        slots,
+        redis,
+        redis_client,
+        redis_namespace: namespace.to_owned(),
+        queue,
+        events: EventHub::default(),
+        stopping: CancellationToken::new(),
+        policy: settings.policy,
+    })
+}
+
+/// The work a process does besides answering requests: the outbox relay,
+/// the event feed and, when configured, fulfillment workers and queue upkeep.
+pub struct Background {
+    stop: CancellationToken,
+    tasks: JoinSet<()>,
+    workers: Option<Workers>,
+}
+
+impl Background {
+    /// Starts the relay, the event feed (with Redis), and `settings.workers`
+    /// workers with the queue upkeep (when there are any).
+    pub fn start(service: Arc<Service>, settings: &FulfillmentSettings) -> Self {
+        let stop = CancellationToken::new();
+        let mut tasks = JoinSet::new();
+        let stream = format!("{}order_events", service.redis_namespace);
+        let sink = match (&service.redis, &service.redis_client) {
+            (Some(connection), Some(client)) => {
+                tasks.spawn(follow_stream(client.clone(), stream.clone(), service.events.clone(), stop.clone()));
+                Sink::Redis {
+                    connection: connection.clone(),
+                    queue: QueueKeys::new(&service.redis_namespace).queue,
+                    stream,
+                    max_len: settings.events_max_len,
+                }
+            }
+            _ => Sink::Local(service.events.clone()),
+        };
+        tasks.spawn(Relay::new(service.store.clone(), sink).run(stop.clone()));
+        let workers = (settings.workers > 0).then(|| {
+            let queue = service.queue.clone();
+            tasks.spawn(crate::queue::maintenance::run(service.clone(), queue.clone(), settings.clone(), stop.clone()));
+            Workers::start(Fulfillment::new(service.clone(), queue, settings.clone()), settings.workers)
+        });
+        if let Some(count) = workers.as_ref().map(|_| settings.workers) {
+            tracing::info!(workers = count, queue = service.queue.backend(), "fulfillment workers started");
+        }
+        Self { stop, tasks, workers }
+    }
+
+    /// Lets the workers finish the jobs in hand (within `grace`), then stops the rest.
+    pub async fn stop(mut self, grace: Duration) {
+        if let Some(workers) = self.workers.take() {
+            workers.drain(grace).await;
+        }
+        self.stop.cancel();
+        // The relay and the feed stop within a second; no need to wait longer.
+        let _ = tokio::time::timeout(Duration::from_secs(3), async { while self.tasks.join_next().await.is_some() {} })
+            .await;
+        self.tasks.abort_all();
+    }
 }
 
 impl Application {
@@ -48,64 +198,27 @@ impl Application {
     /// Like [`Application::build`], on the engine of an existing runtime when
     /// one is given (several services in one process share compiled components).
     pub async fn build_on(settings: ServeSettings, engine: Option<&Runtime>) -> anyhow::Result<Self> {
-        let store = Store::open(&settings.backend.connect_options()).await?;
-        let redis = match &settings.backend.redis_url {
-            Some(url) => Some(connect_redis(url, &settings.backend).await?),
-            None => None,
-        };
-        let namespace = settings.backend.redis_namespace.as_str();
-        let cache_ttl = Duration::from_secs(settings.product_cache_ttl_secs);
-        let (kv, cache, orders): (Arc<dyn KvBackend>, Arc<dyn ProductCache>, Arc<dyn OrderCache>) = match &redis {
-            Some(connection) => (
-                Arc::new(RedisKv::new(connection.clone()).with_namespace(namespace)),
-                Arc::new(RedisProductCache::new(connection.clone(), namespace, cache_ttl)),
-                Arc::new(RedisOrderCache::new(connection.clone(), namespace, ORDER_CACHE_TTL)),
-            ),
-            None => (
-                Arc::new(MemoryKv::default()),
-                Arc::new(MemoryProductCache::new(cache_ttl)),
-                Arc::new(MemoryOrderCache::new(ORDER_CACHE_TTL, 10_000)),
-            ),
-        };
-        let capabilities = Capabilities {
-            kv,
-            sql: store.components_sql(),
-            http: Arc::new(ReqwestHttp::new()),
-            logs: Arc::new(TracingLogs),
-        };
-        let runtime = match engine {
-            Some(base) => base.with_capabilities(capabilities),
-            None => Runtime::new(&EngineSettings::default(), capabilities)?,
-        };
-        let slots = SlotRegistry::new();
-        let filled = runtime
-            .load_dir(&settings.components_dir, &slots)
-            .await
-            .with_context(|| format!("cannot load the components in {}", settings.components_dir.display()))?;
-        for slot in Slot::ALL.into_iter().filter(|slot| !filled.contains(slot)) {
-            tracing::warn!(
-                slot = slot.name(),
-                dir = %settings.components_dir.display(),
-                "no component for this slot: requests that need it answer 503 (run `just build`)"
-            );
-        }
-        let seed = settings.seed_demo_products.unwrap_or(store.backend() == crate::store::Backend::Sqlite);
-        if seed {
-            let seeded = store.seed_demo_products(&settings.default_currency).await?;
-            if seeded > 0 {
-                tracing::info!(products = seeded, "seeded demo products into the empty catalogue");
-            }
-        }
         let policy = Policy {
             default_currency: settings.default_currency.clone(),
             idempotency_ttl: Duration::from_secs(settings.idempotency_ttl_secs),
+            admin_token: settings.admin_token.clone().filter(|token| !token.is_empty()),
             ..Policy::default()
         };
-        let service = Arc::new(Service { store, cache, orders, runtime, slots, redis, policy });
+        let service = build_service(
+            ServiceSettings {
+                backend: &settings.backend,
+                components_dir: &settings.components_dir,
+                product_cache_ttl: Duration::from_secs(settings.product_cache_ttl_secs),
+                seed_demo_products: settings.seed_demo_products,
+                policy,
+            },
+            engine,
+        )
+        .await?;
         let listener = TcpListener::bind(settings.listen_addr)
             .await
             .with_context(|| format!("cannot listen on {}", settings.listen_addr))?;
-        Ok(Self { listener, service, settings })
+        Ok(Self { listener, service: Arc::new(service), settings })
     }
 
     /// The address actually bound (useful with port 0).
@@ -118,34 +231,53 @@ impl Application {
         self.service.clone()
     }
 
-    /// Serves until `shutdown` resolves, then lets requests in flight finish
-    /// within the grace period.
+    /// Serves until `shutdown` resolves, then lets requests and jobs in
+    /// flight finish within the grace period.
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         let router = crate::api::router(self.service.clone(), self.settings.max_body_bytes);
+        let background = Background::start(self.service.clone(), &self.settings.fulfillment);
         let purge = tokio::spawn(purge_idempotency_keys(self.service.clone()));
         let grace = Duration::from_secs(self.settings.shutdown_grace_secs);
-        let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
-        let server = axum::serve(self.listener, router).with_graceful_shutdown(async move {
-            shutdown.await;
-            tracing::info!("shutting down: no new connections, finishing requests in flight");
-            let _ = stopping_tx.send(());
+        let stopping = CancellationToken::new();
+        let server = axum::serve(self.listener, router).with_graceful_shutdown({
+            let stopping = stopping.clone();
+            let service = self.service.clone();
+            async move {
+                shutdown.await;
+                tracing::info!("shutting down: no new connections or jobs, finishing those in flight");
+                stopping.cancel();
+                service.stopping.cancel();
+            }
         });
         let served = async {
             server.await.context("the server failed")?;
             anyhow::Ok(())
         };
+        // Workers drain while requests finish, both within the grace period.
+        let drained = tokio::spawn({
+            let stopping = stopping.clone();
+            async move {
+                stopping.cancelled().await;
+                background.stop(grace).await;
+            }
+        });
         let deadline = async {
-            let _ = stopping_rx.await;
+            stopping.cancelled().await;
             tokio::time::sleep(grace).await;
         };
-        tokio::select! {
-            result = served => result?,
-            () = deadline => tracing::warn!(?grace, "requests still running after the grace period; stopping anyway"),
-        }
+        let outcome = tokio::select! {
+            result = served => result,
+            () = deadline => {
+                tracing::warn!(?grace, "requests still running after the grace period; stopping anyway");
+                Ok(())
+            }
+        };
+        stopping.cancel();
+        let _ = drained.await;
         purge.abort();
         self.service.store.close().await;
         tracing::info!("stopped");
-        Ok(())
+        outcome
     }
 
     /// Serves until SIGTERM or Ctrl-C.

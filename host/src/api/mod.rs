@@ -1,7 +1,9 @@
 //! The HTTP API: one router per domain, merged here, every answer either
 //! JSON or an RFC 9457 problem.
 
+pub mod admin;
 pub mod correlation;
+pub mod events;
 pub mod extract;
 pub mod health;
 pub mod orders;
@@ -30,14 +32,30 @@ use problem::{ApiError, Problem, problem_response};
         (name = "products", description = "The catalogue"),
         (name = "orders", description = "Placing and following orders"),
         (name = "health", description = "Liveness and readiness"),
-    )
+        (name = "admin", description = "The operator's view (bearer token: ADMIN_TOKEN)"),
+    ),
+    modifiers(&AdminToken)
 )]
 struct ApiDoc;
+
+/// Declares the admin API's bearer token in the document.
+struct AdminToken;
+
+impl utoipa::Modify for AdminToken {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "admin_token",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
 
 /// The OpenAPI 3.1 document and the router, built together.
 pub fn router(service: Arc<Service>, max_body_bytes: usize) -> Router {
     let (api, document) = OpenApiRouter::with_openapi(ApiDoc::openapi())
-        .nest("/api/v1", products::router().merge(orders::router()))
+        .nest("/api/v1", products::router().merge(orders::router()).merge(events::router()).merge(admin::router()))
         .merge(health::router())
         .split_for_parts();
     let document = Arc::new(document.to_pretty_json().unwrap_or_default());

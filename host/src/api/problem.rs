@@ -45,6 +45,12 @@ pub enum ApiError {
     /// 422: an `Idempotency-Key` reused with another request body.
     #[error("the idempotency key was already used with a different request body")]
     KeyReused,
+    /// 401: the admin API needs `Authorization: Bearer <token>`.
+    #[error("this needs the admin token: send `Authorization: Bearer <token>`")]
+    Unauthorized,
+    /// 403: the admin token is wrong.
+    #[error("the admin token is not valid")]
+    Forbidden,
     /// 404.
     #[error("{detail}")]
     NotFound { detail: String },
@@ -112,6 +118,8 @@ impl ApiError {
             KeyReused => {
                 (StatusCode::UNPROCESSABLE_ENTITY, "idempotency-key-reused", "The idempotency key was used before")
             }
+            Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized", "Authentication required"),
+            Forbidden => (StatusCode::FORBIDDEN, "forbidden", "Not allowed"),
             NotFound { .. } => (StatusCode::NOT_FOUND, "not-found", "Not found"),
             MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed", "Method not allowed"),
             InsufficientStock { .. } => (StatusCode::CONFLICT, "insufficient-stock", "Not enough stock"),
@@ -188,7 +196,20 @@ impl IntoResponse for ApiError {
             correlation_id: correlation_id().to_string(),
             extensions: self.extensions(),
         };
-        problem_response(status, &problem, status.is_server_error().then(|| self.to_string()))
+        let mut response = problem_response(status, &problem, status.is_server_error().then(|| self.to_string()));
+        if matches!(self, ApiError::Unauthorized) {
+            response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+}
+
+impl From<crate::queue::QueueError> for ApiError {
+    fn from(error: crate::queue::QueueError) -> Self {
+        match error {
+            crate::queue::QueueError::Store(store) => store.into(),
+            other => ApiError::Unavailable { cause: format!("queue: {other}") },
+        }
     }
 }
 

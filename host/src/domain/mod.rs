@@ -6,6 +6,6 @@ pub mod order;
 pub mod product;
 pub mod status;
 
-pub use order::{ComponentRecord, HistoryEntry, OrderDetail, OrderLine, OrderSummary};
+pub use order::{ComponentRecord, HistoryEntry, OrderDetail, OrderLine, OrderSummary, Shipment};
 pub use product::Product;
 pub use status::OrderStatus;

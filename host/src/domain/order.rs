@@ -57,6 +57,19 @@ pub struct ComponentRecord {
     pub at: DateTime<Utc>,
 }
 
+/// Where and how an order ships, as the fulfillment policy decided.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Shipment {
+    /// The carrier, for example `postal`.
+    pub carrier: String,
+    /// The carrier's service level, for example `standard`.
+    pub service: String,
+    /// The warehouse that ships it.
+    pub warehouse: String,
+    /// Estimated days until delivery.
+    pub estimated_days: u32,
+}
+
 /// An order with its lines, totals, history and the components that decided it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct OrderDetail {
@@ -68,6 +81,8 @@ pub struct OrderDetail {
     pub status: OrderStatus,
     /// Why it is in that state (a hold or a rejection), when known.
     pub status_reason: Option<String>,
+    /// Where and how it ships, once the fulfillment policy said ship.
+    pub shipment: Option<Shipment>,
     /// ISO 4217 code of every amount.
     pub currency: String,
     /// The lines, in the order they were submitted.

@@ -15,6 +15,7 @@ pub mod outbox;
 pub mod product_cache;
 pub mod products;
 mod rows;
+pub mod transitions;
 
 use std::sync::Arc;
 
@@ -23,6 +24,8 @@ use sqlx::{PgPool, SqlitePool};
 pub use connect::{ConnectOptions, Retry};
 pub use idempotency::Claim;
 pub use orders::{NewOrder, OrderFilter, PricedLine};
+pub use outbox::{DeadJobRow, JobCounts, JobRow, OutboxMessage};
+pub use transitions::{Guard, Moved, Step};
 
 use crate::domain::OrderStatus;
 use crate::runtime::capabilities::{PostgresSql, SqlBackend, SqliteSql};
@@ -72,6 +75,9 @@ pub struct Store {
     /// What components query through the `sql` capability: the same
     /// database, but read-only.
     components_sql: Arc<dyn SqlBackend>,
+    /// Bumped after every commit that wrote outbox rows, so the relay and
+    /// the database-backed queue's workers wake at once instead of polling.
+    outbox_written: Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 /// What can go wrong in the store. Expected outcomes (a missing row, a lost
@@ -117,7 +123,17 @@ impl Store {
     }
 
     pub(crate) fn new(pool: Pool, components_sql: Arc<dyn SqlBackend>) -> Self {
-        Self { pool, components_sql }
+        let (outbox_written, _) = tokio::sync::watch::channel(0);
+        Self { pool, components_sql, outbox_written: Arc::new(outbox_written) }
+    }
+
+    /// Changes whenever this process commits outbox rows.
+    pub fn outbox_watch(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.outbox_written.subscribe()
+    }
+
+    pub(crate) fn announce_outbox(&self) {
+        self.outbox_written.send_modify(|count| *count = count.wrapping_add(1));
     }
 
     /// A PostgreSQL store on an existing pool (components query through the same pool).

@@ -1,13 +1,14 @@
-//! Orders: the create transaction, reads, and guarded status changes.
+//! Orders: the create transaction and reads (status changes are in `transitions`).
 
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, SubsecRound, Utc};
 use serde_json::json;
 
-use super::rows::{DecisionRow, HistoryRow, LINE_COLUMNS, LineRow, ORDER_COLUMNS, OrderRow, status};
+use super::rows::{DecisionRow, HistoryRow, LINE_COLUMNS, LineRow, ORDER_COLUMNS, OrderRow};
 use super::{Store, StoreError, with_pool};
 use crate::domain::{ComponentRecord, HistoryEntry, OrderDetail, OrderLine, OrderStatus, OrderSummary};
+use crate::queue::Job;
 
 /// The outbox topic of fulfillment jobs (relayed to the `fulfillment_queue` list).
 pub const FULFILLMENT_TOPIC: &str = "fulfillment";
@@ -62,7 +63,7 @@ pub(crate) fn now() -> DateTime<Utc> {
     Utc::now().trunc_subsecs(6)
 }
 
-fn placeholders(rows: usize, columns: usize) -> String {
+pub(super) fn placeholders(rows: usize, columns: usize) -> String {
     (0..rows)
         .map(|row| {
             let cells: Vec<String> = (1..=columns).map(|column| format!("${}", row * columns + column)).collect();
@@ -100,6 +101,7 @@ impl NewOrder {
             user_id: self.user_id,
             status: OrderStatus::Pending,
             status_reason: None,
+            shipment: None,
             currency: self.currency.clone(),
             items,
             subtotal: self.subtotal,
@@ -136,31 +138,21 @@ impl NewOrder {
     }
 }
 
-/// The fulfillment job: the seeds' wire format plus a job id and every line.
-fn fulfillment_job(order: &OrderDetail, correlation_id: &str) -> String {
-    let items: Vec<_> =
-        order.items.iter().map(|line| json!({"product_id": line.product_id, "quantity": line.quantity})).collect();
-    let first = order.items.first();
-    json!({
-        "job_id": uuid::Uuid::new_v4().to_string(),
-        "order_id": order.id,
-        "product_id": first.map(|line| line.product_id),
-        "quantity": first.map(|line| line.quantity),
-        "items": items,
-        "correlation_id": correlation_id,
-        "timestamp": order.created_at.to_rfc3339(),
-    })
-    .to_string()
-}
-
 /// An `OrderCreated` or `OrderStatusChanged` event.
-fn order_event(order_id: i64, from: Option<OrderStatus>, to: OrderStatus, correlation_id: &str) -> String {
+pub(super) fn order_event(
+    order_id: i64,
+    from: Option<OrderStatus>,
+    to: OrderStatus,
+    reason: Option<&str>,
+    correlation_id: &str,
+) -> String {
     json!({
         "type": if from.is_none() { "OrderCreated" } else { "OrderStatusChanged" },
         "event_id": uuid::Uuid::new_v4().to_string(),
         "order_id": order_id,
         "from": from,
         "to": to,
+        "reason": reason,
         "correlation_id": correlation_id,
         "timestamp": now().to_rfc3339(),
     })
@@ -171,10 +163,11 @@ const INSERT_ORDER: &str = "INSERT INTO orders (user_id, status, currency, subto
      notes, attributes, version, validated_by, priced_by, created_at, updated_at) \
      VALUES ($1, 'pending', $2, $3, $4, $5, $6, $7, $8, $9, 1, $10, $11, $12, $12) RETURNING id";
 
-const INSERT_HISTORY: &str = "INSERT INTO order_status_history \
+pub(super) const INSERT_HISTORY: &str = "INSERT INTO order_status_history \
      (order_id, from_status, to_status, reason, correlation_id, changed_at) VALUES ($1, $2, $3, $4, $5, $6)";
 
-const INSERT_OUTBOX: &str = "INSERT INTO outbox (topic, payload, correlation_id, created_at) VALUES ";
+pub(super) const INSERT_OUTBOX: &str =
+    "INSERT INTO outbox (topic, payload, correlation_id, created_at, order_id) VALUES ";
 
 impl Store {
     /// Stores a priced order in one transaction: the order, its lines, its
@@ -192,11 +185,11 @@ impl Store {
             "INSERT INTO order_decisions (order_id, slot, component, version, digest, duration_us, decided_at) VALUES {}",
             placeholders(order.components.len(), 7)
         );
-        let outbox_sql = format!("{INSERT_OUTBOX}{}", placeholders(2, 4));
+        let outbox_sql = format!("{INSERT_OUTBOX}{}", placeholders(2, 5));
         let notes = serde_json::to_string(&order.notes).map_err(|error| StoreError::Corrupt(error.to_string()))?;
         let attributes =
             serde_json::to_string(&order.attributes).map_err(|error| StoreError::Corrupt(error.to_string()))?;
-        with_pool!(self, |pool| async {
+        let detail = with_pool!(self, |pool| async {
             let mut tx = pool.begin().await?;
             let id: i64 = sqlx::query_scalar(INSERT_ORDER)
                 .bind(order.user_id)
@@ -252,13 +245,15 @@ impl Store {
                 .await?;
             sqlx::query(&outbox_sql)
                 .bind(FULFILLMENT_TOPIC)
-                .bind(fulfillment_job(&detail, &order.correlation_id))
+                .bind(Job::for_order(&detail, &order.correlation_id).to_json())
                 .bind(&order.correlation_id)
                 .bind(at)
+                .bind(id)
                 .bind(EVENTS_TOPIC)
-                .bind(order_event(id, None, OrderStatus::Pending, &order.correlation_id))
+                .bind(order_event(id, None, OrderStatus::Pending, None, &order.correlation_id))
                 .bind(&order.correlation_id)
                 .bind(at)
+                .bind(id)
                 .execute(&mut *tx)
                 .await?;
             // Stock last: the product rows stay locked only from here to the commit.
@@ -303,7 +298,9 @@ impl Store {
             tx.commit().await?;
             Ok(detail)
         }
-        .await)
+        .await)?;
+        self.announce_outbox();
+        Ok(detail)
     }
 
     /// One order with its lines, history and component record.
@@ -365,7 +362,7 @@ impl Store {
             .collect()
     }
 
-    async fn lines_of(&self, order_ids: &[i64]) -> Result<BTreeMap<i64, Vec<OrderLine>>, StoreError> {
+    pub(super) async fn lines_of(&self, order_ids: &[i64]) -> Result<BTreeMap<i64, Vec<OrderLine>>, StoreError> {
         let mut by_order: BTreeMap<i64, Vec<OrderLine>> = BTreeMap::new();
         if order_ids.is_empty() {
             return Ok(by_order);
@@ -386,99 +383,6 @@ impl Store {
             by_order.entry(row.order_id).or_default().push(row.into());
         }
         Ok(by_order)
-    }
-
-    /// Moves an order to `to` if the state machine allows it from the state
-    /// the order is in. The update is guarded (`WHERE status = $current`), so
-    /// of two concurrent changes exactly one wins; the loser is judged again
-    /// against the state the winner left. A cancel returns the stock.
-    pub async fn change_status(
-        &self,
-        id: i64,
-        to: OrderStatus,
-        reason: Option<&str>,
-        correlation_id: &str,
-    ) -> Result<OrderDetail, StoreError> {
-        // A handful of rounds: each lost race means another change landed,
-        // and there are only so many legal changes in a row.
-        for _ in 0..4 {
-            if self.try_change_status(id, to, reason, correlation_id).await? {
-                return self.order(id).await;
-            }
-        }
-        Err(StoreError::Corrupt(format!("order {id} kept changing while moving it to {to}")))
-    }
-
-    /// One guarded attempt: `Ok(false)` when another change won the race.
-    async fn try_change_status(
-        &self,
-        id: i64,
-        to: OrderStatus,
-        reason: Option<&str>,
-        correlation_id: &str,
-    ) -> Result<bool, StoreError> {
-        let at = now();
-        let outbox_sql = format!("{INSERT_OUTBOX}{}", placeholders(1, 4));
-        with_pool!(self, |pool| async {
-            let mut tx = pool.begin().await?;
-            let current: Option<String> =
-                sqlx::query_scalar("SELECT status FROM orders WHERE id = $1").bind(id).fetch_optional(&mut *tx).await?;
-            let current = status(&current.ok_or(StoreError::NotFound)?)?;
-            if !current.can_become(to) {
-                return Err(StoreError::IllegalTransition { current, requested: to });
-            }
-            let moved = sqlx::query(
-                "UPDATE orders SET status = $1, status_reason = $2, version = version + 1, updated_at = $3 \
-                 WHERE id = $4 AND status = $5",
-            )
-            .bind(to.as_str())
-            .bind(reason)
-            .bind(at)
-            .bind(id)
-            .bind(current.as_str())
-            .execute(&mut *tx)
-            .await?;
-            if moved.rows_affected() == 0 {
-                return Ok(false);
-            }
-            if to == OrderStatus::Cancelled {
-                // Lines are summed per product and restocked in id order, like the create.
-                let lines: Vec<(i64, i64)> = sqlx::query_as(
-                    "SELECT product_id, SUM(quantity) FROM order_items WHERE order_id = $1 \
-                     GROUP BY product_id ORDER BY product_id",
-                )
-                .bind(id)
-                .fetch_all(&mut *tx)
-                .await?;
-                for (product_id, units) in lines {
-                    sqlx::query("UPDATE products SET stock = stock + $1, updated_at = $2 WHERE id = $3")
-                        .bind(units)
-                        .bind(at)
-                        .bind(product_id)
-                        .execute(&mut *tx)
-                        .await?;
-                }
-            }
-            sqlx::query(INSERT_HISTORY)
-                .bind(id)
-                .bind(current.as_str())
-                .bind(to.as_str())
-                .bind(reason)
-                .bind(correlation_id)
-                .bind(at)
-                .execute(&mut *tx)
-                .await?;
-            sqlx::query(&outbox_sql)
-                .bind(EVENTS_TOPIC)
-                .bind(order_event(id, Some(current), to, correlation_id))
-                .bind(correlation_id)
-                .bind(at)
-                .execute(&mut *tx)
-                .await?;
-            tx.commit().await?;
-            Ok(true)
-        }
-        .await)
     }
 }
 

@@ -11,6 +11,7 @@ pub(super) struct OrderRow {
     pub user_id: i64,
     pub status: String,
     pub status_reason: Option<String>,
+    pub shipment: Option<String>,
     pub currency: String,
     pub subtotal: i64,
     pub discount: i64,
@@ -26,7 +27,7 @@ pub(super) struct OrderRow {
     pub updated_at: DateTime<Utc>,
 }
 
-pub(super) const ORDER_COLUMNS: &str = "id, user_id, status, status_reason, currency, subtotal, discount, tax, \
+pub(super) const ORDER_COLUMNS: &str = "id, user_id, status, status_reason, shipment, currency, subtotal, discount, tax, \
      shipping, total, notes, attributes, version, validated_by, priced_by, created_at, updated_at";
 
 #[derive(sqlx::FromRow)]
@@ -119,6 +120,7 @@ impl OrderRow {
             user_id: self.user_id,
             status: status(&self.status)?,
             status_reason: self.status_reason,
+            shipment: self.shipment.as_deref().map(|text| json(text, "order shipment")).transpose()?,
             currency: self.currency,
             items,
             subtotal: self.subtotal,

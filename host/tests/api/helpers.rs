@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 
-use host::config::{BackendSettings, ServeSettings};
+use host::config::{BackendSettings, FulfillmentSettings, ServeSettings};
 use host::runtime::{Capabilities, EngineSettings, Runtime, Slot};
 use host::service::Service;
 use host::startup::Application;
@@ -108,6 +108,15 @@ pub struct Options {
     pub max_body_bytes: Option<usize>,
     /// How long idempotency keys live, when not the default.
     pub idempotency_ttl_secs: Option<u64>,
+    /// Fulfillment settings; by default no workers run, so orders stay
+    /// `pending` unless a test moves them.
+    pub fulfillment: Option<FulfillmentSettings>,
+    /// The admin API's token.
+    pub admin_token: Option<String>,
+    /// Components to install instead of the defaults: (slot, crate folder).
+    pub components: Vec<(Slot, &'static str)>,
+    /// The Redis server, when not the shared one.
+    pub redis_url: Option<String>,
 }
 
 impl TestApp {
@@ -122,6 +131,9 @@ impl TestApp {
         let dir = tempfile::tempdir().unwrap();
         let components = dir.path().join("components");
         install_components(&components, options.without);
+        for (slot, crate_dir) in &options.components {
+            std::fs::copy(wasm(crate_dir), components.join(format!("{slot}.wasm"))).unwrap();
+        }
         let namespace = format!("test:{}:", uuid::Uuid::new_v4().simple());
         let (database, backend_settings) = match backend {
             Backend::Embedded => {
@@ -132,7 +144,7 @@ impl TestApp {
                 let database = TestDatabase::create().await;
                 let settings = BackendSettings {
                     database_url: Some(database.url().to_owned()),
-                    redis_url: Some(redis_url()),
+                    redis_url: Some(options.redis_url.clone().unwrap_or_else(redis_url)),
                     redis_namespace: namespace.clone(),
                     database_max_connections: 8,
                     ..BackendSettings::default()
@@ -147,6 +159,11 @@ impl TestApp {
             max_body_bytes: options.max_body_bytes.unwrap_or(64 * 1024),
             seed_demo_products: Some(false),
             idempotency_ttl_secs: options.idempotency_ttl_secs.unwrap_or(24 * 3600),
+            fulfillment: options
+                .fulfillment
+                .unwrap_or(FulfillmentSettings { workers: 0, ..FulfillmentSettings::default() }),
+            admin_token: options.admin_token,
+            shutdown_grace_secs: 5,
             ..ServeSettings::default()
         };
         let app = Application::build_on(settings, Some(engine())).await.expect("the service starts");

@@ -1,0 +1,114 @@
+//! `/api/v1/admin`: the operator's view of the fulfillment queue. Behind a
+//! bearer token (`ADMIN_TOKEN`): 401 without one, 403 with a wrong one, and
+//! the whole API answers 404 when no token is configured.
+
+use std::sync::Arc;
+
+use axum::extract::{FromRequestParts, State};
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::extract::{ApiPath, ApiQuery};
+use super::problem::{ApiError, Problem, Result, correlation_id};
+use crate::queue::{DeadLetter, QueueDepth};
+use crate::service::Service;
+
+/// The admin routes.
+pub fn router() -> OpenApiRouter<Arc<Service>> {
+    OpenApiRouter::new().routes(routes!(queue_status)).routes(routes!(dead_letters)).routes(routes!(requeue))
+}
+
+/// Proof that the request carries the admin token.
+pub struct Admin;
+
+impl FromRequestParts<Arc<Service>> for Admin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, service: &Arc<Service>) -> Result<Self> {
+        let Some(expected) = &service.policy.admin_token else {
+            return Err(ApiError::not_found("the admin API is disabled: set ADMIN_TOKEN to enable it"));
+        };
+        let header = parts.headers.get(AUTHORIZATION).and_then(|value| value.to_str().ok());
+        let Some(token) = header.and_then(|value| value.strip_prefix("Bearer ")) else {
+            return Err(ApiError::Unauthorized);
+        };
+        // Compared as digests, so the time taken says nothing about the token.
+        let (given, wanted) = (Sha256::digest(token.trim()), Sha256::digest(expected));
+        let differs = given.iter().zip(wanted.iter()).fold(0u8, |acc, (a, b)| acc | (a ^ b));
+        if differs != 0 {
+            return Err(ApiError::Forbidden);
+        }
+        Ok(Admin)
+    }
+}
+
+/// Where the fulfillment jobs are.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct QueueStatus {
+    /// `redis` or `database` (no Redis configured).
+    pub backend: String,
+    #[serde(flatten)]
+    pub depth: QueueDepth,
+}
+
+/// How many fulfillment jobs are queued, held by workers, waiting to retry, and dead.
+#[utoipa::path(get, path = "/admin/queue", tag = "admin", security(("admin_token" = [])),
+    responses(
+        (status = 200, body = QueueStatus),
+        (status = 401, description = "No token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Wrong token", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The queue is unavailable", body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn queue_status(_: Admin, State(service): State<Arc<Service>>) -> Result<axum::Json<QueueStatus>> {
+    let depth = service.queue.depth().await?;
+    Ok(axum::Json(QueueStatus { backend: service.queue.backend().into(), depth }))
+}
+
+/// `?limit=`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct DeadLetterQuery {
+    /// At most this many, newest first (default 100, at most 1000).
+    pub limit: Option<usize>,
+}
+
+/// Jobs that failed too often, newest first, with their last error.
+#[utoipa::path(get, path = "/admin/dead-letters", tag = "admin", security(("admin_token" = [])), params(DeadLetterQuery),
+    responses(
+        (status = 200, body = Vec<DeadLetter>),
+        (status = 401, description = "No token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Wrong token", body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn dead_letters(
+    _: Admin,
+    State(service): State<Arc<Service>>,
+    ApiQuery(query): ApiQuery<DeadLetterQuery>,
+) -> Result<axum::Json<Vec<DeadLetter>>> {
+    let limit = query.limit.unwrap_or(100).clamp(1, 1000);
+    Ok(axum::Json(service.queue.dead_letters(limit).await?))
+}
+
+/// Puts a dead letter back to work; its held order returns to `processing`.
+#[utoipa::path(post, path = "/admin/dead-letters/{id}/requeue", tag = "admin", security(("admin_token" = [])),
+    params(("id" = String, Path, description = "The dead letter's `id`")),
+    responses(
+        (status = 200, description = "Requeued", body = DeadLetter),
+        (status = 401, description = "No token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Wrong token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such dead letter", body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn requeue(
+    _: Admin,
+    State(service): State<Arc<Service>>,
+    ApiPath(id): ApiPath<String>,
+) -> Result<axum::Json<DeadLetter>> {
+    let requeued = crate::worker::requeue_dead_letter(&service, &id, &correlation_id()).await?;
+    let letter = requeued.ok_or_else(|| ApiError::not_found(format!("no dead letter {id}")))?;
+    tracing::info!(dead_letter = %id, order_id = letter.order_id, "dead letter requeued");
+    Ok(axum::Json(letter))
+}
