@@ -43,9 +43,12 @@ pub async fn connect_redis(
     settings: &BackendSettings,
 ) -> anyhow::Result<(redis::Client, ConnectionManager)> {
     let client = redis::Client::open(url).with_context(|| format!("bad REDIS_URL {url}"))?;
+    // One reconnection attempt per command while Redis is away: requests
+    // fall back to the database at once instead of queueing behind retries.
     let config = redis::aio::ConnectionManagerConfig::new()
-        .set_connection_timeout(Some(Duration::from_secs(2)))
-        .set_response_timeout(Some(Duration::from_secs(2)));
+        .set_connection_timeout(Some(Duration::from_secs(1)))
+        .set_response_timeout(Some(Duration::from_secs(2)))
+        .set_number_of_retries(0);
     let connection = settings
         .retry()
         .run(&format!("Redis at {url}"), || ConnectionManager::new_with_config(client.clone(), config.clone()))

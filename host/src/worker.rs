@@ -164,8 +164,8 @@ impl Fulfillment {
             Ok(Moved::Done) => self.service.refresh_order(job.order_id).await,
             Ok(Moved::Skipped { current: OrderStatus::Processing }) => {
                 // Resumed only by the job that took it (a redelivery after a crash).
-                let (_, holder) = store.order_state(job.order_id).await?;
-                if holder.as_deref() != Some(job.job_id.as_str()) {
+                let state = store.order_state(job.order_id).await?;
+                if state.job.as_deref() != Some(job.job_id.as_str()) {
                     return Ok(Outcome::Skipped(OrderStatus::Processing));
                 }
             }

@@ -3,8 +3,9 @@
 //!
 //! Each event is named by its type (`OrderCreated`, `OrderStatusChanged`)
 //! and carries the event's JSON; a per-order stream opens with
-//! `OrderState`, the order's status when the stream began, so nothing falls
-//! between reading the order and subscribing. A client too slow to keep up
+//! `OrderState`, the order's status and version when the stream began, then
+//! the changes after that version: nothing falls between reading the order
+//! and subscribing, and nothing the snapshot includes comes again. A client too slow to keep up
 //! gets `Lagged` with the number of events it missed.
 
 use std::convert::Infallible;
@@ -66,13 +67,20 @@ async fn order_events(
     State(service): State<Arc<Service>>,
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Sse<impl Stream<Item = std::result::Result<Event, Infallible>>>> {
-    // Subscribed before reading the state, so no change can fall in between.
-    let changes = live(&service, move |event| event.order_id == id);
-    let (status, _) = service.store.order_state(id).await.map_err(|error| match error {
+    // Subscribed before reading the state, so no change can fall in between;
+    // events the state already includes (relayed late) are left out.
+    let since = Arc::new(std::sync::atomic::AtomicI64::new(i64::MAX));
+    let changes = live(&service, {
+        let since = since.clone();
+        move |event| event.order_id == id && event.version > since.load(std::sync::atomic::Ordering::Relaxed)
+    });
+    let state = service.store.order_state(id).await.map_err(|error| match error {
         StoreError::NotFound => ApiError::not_found(format!("order {id} does not exist")),
         other => other.into(),
     })?;
-    let state = Event::default().event("OrderState").data(json!({"order_id": id, "status": status}).to_string());
+    since.store(state.version, std::sync::atomic::Ordering::Relaxed);
+    let snapshot = json!({"order_id": id, "status": state.status, "version": state.version});
+    let state = Event::default().event("OrderState").data(snapshot.to_string());
     let stream = futures::stream::once(async move { state }).chain(changes).map(Ok);
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
 }

@@ -30,6 +30,8 @@ pub struct OrderEvent {
     pub kind: String,
     /// The order it is about.
     pub order_id: i64,
+    /// The order's version after the change.
+    pub version: i64,
     /// The event as JSON.
     pub json: Arc<str>,
 }
@@ -40,13 +42,15 @@ struct Head {
     #[serde(rename = "type")]
     kind: String,
     order_id: i64,
+    #[serde(default)]
+    version: i64,
 }
 
 impl OrderEvent {
     /// Reads an event written by the store; `None` for anything else.
     pub fn parse(id: String, json: &str) -> Option<Self> {
         let head: Head = serde_json::from_str(json).ok()?;
-        Some(Self { id, kind: head.kind, order_id: head.order_id, json: json.into() })
+        Some(Self { id, kind: head.kind, order_id: head.order_id, version: head.version, json: json.into() })
     }
 }
 

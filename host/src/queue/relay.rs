@@ -51,7 +51,7 @@ impl Relay {
 
     /// One round: publishes up to a batch; returns how many.
     pub async fn relay_once(&self) -> anyhow::Result<usize> {
-        let published = match &self.sink {
+        match &self.sink {
             Sink::Redis { connection, queue, stream, max_len } => {
                 let publish = async |messages: &[OutboxMessage]| {
                     let mut pipe = ::redis::pipe();
@@ -90,8 +90,7 @@ impl Relay {
                 };
                 self.store.relay_outbox(&[EVENTS_TOPIC], BATCH, publish).await?.map_err(anyhow::Error::from)
             }
-        };
-        Ok(published?)
+        }
     }
 
     /// Relays until `stop`: at once when this process commits outbox rows,

@@ -85,11 +85,15 @@ pub struct KvGrant {
     pub prefix: Option<String>,
     /// Largest value the component may store.
     pub max_value_bytes: usize,
+    /// How long one operation may wait on the store before it answers
+    /// `timeout`, leaving the component the rest of its deadline to carry
+    /// on without it (a store outage need not fail the call).
+    pub timeout_ms: u64,
 }
 
 impl Default for KvGrant {
     fn default() -> Self {
-        Self { prefix: None, max_value_bytes: 64 << 10 }
+        Self { prefix: None, max_value_bytes: 64 << 10, timeout_ms: 50 }
     }
 }
 

@@ -25,7 +25,7 @@ pub use connect::{ConnectOptions, Retry};
 pub use idempotency::Claim;
 pub use orders::{NewOrder, OrderFilter, PricedLine};
 pub use outbox::{DeadJobRow, JobCounts, JobRow, OutboxMessage};
-pub use transitions::{Guard, Moved, Step};
+pub use transitions::{Guard, Moved, OrderState, Step};
 
 use crate::domain::OrderStatus;
 use crate::runtime::capabilities::{PostgresSql, SqlBackend, SqliteSql};

@@ -139,8 +139,11 @@ impl NewOrder {
 }
 
 /// An `OrderCreated` or `OrderStatusChanged` event.
+/// `version` is the order's version after the change, so a client can tell
+/// which events a snapshot already includes.
 pub(super) fn order_event(
     order_id: i64,
+    version: i64,
     from: Option<OrderStatus>,
     to: OrderStatus,
     reason: Option<&str>,
@@ -150,6 +153,7 @@ pub(super) fn order_event(
         "type": if from.is_none() { "OrderCreated" } else { "OrderStatusChanged" },
         "event_id": uuid::Uuid::new_v4().to_string(),
         "order_id": order_id,
+        "version": version,
         "from": from,
         "to": to,
         "reason": reason,
@@ -250,7 +254,7 @@ impl Store {
                 .bind(at)
                 .bind(id)
                 .bind(EVENTS_TOPIC)
-                .bind(order_event(id, None, OrderStatus::Pending, None, &order.correlation_id))
+                .bind(order_event(id, 1, None, OrderStatus::Pending, None, &order.correlation_id))
                 .bind(&order.correlation_id)
                 .bind(at)
                 .bind(id)

@@ -63,13 +63,11 @@ fn marks(from: usize, count: usize) -> String {
 }
 
 impl Store {
-    /// The oldest unpublished messages, at most `limit`.
-    pub async fn outbox_backlog(&self, limit: i64) -> Result<Vec<OutboxMessage>, StoreError> {
-        let sql = format!(
-            "SELECT {MESSAGE_COLUMNS} FROM outbox WHERE published_at IS NULL AND dead_at IS NULL ORDER BY id LIMIT $1"
-        );
+    /// Every message written about order `order_id`, published or not, oldest first.
+    pub async fn outbox_of(&self, order_id: i64) -> Result<Vec<OutboxMessage>, StoreError> {
+        let sql = format!("SELECT {MESSAGE_COLUMNS} FROM outbox WHERE order_id = $1 ORDER BY id");
         let messages =
-            with_pool!(self, |pool| sqlx::query_as::<_, OutboxMessage>(&sql).bind(limit).fetch_all(pool).await)?;
+            with_pool!(self, |pool| sqlx::query_as::<_, OutboxMessage>(&sql).bind(order_id).fetch_all(pool).await)?;
         Ok(messages)
     }
 

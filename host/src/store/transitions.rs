@@ -61,6 +61,16 @@ pub enum Moved {
     Skipped { current: OrderStatus },
 }
 
+/// Where an order is, in brief.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrderState {
+    pub status: OrderStatus,
+    /// The job that holds it while it is processing.
+    pub job: Option<String>,
+    /// Incremented by every change.
+    pub version: i64,
+}
+
 /// One guarded attempt.
 enum Attempt {
     Moved,
@@ -108,16 +118,16 @@ impl Store {
         self.order(id).await
     }
 
-    /// The order's state and the job that holds it, if any.
-    pub async fn order_state(&self, id: i64) -> Result<(OrderStatus, Option<String>), StoreError> {
-        let row: Option<(String, Option<String>)> = with_pool!(self, |pool| {
-            sqlx::query_as("SELECT status, fulfillment_job FROM orders WHERE id = $1")
+    /// The order's state, the job that holds it (if any) and its version.
+    pub async fn order_state(&self, id: i64) -> Result<OrderState, StoreError> {
+        let row: Option<(String, Option<String>, i64)> = with_pool!(self, |pool| {
+            sqlx::query_as("SELECT status, fulfillment_job, version FROM orders WHERE id = $1")
                 .bind(id)
                 .fetch_optional(pool)
                 .await
         })?;
-        let (current, holder) = row.ok_or(StoreError::NotFound)?;
-        Ok((status(&current)?, holder))
+        let (current, job, version) = row.ok_or(StoreError::NotFound)?;
+        Ok(OrderState { status: status(&current)?, job, version })
     }
 
     async fn try_transition(
@@ -131,12 +141,12 @@ impl Store {
         let outbox_sql = format!("{INSERT_OUTBOX}{}", placeholders(1, 5));
         with_pool!(self, |pool| async {
             let mut tx = pool.begin().await?;
-            let row: Option<(String, Option<String>)> =
-                sqlx::query_as("SELECT status, fulfillment_job FROM orders WHERE id = $1")
+            let row: Option<(String, Option<String>, i64)> =
+                sqlx::query_as("SELECT status, fulfillment_job, version FROM orders WHERE id = $1")
                     .bind(id)
                     .fetch_optional(&mut *tx)
                     .await?;
-            let (current, holder) = row.ok_or(StoreError::NotFound)?;
+            let (current, holder, mut version) = row.ok_or(StoreError::NotFound)?;
             let mut current = status(&current)?;
             if let Guard::From { status: expected, job } = guard
                 && (current != expected || (job.is_some() && holder.as_deref() != job))
@@ -152,7 +162,7 @@ impl Store {
                 let moved = sqlx::query(
                     "UPDATE orders SET status = $1, status_reason = $2, fulfillment_job = $3, \
                      shipment = COALESCE($4, shipment), version = version + 1, updated_at = $5 \
-                     WHERE id = $6 AND status = $7",
+                     WHERE id = $6 AND status = $7 AND version = $8",
                 )
                 .bind(step.to.as_str())
                 .bind(step.reason)
@@ -161,11 +171,13 @@ impl Store {
                 .bind(at)
                 .bind(id)
                 .bind(current.as_str())
+                .bind(version)
                 .execute(&mut *tx)
                 .await?;
                 if moved.rows_affected() == 0 {
                     return Ok(Attempt::Lost);
                 }
+                version += 1;
                 if step.to == OrderStatus::Cancelled {
                     // Lines are summed per product and restocked in id order, like the create.
                     let lines: Vec<(i64, i64)> = sqlx::query_as(
@@ -210,7 +222,7 @@ impl Store {
                 }
                 sqlx::query(&outbox_sql)
                     .bind(EVENTS_TOPIC)
-                    .bind(order_event(id, Some(current), step.to, step.reason, correlation_id))
+                    .bind(order_event(id, version, Some(current), step.to, step.reason, correlation_id))
                     .bind(correlation_id)
                     .bind(at)
                     .bind(id)

@@ -94,9 +94,26 @@ pub struct TestApp {
     pub backend: Backend,
     /// Prefix of this app's Redis keys.
     pub namespace: String,
+    /// The Redis server it uses, if any.
+    pub redis_url: Option<String>,
+    /// Its components folder (a `host worker` started by a test loads the same).
+    pub components_dir: PathBuf,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     _database: Option<TestDatabase>,
     _dir: tempfile::TempDir,
+}
+
+/// Fulfillment as the tests run it: `workers` workers, short waits and
+/// backoff, so failures and retries play out in well under a second.
+pub fn fast_fulfillment(workers: usize) -> FulfillmentSettings {
+    FulfillmentSettings {
+        workers,
+        claim_wait_ms: 200,
+        retry_backoff_ms: 50,
+        max_attempts: 3,
+        visibility_timeout_ms: 10_000,
+        ..FulfillmentSettings::default()
+    }
 }
 
 /// Options for [`TestApp::spawn_with`].
@@ -152,6 +169,7 @@ impl TestApp {
                 (Some(database), settings)
             }
         };
+        let backend_redis_url = backend_settings.redis_url.clone();
         let settings = ServeSettings {
             backend: BackendSettings { connect_tries: 1, ..backend_settings },
             listen_addr: "127.0.0.1:0".parse().unwrap(),
@@ -179,6 +197,8 @@ impl TestApp {
             service,
             backend,
             namespace,
+            redis_url: backend_redis_url,
+            components_dir: dir.path().join("components"),
             stop: Some(stop),
             _database: database,
             _dir: dir,
@@ -223,6 +243,45 @@ impl TestApp {
         self.post("/api/v1/orders", &json!({"user_id": 7, "items": items})).await
     }
 
+    /// Places an order for `items` with `attributes` for user 7; returns its id.
+    pub async fn place(&self, items: &[(i64, u32)], attributes: Value) -> i64 {
+        self.place_for(7, items, attributes).await
+    }
+
+    /// Places an order for `items` with `attributes` for `user_id`; returns its id.
+    pub async fn place_for(&self, user_id: i64, items: &[(i64, u32)], attributes: Value) -> i64 {
+        let items: Vec<Value> =
+            items.iter().map(|(id, quantity)| json!({"product_id": id, "quantity": quantity})).collect();
+        let body = json!({"user_id": user_id, "items": items, "attributes": attributes});
+        let response = self.post("/api/v1/orders", &body).await;
+        assert_eq!(response.status(), 201, "placing an order");
+        response.json::<Value>().await.unwrap()["id"].as_i64().unwrap()
+    }
+
+    /// Reads order `id` until its status is `status`; panics after `within`.
+    pub async fn wait_for_status(&self, id: i64, status: &str, within: std::time::Duration) -> Value {
+        let deadline = std::time::Instant::now() + within;
+        loop {
+            let order: Value = self.get(&format!("/api/v1/orders/{id}")).await.json().await.unwrap();
+            if order["status"] == status {
+                return order;
+            }
+            assert!(std::time::Instant::now() < deadline, "order {id} did not become {status}: {order}");
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+
+    /// A connection to this app's Redis (PostgreSQL backend only).
+    pub async fn redis(&self) -> redis::aio::MultiplexedConnection {
+        let url = self.redis_url.clone().expect("this app runs on Redis");
+        redis::Client::open(url).unwrap().get_multiplexed_async_connection().await.unwrap()
+    }
+
+    /// The PostgreSQL database (PostgreSQL backend only).
+    pub fn database(&self) -> &TestDatabase {
+        self._database.as_ref().expect("this app runs on PostgreSQL")
+    }
+
     /// How many orders the database holds.
     pub async fn order_count(&self) -> i64 {
         let page: Value = self.get("/api/v1/orders?limit=100").await.json().await.unwrap();
@@ -252,9 +311,30 @@ pub async fn problem(response: reqwest::Response, status: u16) -> Value {
     body
 }
 
-/// Declares a test that runs once per backend: `mod $name { embedded, postgres }`.
+/// Declares a test that runs once per backend: `mod $name { embedded, postgres }`,
+/// optionally with [`Options`] built by an expression.
 #[macro_export]
 macro_rules! on_both_backends {
+    ($name:ident, options = $options:expr, |$app:ident| $body:block) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            async fn run($app: $crate::helpers::TestApp) $body
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn embedded() {
+                let options = $options;
+                run($crate::helpers::TestApp::spawn_with($crate::helpers::Backend::Embedded, options).await).await
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                let options = $options;
+                run($crate::helpers::TestApp::spawn_with($crate::helpers::Backend::Postgres, options).await).await
+            }
+        }
+    };
     ($name:ident, |$app:ident| $body:block) => {
         mod $name {
             #[allow(unused_imports)]

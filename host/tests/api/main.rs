@@ -5,7 +5,10 @@ mod helpers;
 
 mod cli;
 mod concurrency;
+mod dead_letters;
 mod errors;
+mod fulfillment;
+mod fulfillment_faults;
 mod health;
 mod idempotency;
 mod observability;

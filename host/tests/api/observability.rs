@@ -35,7 +35,7 @@ on_both_backends!(a_correlation_id_travels_everywhere, |app| {
         "the pricing component's own log line carries the id: {lines:?}"
     );
 
-    let outbox = outbox_payloads(&app).await;
+    let outbox = outbox_payloads(&app, order["id"].as_i64().unwrap()).await;
     assert!(!outbox.is_empty());
     for payload in &outbox {
         assert_eq!(payload["correlation_id"], correlation_id.as_str(), "{payload}");
@@ -56,9 +56,9 @@ on_both_backends!(a_correlation_id_travels_everywhere, |app| {
     assert_eq!(problem(refused, 404).await["correlation_id"], correlation_id.as_str());
 });
 
-async fn outbox_payloads(app: &TestApp) -> Vec<Value> {
-    let backlog = app.service.store.outbox_backlog(100).await.unwrap();
-    backlog.iter().map(|message| serde_json::from_str(&message.payload).unwrap()).collect()
+async fn outbox_payloads(app: &TestApp, order_id: i64) -> Vec<Value> {
+    let messages = app.service.store.outbox_of(order_id).await.unwrap();
+    messages.iter().map(|message| serde_json::from_str(&message.payload).unwrap()).collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
