@@ -41,11 +41,13 @@ test: build-components
     cargo test --workspace --all-targets
 
 # Benchmarks, printed with ratios against a baseline measured in the same run:
-# per-slot call cost against native code, then HTTP load on PostgreSQL + Redis
-# against the same transaction issued directly through sqlx.
+# per-slot call cost against native code; HTTP load on PostgreSQL + Redis
+# against the same transaction issued directly through sqlx; fulfillment
+# throughput and lag against the same transitions issued directly.
 bench: build-components
     cargo bench -p host --bench slot_calls
     cargo bench -p host --bench http_load
+    cargo bench -p host --bench fulfillment
 
 fmt:
     cargo fmt --all

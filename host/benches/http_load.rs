@@ -9,7 +9,6 @@
 //! `BENCH_SECONDS` and `BENCH_CONNECTIONS` change the duration and the load.
 
 use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -20,15 +19,14 @@ use hyper::Request;
 use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
 
-use host::config::{BackendSettings, ServeSettings};
+use host::config::FulfillmentSettings;
 use host::domain::Product;
 use host::domain::input::NewProduct;
 use host::startup::Application;
 use host::store::{NewOrder, PricedLine, Store};
 
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name).ok().and_then(|value| value.parse().ok()).unwrap_or(default)
-}
+mod common;
+use common::{BenchDatabase, install_components, percentile, setting};
 
 /// What one load run saw.
 struct Outcome {
@@ -40,11 +38,7 @@ struct Outcome {
 
 impl Outcome {
     fn percentile(&self, fraction: f64) -> Duration {
-        if self.latencies.is_empty() {
-            return Duration::ZERO;
-        }
-        let index = ((self.latencies.len() as f64 - 1.0) * fraction).round() as usize;
-        self.latencies[index]
+        percentile(&self.latencies, fraction)
     }
 
     fn rate(&self) -> f64 {
@@ -161,57 +155,20 @@ async fn sqlx_baseline(
     outcome
 }
 
-fn install_components(dir: &Path) {
-    let components = Path::new(env!("CARGO_MANIFEST_DIR")).join("../components");
-    std::fs::create_dir_all(dir).unwrap();
-    for (slot, crate_dir) in
-        [("validation", "order-validation"), ("pricing", "pricing"), ("fulfillment", "fulfillment-standard")]
-    {
-        let manifest = components.join(crate_dir).canonicalize().unwrap();
-        std::fs::copy(component_testkit::component_wasm(&manifest), dir.join(format!("{slot}.wasm"))).unwrap();
-        std::fs::copy(manifest.join(format!("{slot}.toml")), dir.join(format!("{slot}.toml"))).unwrap();
-    }
-}
-
 fn main() {
-    let seconds: u64 = env_or("BENCH_SECONDS", 20);
-    let connections: usize = env_or("BENCH_CONNECTIONS", 32);
+    let seconds: u64 = setting("BENCH_SECONDS", 20, 1);
+    let connections: usize = setting("BENCH_CONNECTIONS", 32, 4);
     let duration = Duration::from_secs(seconds);
-    let admin_url =
-        std::env::var("DATABASE_TEST_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
-    let redis_url = std::env::var("REDIS_TEST_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
-    let database = format!("bench_{}", uuid::Uuid::new_v4().simple());
-    let mut database_url = url::Url::parse(&admin_url).unwrap();
-    database_url.set_path(&database);
-
     // The service gets a runtime of its own, as it would in its own process;
     // the load generator runs on another.
     let server = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let client = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
-    let admin = |statement: String| {
-        let admin_url = admin_url.clone();
-        client.block_on(async move {
-            use sqlx::Connection;
-            let mut connection = sqlx::PgConnection::connect(&admin_url).await.expect("PostgreSQL reachable");
-            sqlx::query(&statement).execute(&mut connection).await.unwrap();
-        })
-    };
-    admin(format!("CREATE DATABASE {database}"));
-
+    let database = BenchDatabase::create(&client);
     let dir = tempfile::tempdir().unwrap();
     install_components(&dir.path().join("components"));
-    let settings = ServeSettings {
-        backend: BackendSettings {
-            database_url: Some(database_url.to_string()),
-            redis_url: Some(redis_url),
-            redis_namespace: format!("bench:{database}:"),
-            ..BackendSettings::default()
-        },
-        listen_addr: "127.0.0.1:0".parse().unwrap(),
-        components_dir: dir.path().join("components"),
-        seed_demo_products: Some(false),
-        ..ServeSettings::default()
-    };
+    // The API alone: fulfillment workers have a benchmark of their own.
+    let fulfillment = FulfillmentSettings { workers: 0, ..FulfillmentSettings::default() };
+    let settings = database.serve_settings(&dir.path().join("components"), fulfillment);
     let app = server.block_on(Application::build(settings)).expect("the service starts");
     let address = app.local_addr();
     let service = app.service();
@@ -314,5 +271,5 @@ fn main() {
     );
 
     drop(server);
-    admin(format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)"));
+    database.drop_now(&client);
 }

@@ -108,7 +108,7 @@ impl Service {
     }
 
     /// Caches the rendering of an order a change just committed.
-    pub(crate) async fn remember(&self, order: &OrderDetail) {
+    pub async fn remember(&self, order: &OrderDetail) {
         if let Ok(json) = render(order) {
             self.orders.put(order.id, &json).await;
         }

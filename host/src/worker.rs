@@ -161,7 +161,7 @@ impl Fulfillment {
             )
             .await
         {
-            Ok(Moved::Done) => self.service.refresh_order(job.order_id).await,
+            Ok(Moved::Done) => {}
             Ok(Moved::Skipped { current: OrderStatus::Processing }) => {
                 // Resumed only by the job that took it (a redelivery after a crash).
                 let state = store.order_state(job.order_id).await?;
@@ -174,10 +174,12 @@ impl Fulfillment {
             Err(error) => return Err(error.into()),
         }
 
+        let order = store.order(job.order_id).await?;
+        // Readers see `processing` (the order was read after the change).
+        self.service.remember(&order).await;
         if let Some(delay) = self.settings.simulated_delay() {
             tokio::time::sleep(delay).await;
         }
-        let order = store.order(job.order_id).await?;
         let component = self
             .service
             .slots

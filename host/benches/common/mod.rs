@@ -1,0 +1,97 @@
+//! What the service benchmarks share: a database of their own on the test
+//! PostgreSQL server, a Redis namespace, the default components, and the
+//! service built on them.
+#![allow(dead_code)] // Each benchmark uses its own part of this file.
+
+use std::path::Path;
+
+use host::config::{BackendSettings, FulfillmentSettings, ServeSettings};
+
+/// Whether `cargo bench` runs us. `cargo test` (so `just test`) runs the
+/// benchmarks too, as a smoke test: they then use small sizes.
+pub fn measuring() -> bool {
+    std::env::args().any(|argument| argument == "--bench")
+}
+
+/// `name` from the environment, or `default` (`smoke` when only smoke-testing).
+pub fn setting<T: std::str::FromStr>(name: &str, default: T, smoke: T) -> T {
+    if measuring() { env_or(name, default) } else { smoke }
+}
+
+pub fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name).ok().and_then(|value| value.parse().ok()).unwrap_or(default)
+}
+
+/// A database created for one benchmark run, dropped by [`BenchDatabase::drop_now`].
+pub struct BenchDatabase {
+    admin_url: String,
+    pub name: String,
+    pub url: String,
+    pub redis_url: String,
+}
+
+impl BenchDatabase {
+    /// Creates `bench_<random>` on `DATABASE_TEST_URL`'s server (default: local PostgreSQL).
+    pub fn create(runtime: &tokio::runtime::Runtime) -> Self {
+        let admin_url =
+            std::env::var("DATABASE_TEST_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+        let redis_url = std::env::var("REDIS_TEST_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+        let name = format!("bench_{}", uuid::Uuid::new_v4().simple());
+        let mut url = url::Url::parse(&admin_url).unwrap();
+        url.set_path(&name);
+        let database = Self { admin_url, name, url: url.to_string(), redis_url };
+        database.admin(runtime, &format!("CREATE DATABASE {}", database.name));
+        database
+    }
+
+    fn admin(&self, runtime: &tokio::runtime::Runtime, statement: &str) {
+        runtime.block_on(async {
+            use sqlx::Connection;
+            let mut connection = sqlx::PgConnection::connect(&self.admin_url).await.expect("PostgreSQL reachable");
+            sqlx::query(statement).execute(&mut connection).await.unwrap();
+        })
+    }
+
+    /// Drops the database.
+    pub fn drop_now(&self, runtime: &tokio::runtime::Runtime) {
+        self.admin(runtime, &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name));
+    }
+
+    /// Serve settings on this database and Redis, with the default components from `components`.
+    pub fn serve_settings(&self, components: &Path, fulfillment: FulfillmentSettings) -> ServeSettings {
+        ServeSettings {
+            backend: BackendSettings {
+                database_url: Some(self.url.clone()),
+                redis_url: Some(self.redis_url.clone()),
+                redis_namespace: format!("bench:{}:", self.name),
+                ..BackendSettings::default()
+            },
+            fulfillment,
+            listen_addr: "127.0.0.1:0".parse().unwrap(),
+            components_dir: components.to_path_buf(),
+            seed_demo_products: Some(false),
+            ..ServeSettings::default()
+        }
+    }
+}
+
+/// Copies the default components (built by `just build`) into `dir`.
+pub fn install_components(dir: &Path) {
+    let components = Path::new(env!("CARGO_MANIFEST_DIR")).join("../components");
+    std::fs::create_dir_all(dir).unwrap();
+    for (slot, crate_dir) in
+        [("validation", "order-validation"), ("pricing", "pricing"), ("fulfillment", "fulfillment-standard")]
+    {
+        let manifest = components.join(crate_dir).canonicalize().unwrap();
+        std::fs::copy(component_testkit::component_wasm(&manifest), dir.join(format!("{slot}.wasm"))).unwrap();
+        std::fs::copy(manifest.join(format!("{slot}.toml")), dir.join(format!("{slot}.toml"))).unwrap();
+    }
+}
+
+/// Medians and percentiles of a sorted sample.
+pub fn percentile<T: Copy + Default>(sorted: &[T], fraction: f64) -> T {
+    if sorted.is_empty() {
+        return T::default();
+    }
+    sorted[((sorted.len() as f64 - 1.0) * fraction).round() as usize]
+}

@@ -1,0 +1,241 @@
+//! Fulfillment throughput on PostgreSQL + Redis with the default components:
+//! orders per second from `pending` to `fulfilled` for 1 and 4 workers
+//! (relay -> Redis queue -> worker -> `fulfillment` component -> guarded
+//! transitions -> ack), the lag from placing an order to its fulfillment
+//! under a steady load, and, as the baseline in the same run, the same two
+//! guarded transitions issued directly through the store (no queue, no
+//! component) by as many tasks.
+//!
+//! `BENCH_ORDERS` (default 3000) orders per run; `BENCH_RATE` (default 200/s)
+//! and `BENCH_SECONDS` (default 10) for the lag run.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use host::config::FulfillmentSettings;
+use host::domain::{ComponentRecord, OrderStatus};
+use host::service::Service;
+use host::startup::Application;
+use host::store::{Guard, NewOrder, PricedLine, Step};
+use host::worker::{Fulfillment, Workers};
+
+mod common;
+use common::{BenchDatabase, install_components, percentile, setting};
+
+const CATALOGUE: i64 = 100;
+
+/// A 3-line order on the catalogue, priced as the default rules would (no tax, no shipping).
+fn new_order(n: u64, first_product: i64) -> NewOrder {
+    let lines: Vec<PricedLine> = (0..3)
+        .map(|line| {
+            let product = first_product + ((n * 7 + line * 31) as i64 % CATALOGUE);
+            PricedLine {
+                product_id: product,
+                sku: format!("BENCH-{product}"),
+                name: format!("Bench product {product}"),
+                unit_price: 500,
+                quantity: 1 + line as i32,
+                line_total: 500 * (1 + line as i64),
+            }
+        })
+        .collect();
+    let total = lines.iter().map(|line| line.line_total).sum();
+    NewOrder {
+        user_id: n as i64,
+        currency: "EUR".into(),
+        lines,
+        subtotal: total,
+        discount: 0,
+        tax: 0,
+        shipping: 0,
+        total,
+        notes: vec![],
+        attributes: Default::default(),
+        components: vec![],
+        correlation_id: format!("bench-{n}"),
+        idempotency_key: None,
+    }
+}
+
+/// Places `count` orders from 16 tasks; returns their ids.
+async fn place(service: &Arc<Service>, first_product: i64, from: u64, count: u64) -> Vec<i64> {
+    let mut tasks = Vec::new();
+    for task in 0..16 {
+        let service = service.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut ids = Vec::new();
+            for n in (from + task..from + count).step_by(16) {
+                ids.push(service.store.create_order(&new_order(n, first_product)).await.unwrap().id);
+            }
+            ids
+        }));
+    }
+    let mut ids = Vec::new();
+    for task in tasks {
+        ids.extend(task.await.unwrap());
+    }
+    ids
+}
+
+async fn fulfilled_count(service: &Service) -> i64 {
+    service.store.count_orders(OrderStatus::Fulfilled).await.unwrap()
+}
+
+/// Waits until `target` orders are fulfilled; returns when that happened.
+async fn wait_fulfilled(service: &Service, target: i64) -> Instant {
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while fulfilled_count(service).await < target {
+        assert!(Instant::now() < deadline, "the workers stalled");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    Instant::now()
+}
+
+/// The worker's two transitions, straight through the store, from `tasks` tasks.
+async fn baseline(service: &Arc<Service>, ids: Vec<i64>, tasks: usize) -> Duration {
+    let started = Instant::now();
+    let ids = Arc::new(ids);
+    let mut handles = Vec::new();
+    for task in 0..tasks {
+        let (service, ids) = (service.clone(), ids.clone());
+        handles.push(tokio::spawn(async move {
+            let shipment = r#"{"carrier":"postal","service":"standard","warehouse":"main","estimated_days":3}"#;
+            for id in ids.iter().skip(task).step_by(tasks) {
+                let job = format!("baseline-{id}");
+                let taken = Step { job: Some(&job), ..Step::to(OrderStatus::Processing) };
+                let pending = Guard::From { status: OrderStatus::Pending, job: None };
+                service.store.transition(*id, pending, &[taken], "bench").await.unwrap();
+                let record = ComponentRecord {
+                    slot: "fulfillment".into(),
+                    component: "baseline".into(),
+                    version: "0".into(),
+                    digest: "0".repeat(64),
+                    duration_us: 0,
+                    at: chrono::Utc::now(),
+                };
+                let step = Step { shipment: Some(shipment), decision: Some(&record), ..Step::to(OrderStatus::Fulfilled) };
+                let processing = Guard::From { status: OrderStatus::Processing, job: Some(&job) };
+                service.store.transition(*id, processing, &[step], "bench").await.unwrap();
+            }
+        }));
+    }
+    for handle in handles {
+        handle.await.unwrap();
+    }
+    started.elapsed()
+}
+
+fn main() {
+    let orders: u64 = setting("BENCH_ORDERS", 3000, 100);
+    let rate: u64 = setting("BENCH_RATE", 200, 50);
+    let seconds: u64 = setting("BENCH_SECONDS", 10, 1);
+    let server = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let database = BenchDatabase::create(&server);
+    let dir = tempfile::tempdir().unwrap();
+    install_components(&dir.path().join("components"));
+    // The service relays; the workers are started and stopped by the runs below.
+    let idle = FulfillmentSettings { workers: 0, ..FulfillmentSettings::default() };
+    let app = server.block_on(Application::build(database.serve_settings(&dir.path().join("components"), idle)));
+    let app = app.expect("the service starts");
+    let service = app.service();
+    server.spawn(app.run_until(std::future::pending()));
+    let first_product = server.block_on(async {
+        let mut first = None;
+        for n in 0..CATALOGUE {
+            let product = host::domain::input::NewProduct {
+                sku: format!("BENCH-{n}"),
+                name: format!("Bench product {n}"),
+                price: 500,
+                currency: "EUR".into(),
+                stock: 1_000_000_000_000,
+                active: true,
+            };
+            let id = service.store.create_product(&product).await.unwrap().id;
+            first.get_or_insert(id);
+        }
+        first.unwrap()
+    });
+
+    let mut rows = Vec::new();
+    let mut placed = 0;
+    let mut fulfilled = 0;
+    for workers in [1usize, 4] {
+        // The backlog is queued before the workers start, so they only drain.
+        server.block_on(place(&service, first_product, placed, orders));
+        placed += orders;
+        server.block_on(async {
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while service.queue.depth().await.unwrap().queued < orders {
+                assert!(Instant::now() < deadline, "the relay stalled");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        });
+        let settings = FulfillmentSettings { workers, claim_wait_ms: 100, ..FulfillmentSettings::default() };
+        let started = Instant::now();
+        let running = server.block_on(async {
+            Workers::start(Fulfillment::new(service.clone(), service.queue.clone(), settings), workers)
+        });
+        fulfilled += orders as i64;
+        let finished = server.block_on(wait_fulfilled(&service, fulfilled));
+        server.block_on(running.drain(Duration::from_secs(10)));
+        let elapsed = finished - started;
+        let baseline_ids = server.block_on(place(&service, first_product, placed, orders));
+        placed += orders;
+        let direct = server.block_on(baseline(&service, baseline_ids, workers));
+        fulfilled += orders as i64;
+        rows.push((workers, orders as f64 / elapsed.as_secs_f64(), orders as f64 / direct.as_secs_f64()));
+    }
+
+    // Lag: orders placed at a steady rate while 4 workers run.
+    let settings = FulfillmentSettings { workers: 4, claim_wait_ms: 100, ..FulfillmentSettings::default() };
+    let running = server.block_on(async {
+        Workers::start(Fulfillment::new(service.clone(), service.queue.clone(), settings), 4)
+    });
+    let lag_orders = rate * seconds;
+    let ids = server.block_on(async {
+        let mut every = tokio::time::interval(Duration::from_secs_f64(1.0 / rate as f64));
+        let mut ids = Vec::new();
+        for n in 0..lag_orders {
+            every.tick().await;
+            let service = service.clone();
+            ids.push(tokio::spawn(async move {
+                service.store.create_order(&new_order(placed + n, first_product)).await.unwrap().id
+            }));
+        }
+        let mut placed_ids = Vec::new();
+        for id in ids {
+            placed_ids.push(id.await.unwrap());
+        }
+        placed_ids
+    });
+    fulfilled += lag_orders as i64;
+    server.block_on(wait_fulfilled(&service, fulfilled));
+    server.block_on(running.drain(Duration::from_secs(10)));
+    let mut lags: Vec<Duration> = server.block_on(async {
+        let mut lags = Vec::new();
+        for id in ids {
+            let order = service.store.order(id).await.unwrap();
+            let done = order.history.iter().find(|entry| entry.to == OrderStatus::Fulfilled).unwrap().at;
+            lags.push((done - order.created_at).to_std().unwrap_or_default());
+        }
+        lags
+    });
+    lags.sort_unstable();
+
+    println!();
+    println!("| workers | orders/s pending -> fulfilled | baseline: same transitions via the store | ratio |");
+    println!("| --- | --- | --- | --- |");
+    for (workers, rate, direct) in &rows {
+        println!("| {workers} | {rate:.0} | {direct:.0} | {:.0} % |", 100.0 * rate / direct);
+    }
+    println!();
+    println!(
+        "lag from placing to fulfilled at {rate}/s with 4 workers: p50 {:.1} ms, p99 {:.1} ms ({} orders)",
+        percentile(&lags, 0.50).as_secs_f64() * 1e3,
+        percentile(&lags, 0.99).as_secs_f64() * 1e3,
+        lags.len()
+    );
+    drop(server);
+    let cleanup = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    database.drop_now(&cleanup);
+}
