@@ -6,7 +6,7 @@
 //! guarded transitions issued directly through the store (no queue, no
 //! component) by as many tasks.
 //!
-//! `BENCH_ORDERS` (default 3000) orders per run; `BENCH_RATE` (default 200/s)
+//! `BENCH_ORDERS` (default 3000) orders per run; `BENCH_RATE` (default 100/s)
 //! and `BENCH_SECONDS` (default 10) for the lag run.
 
 use std::sync::Arc;
@@ -127,7 +127,7 @@ async fn baseline(service: &Arc<Service>, ids: Vec<i64>, tasks: usize) -> Durati
 
 fn main() {
     let orders: u64 = setting("BENCH_ORDERS", 3000, 100);
-    let rate: u64 = setting("BENCH_RATE", 200, 50);
+    let rate: u64 = setting("BENCH_RATE", 100, 50);
     let seconds: u64 = setting("BENCH_SECONDS", 10, 1);
     let server = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let database = BenchDatabase::create(&server);

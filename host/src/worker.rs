@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::config::FulfillmentSettings;
-use crate::domain::{ComponentRecord, OrderDetail, OrderStatus};
+use crate::domain::{ComponentRecord, HistoryEntry, OrderDetail, OrderStatus, Shipment};
 use crate::queue::events::pause;
 use crate::queue::{ClaimedJob, DeadLetter, Failed, Job, JobQueue, QueueError};
 use crate::runtime::bindings::types::{Attribute, Decision, LineItem, Order, PricedLine, Quote};
@@ -161,7 +161,7 @@ impl Fulfillment {
             )
             .await
         {
-            Ok(Moved::Done) => {}
+            Ok(Moved::Done { .. }) => {}
             Ok(Moved::Skipped { current: OrderStatus::Processing }) => {
                 // Resumed only by the job that took it (a redelivery after a crash).
                 let state = store.order_state(job.order_id).await?;
@@ -212,8 +212,29 @@ impl Fulfillment {
         let step = Step { decision: Some(&record), ..step };
         let guard = Guard::From { status: OrderStatus::Processing, job: Some(&job.job_id) };
         match store.transition(job.order_id, guard, &[step], &job.correlation_id).await? {
-            Moved::Done => {
-                self.service.refresh_order(job.order_id).await;
+            Moved::Done { at, version } => {
+                // Nothing else can have changed: the guard held.
+                let mut order = order;
+                order.status = step.to;
+                order.status_reason = step.reason.map(str::to_owned);
+                if let Decision::Ship(ship) = &decided.value {
+                    order.shipment = Some(Shipment {
+                        carrier: ship.carrier.clone(),
+                        service: ship.service.clone(),
+                        warehouse: ship.warehouse.clone(),
+                        estimated_days: ship.estimated_days,
+                    });
+                }
+                order.history.push(HistoryEntry {
+                    from: Some(OrderStatus::Processing),
+                    to: step.to,
+                    reason: order.status_reason.clone(),
+                    correlation_id: Some(job.correlation_id.clone()),
+                    at,
+                });
+                order.components.push(record.clone());
+                (order.version, order.updated_at) = (version, at);
+                self.service.remember(&order).await;
                 Ok(Outcome::Decided(step.to))
             }
             // A cancel (or an operator) got there first: theirs is the outcome.
@@ -292,7 +313,7 @@ pub async fn hold_dead_job(service: &Service, payload: &str, error: &str) {
         other => other,
     };
     match result {
-        Ok(Moved::Done) => {
+        Ok(Moved::Done { .. }) => {
             service.refresh_order(job.order_id).await;
             tracing::warn!(order_id = job.order_id, correlation_id = %job.correlation_id, "order held after its fulfillment job was dead-lettered");
         }
@@ -320,7 +341,7 @@ pub async fn requeue_dead_letter(
         };
         let held = Guard::From { status: OrderStatus::OnHold, job: None };
         match service.store.transition(job.order_id, held, &[step], correlation_id).await {
-            Ok(Moved::Done) => {
+            Ok(Moved::Done { .. }) => {
                 service.refresh_order(job.order_id).await;
                 service.queue.remove_dead(id).await?;
                 return Ok(Some(letter));

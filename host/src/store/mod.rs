@@ -8,6 +8,7 @@
 //! SQL lives here and nowhere else.
 
 mod connect;
+mod create_order;
 pub mod idempotency;
 pub mod order_cache;
 pub mod orders;

@@ -73,7 +73,7 @@ pub(super) fn placeholders(rows: usize, columns: usize) -> String {
         .join(", ")
 }
 
-fn component_label(components: &[ComponentRecord], slot: &str) -> String {
+pub(super) fn component_label(components: &[ComponentRecord], slot: &str) -> String {
     components
         .iter()
         .find(|record| record.slot == slot)
@@ -83,7 +83,7 @@ fn component_label(components: &[ComponentRecord], slot: &str) -> String {
 
 impl NewOrder {
     /// The stored order, as the create transaction leaves it.
-    fn detail(&self, id: i64, at: DateTime<Utc>) -> OrderDetail {
+    pub(super) fn detail(&self, id: i64, at: DateTime<Utc>) -> OrderDetail {
         let items = self
             .lines
             .iter()
@@ -129,7 +129,7 @@ impl NewOrder {
 
     /// Units wanted per product, in product-id order: the order in which
     /// stock rows are locked, so two orders can never deadlock.
-    fn units_by_product(&self) -> BTreeMap<i64, i64> {
+    pub(super) fn units_by_product(&self) -> BTreeMap<i64, i64> {
         let mut wanted = BTreeMap::new();
         for line in &self.lines {
             *wanted.entry(line.product_id).or_insert(0) += i64::from(line.quantity);
@@ -193,7 +193,17 @@ impl Store {
         let notes = serde_json::to_string(&order.notes).map_err(|error| StoreError::Corrupt(error.to_string()))?;
         let attributes =
             serde_json::to_string(&order.attributes).map_err(|error| StoreError::Corrupt(error.to_string()))?;
-        let detail = with_pool!(self, |pool| async {
+        let pool = match &self.pool {
+            super::Pool::Postgres(pool) => {
+                let detail = super::create_order::create(pool, order, at, &notes, &attributes).await?;
+                self.announce_outbox();
+                return Ok(detail);
+            }
+            super::Pool::Sqlite(pool) => pool,
+        };
+        // SQLite: one statement at a time, in one transaction (its single
+        // writer connection makes the stock checks strictly serial).
+        let detail = async {
             let mut tx = pool.begin().await?;
             let id: i64 = sqlx::query_scalar(INSERT_ORDER)
                 .bind(order.user_id)
@@ -300,9 +310,9 @@ impl Store {
                 }
             }
             tx.commit().await?;
-            Ok(detail)
+            Ok::<_, StoreError>(detail)
         }
-        .await)?;
+        .await?;
         self.announce_outbox();
         Ok(detail)
     }

@@ -4,6 +4,8 @@
 //! so of two concurrent changes exactly one wins, and each step writes its
 //! history row and its `OrderStatusChanged` event in the same transaction.
 
+use chrono::{DateTime, Utc};
+
 use super::orders::{INSERT_HISTORY, INSERT_OUTBOX, now, order_event, placeholders};
 use super::rows::status;
 use super::{Store, StoreError, with_pool};
@@ -55,8 +57,8 @@ pub enum Guard<'a> {
 /// What a transition did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Moved {
-    /// Every step was applied.
-    Done,
+    /// Every step was applied, at `at`, leaving the order at `version`.
+    Done { at: DateTime<Utc>, version: i64 },
     /// The guard did not hold; the order is in `current`.
     Skipped { current: OrderStatus },
 }
@@ -73,7 +75,7 @@ pub struct OrderState {
 
 /// One guarded attempt.
 enum Attempt {
-    Moved,
+    Moved { at: DateTime<Utc>, version: i64 },
     Skipped(OrderStatus),
     /// Another change committed between our read and our update.
     Lost,
@@ -94,9 +96,9 @@ impl Store {
         // and there are only so many legal changes in a row.
         for _ in 0..4 {
             match self.try_transition(id, guard, steps, correlation_id).await? {
-                Attempt::Moved => {
+                Attempt::Moved { at, version } => {
                     self.announce_outbox();
-                    return Ok(Moved::Done);
+                    return Ok(Moved::Done { at, version });
                 }
                 Attempt::Skipped(current) => return Ok(Moved::Skipped { current }),
                 Attempt::Lost => continue,
@@ -241,7 +243,7 @@ impl Store {
                 current = step.to;
             }
             tx.commit().await?;
-            Ok(Attempt::Moved)
+            Ok(Attempt::Moved { at, version })
         }
         .await)
     }

@@ -49,6 +49,9 @@ on_both_backends!(an_order_is_fulfilled_as_the_standard_policy_decides, options 
         "the policy's own log line carries the order's correlation id: {lines:?}"
     );
     assert_eq!(app.stock(mug).await, 8, "a fulfilled order keeps its stock taken");
+    // What the worker cached is exactly what the database holds.
+    let stored = serde_json::to_value(app.service.store.order(id).await.unwrap()).unwrap();
+    assert_eq!(order, stored);
 });
 
 on_both_backends!(an_order_above_the_review_threshold_is_held, options = with_workers(1), |app| {

@@ -1,0 +1,182 @@
+//! Placing an order on PostgreSQL in one statement.
+//!
+//! The stepwise transaction (SQLite's) costs a round trip per statement,
+//! about ten per order, and every round trip is two context switches on a
+//! machine the database shares with the service. Here the order id comes
+//! first (`nextval`), then one statement of data-modifying CTEs takes the
+//! stock and writes the order, its lines, its component record, its history
+//! and its outbox rows. A statement is atomic: if any part fails, nothing is
+//! written. Overselling is refused by the `stock >= 0` CHECK (an inactive
+//! product is driven to -1 to hit the same check); the products are updated
+//! in id order, so concurrent orders lock them in one order and cannot
+//! deadlock. With an idempotency key the statement also completes the key,
+//! inside a transaction that is rolled back if the key was lost.
+
+use chrono::{DateTime, Utc};
+use sqlx::PgPool;
+
+use super::orders::{EVENTS_TOPIC, FULFILLMENT_TOPIC, NewOrder, component_label, order_event};
+use super::StoreError;
+use crate::domain::{OrderDetail, OrderStatus};
+use crate::queue::Job;
+
+const CREATE: &str = r#"
+WITH taken AS (
+    UPDATE products p
+       SET stock = CASE WHEN p.active THEN p.stock - w.units ELSE -1 END, updated_at = $3
+      FROM unnest($1::bigint[], $2::bigint[]) AS w(product_id, units)
+     WHERE p.id = w.product_id
+ RETURNING p.id
+), placed AS (
+    INSERT INTO orders (id, user_id, status, currency, subtotal, discount, tax, shipping, total, notes, attributes,
+                        version, validated_by, priced_by, created_at, updated_at)
+    VALUES ($4, $5, 'pending', $6, $7, $8, $9, $10, $11, $12, $13, 1, $14, $15, $3, $3)
+), lines AS (
+    INSERT INTO order_items (order_id, line_no, product_id, sku, product_name, unit_price, quantity, line_total)
+    SELECT $4, line.* FROM unnest($16::int[], $17::bigint[], $18::text[], $19::text[], $20::bigint[], $21::int[],
+                                  $22::bigint[]) AS line
+), decided AS (
+    INSERT INTO order_decisions (order_id, slot, component, version, digest, duration_us, decided_at)
+    SELECT $4, record.* FROM unnest($23::text[], $24::text[], $25::text[], $26::text[], $27::bigint[],
+                                    $28::timestamptz[]) AS record
+), history AS (
+    INSERT INTO order_status_history (order_id, from_status, to_status, reason, correlation_id, changed_at)
+    VALUES ($4, NULL, 'pending', NULL, $29, $3)
+), announced AS (
+    INSERT INTO outbox (topic, payload, correlation_id, created_at, order_id)
+    VALUES ($30, $31, $29, $3, $4), ($32, $33, $29, $3, $4)
+), completed AS (
+    UPDATE idempotency_keys SET state = 'completed', response_status = 201, response_body = $34, order_id = $4
+     WHERE key = $35 AND state = 'in_progress'
+ RETURNING 1
+)
+SELECT (SELECT count(*) FROM taken), (SELECT count(*) FROM completed)
+"#;
+
+/// Stores `order` (see the module's description).
+pub(super) async fn create(
+    pool: &PgPool,
+    order: &NewOrder,
+    at: DateTime<Utc>,
+    notes: &str,
+    attributes: &str,
+) -> Result<OrderDetail, StoreError> {
+    let id: i64 = sqlx::query_scalar("SELECT nextval(pg_get_serial_sequence('orders', 'id'))").fetch_one(pool).await?;
+    let detail = order.detail(id, at);
+    let wanted = order.units_by_product();
+    let (products, units): (Vec<i64>, Vec<i64>) = wanted.iter().map(|(product, units)| (*product, *units)).unzip();
+    let lines = &order.lines;
+    let records = &order.components;
+    let response = match &order.idempotency_key {
+        Some(_) => Some(serde_json::to_string(&detail).map_err(|error| StoreError::Corrupt(error.to_string()))?),
+        None => None,
+    };
+    let job = Job::for_order(&detail, &order.correlation_id).to_json();
+    let event = order_event(id, 1, None, OrderStatus::Pending, None, &order.correlation_id);
+    // A refusal whose cause is gone by the time it is looked into (stock
+    // came back), or a deadlock with a concurrent statement, is tried again.
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        let query = sqlx::query_as::<_, (i64, i64)>(CREATE)
+            .bind(&products)
+            .bind(&units)
+            .bind(at)
+            .bind(id)
+            .bind(order.user_id)
+            .bind(&order.currency)
+            .bind(order.subtotal)
+            .bind(order.discount)
+            .bind(order.tax)
+            .bind(order.shipping)
+            .bind(order.total)
+            .bind(notes)
+            .bind(attributes)
+            .bind(component_label(records, "validation"))
+            .bind(component_label(records, "pricing"))
+            .bind((0..lines.len() as i32).collect::<Vec<_>>())
+            .bind(lines.iter().map(|line| line.product_id).collect::<Vec<_>>())
+            .bind(lines.iter().map(|line| line.sku.clone()).collect::<Vec<_>>())
+            .bind(lines.iter().map(|line| line.name.clone()).collect::<Vec<_>>())
+            .bind(lines.iter().map(|line| line.unit_price).collect::<Vec<_>>())
+            .bind(lines.iter().map(|line| line.quantity).collect::<Vec<_>>())
+            .bind(lines.iter().map(|line| line.line_total).collect::<Vec<_>>())
+            .bind(records.iter().map(|record| record.slot.clone()).collect::<Vec<_>>())
+            .bind(records.iter().map(|record| record.component.clone()).collect::<Vec<_>>())
+            .bind(records.iter().map(|record| record.version.clone()).collect::<Vec<_>>())
+            .bind(records.iter().map(|record| record.digest.clone()).collect::<Vec<_>>())
+            .bind(records.iter().map(|record| record.duration_us).collect::<Vec<_>>())
+            .bind(records.iter().map(|record| record.at).collect::<Vec<_>>())
+            .bind(&order.correlation_id)
+            .bind(FULFILLMENT_TOPIC)
+            .bind(&job)
+            .bind(EVENTS_TOPIC)
+            .bind(&event)
+            .bind(response.as_deref())
+            .bind(order.idempotency_key.as_deref());
+        let outcome = match &order.idempotency_key {
+            None => query.fetch_one(pool).await,
+            Some(_) => {
+                let mut tx = pool.begin().await?;
+                let outcome = query.fetch_one(&mut *tx).await;
+                if let Ok((_, completed)) = &outcome {
+                    if *completed == 0 {
+                        return Err(StoreError::KeyLost);
+                    }
+                    tx.commit().await?;
+                }
+                outcome
+            }
+        };
+        let error = match outcome {
+            Ok((taken, _)) if taken == products.len() as i64 => return Ok(detail),
+            Ok(_) => return Err(StoreError::Corrupt("the stock of some ordered product was not taken".into())),
+            Err(error) => error,
+        };
+        let retry = tries < 3;
+        match explain(pool, &wanted, error).await {
+            Refusal::Known(error) => return Err(error),
+            Refusal::Transient(error) if !retry => return Err(error.into()),
+            Refusal::Transient(_) => continue,
+        }
+    }
+}
+
+/// What a refused statement means.
+enum Refusal {
+    /// A product is missing, inactive or short of stock, or the database failed.
+    Known(StoreError),
+    /// Worth another try: a deadlock, or a refusal whose cause is gone.
+    Transient(sqlx::Error),
+}
+
+/// Turns a refused statement into what went wrong: a product missing,
+/// inactive or short of stock (read after the fact), or the database's error.
+async fn explain(pool: &PgPool, wanted: &std::collections::BTreeMap<i64, i64>, error: sqlx::Error) -> Refusal {
+    let code = match &error {
+        sqlx::Error::Database(db) => db.code().map(|code| code.into_owned()),
+        _ => None,
+    };
+    // 23514 check_violation (stock), 23503 foreign_key_violation (a product
+    // that does not exist), 40P01 deadlock_detected.
+    match code.as_deref() {
+        Some("40P01") => return Refusal::Transient(error),
+        Some("23514" | "23503") => {}
+        _ => return Refusal::Known(error.into()),
+    }
+    let ids: Vec<i64> = wanted.keys().copied().collect();
+    let found: Result<Vec<(i64, i64, bool)>, _> =
+        sqlx::query_as("SELECT id, stock, active FROM products WHERE id = ANY($1)").bind(&ids).fetch_all(pool).await;
+    let Ok(found) = found else { return Refusal::Known(error.into()) };
+    for (&product_id, &requested) in wanted {
+        match found.iter().find(|(id, ..)| *id == product_id) {
+            None => return Refusal::Known(StoreError::UnknownProduct(product_id)),
+            Some((_, _, false)) => return Refusal::Known(StoreError::InactiveProduct(product_id)),
+            Some((_, available, true)) if *available < requested => {
+                return Refusal::Known(StoreError::InsufficientStock { product_id, requested, available: *available });
+            }
+            Some(_) => {}
+        }
+    }
+    Refusal::Transient(error)
+}
