@@ -113,7 +113,8 @@ async fn baseline(service: &Arc<Service>, ids: Vec<i64>, tasks: usize) -> Durati
                     duration_us: 0,
                     at: chrono::Utc::now(),
                 };
-                let step = Step { shipment: Some(shipment), decision: Some(&record), ..Step::to(OrderStatus::Fulfilled) };
+                let step =
+                    Step { shipment: Some(shipment), decision: Some(&record), ..Step::to(OrderStatus::Fulfilled) };
                 let processing = Guard::From { status: OrderStatus::Processing, job: Some(&job) };
                 service.store.transition(*id, processing, &[step], "bench").await.unwrap();
             }
@@ -188,9 +189,8 @@ fn main() {
 
     // Lag: orders placed at a steady rate while 4 workers run.
     let settings = FulfillmentSettings { workers: 4, claim_wait_ms: 100, ..FulfillmentSettings::default() };
-    let running = server.block_on(async {
-        Workers::start(Fulfillment::new(service.clone(), service.queue.clone(), settings), 4)
-    });
+    let running = server
+        .block_on(async { Workers::start(Fulfillment::new(service.clone(), service.queue.clone(), settings), 4) });
     let lag_orders = rate * seconds;
     let ids = server.block_on(async {
         let mut every = tokio::time::interval(Duration::from_secs_f64(1.0 / rate as f64));

@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+use std::time::Instant;
 
 use crate::api::problem::ApiError;
 use crate::domain::input::{OrderRequest, Violation};
@@ -16,7 +17,7 @@ use crate::store::{NewOrder, PricedLine};
 impl Service {
     /// Validates, prices and stores an order.
     pub async fn place_order(
-        &self,
+        self: &Arc<Self>,
         request: OrderRequest,
         correlation_id: &str,
         idempotency_key: Option<String>,
@@ -47,7 +48,10 @@ impl Service {
         };
 
         let validator = self.component(Slot::Validation)?;
-        let verdict = self.runtime.validate(&validator, &context, &order).await.map_err(component_error(&validator))?;
+        let started = Instant::now();
+        let verdict = self.runtime.validate(&validator, &context, &order).await;
+        self.observe_call(&validator, started.elapsed(), verdict.as_ref().err());
+        let verdict = verdict.map_err(component_error(&validator))?;
         if !verdict.value.is_empty() {
             return Err(ApiError::violations(verdict.value.iter().map(violation).collect()));
         }
@@ -62,7 +66,10 @@ impl Service {
         }
 
         let pricer = self.component(Slot::Pricing)?;
-        let priced = self.runtime.price(&pricer, &context, &order).await.map_err(component_error(&pricer))?;
+        let started = Instant::now();
+        let priced = self.runtime.price(&pricer, &context, &order).await;
+        self.observe_call(&pricer, started.elapsed(), priced.as_ref().err());
+        let priced = priced.map_err(component_error(&pricer))?;
         records.push(record(&pricer, &priced));
         let quote = match priced.value {
             Ok(quote) => quote,

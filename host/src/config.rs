@@ -142,6 +142,39 @@ impl FulfillmentSettings {
     }
 }
 
+/// Hot swap: the folder watcher and the automatic rollback.
+#[derive(Debug, Clone, Args)]
+pub struct SwapSettings {
+    /// Watch the components folder and swap in new or changed components.
+    #[arg(long, env = "WATCH_COMPONENTS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub watch_components: bool,
+    /// How long the folder must be quiet before a change is taken, in ms.
+    #[arg(long, env = "WATCH_DEBOUNCE_MS", default_value_t = 250)]
+    pub watch_debounce_ms: u64,
+    /// A new version is judged on this many first calls.
+    #[arg(long, env = "ROLLBACK_WINDOW_CALLS", default_value_t = 20)]
+    pub rollback_window_calls: u64,
+    /// The failure rate over those calls that rolls the slot back by itself.
+    #[arg(long, env = "ROLLBACK_FAILURE_RATE", default_value_t = 0.5)]
+    pub rollback_failure_rate: f64,
+}
+
+impl Default for SwapSettings {
+    fn default() -> Self {
+        Self { watch_components: true, watch_debounce_ms: 250, rollback_window_calls: 20, rollback_failure_rate: 0.5 }
+    }
+}
+
+impl SwapSettings {
+    /// The automatic rollback's policy.
+    pub fn policy(&self) -> crate::swap::RollbackPolicy {
+        crate::swap::RollbackPolicy {
+            window: self.rollback_window_calls.max(1),
+            failure_rate: self.rollback_failure_rate.clamp(0.0, 1.0),
+        }
+    }
+}
+
 /// `host worker`: fulfillment workers without the HTTP API.
 #[derive(Debug, Clone, Args)]
 pub struct WorkerSettings {
@@ -152,6 +185,8 @@ pub struct WorkerSettings {
     pub components_dir: PathBuf,
     #[command(flatten)]
     pub fulfillment: FulfillmentSettings,
+    #[command(flatten)]
+    pub swap: SwapSettings,
     /// Seconds to let jobs in hand finish after SIGTERM or Ctrl-C.
     #[arg(long, env = "SHUTDOWN_GRACE_SECS", default_value_t = 10)]
     pub shutdown_grace_secs: u64,
@@ -164,6 +199,8 @@ pub struct ServeSettings {
     pub backend: BackendSettings,
     #[command(flatten)]
     pub fulfillment: FulfillmentSettings,
+    #[command(flatten)]
+    pub swap: SwapSettings,
     /// Address to listen on (`127.0.0.1:0` picks a free port).
     #[arg(long, env = "LISTEN_ADDR", default_value = "127.0.0.1:8080")]
     pub listen_addr: SocketAddr,
@@ -198,6 +235,7 @@ impl Default for ServeSettings {
         Self {
             backend: BackendSettings::default(),
             fulfillment: FulfillmentSettings::default(),
+            swap: SwapSettings::default(),
             listen_addr: "127.0.0.1:8080".parse().expect("a valid address"),
             components_dir: PathBuf::from("data/components"),
             admin_token: None,

@@ -11,5 +11,6 @@ pub mod runtime;
 pub mod service;
 pub mod startup;
 pub mod store;
+pub mod swap;
 pub mod telemetry;
 pub mod worker;

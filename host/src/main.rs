@@ -76,6 +76,7 @@ async fn worker(settings: WorkerSettings) -> anyhow::Result<()> {
         ServiceSettings {
             backend: &settings.backend,
             components_dir: &settings.components_dir,
+            swap: &settings.swap,
             product_cache_ttl: Duration::from_secs(300),
             seed_demo_products: Some(false),
             policy: Policy::default(),
@@ -86,7 +87,7 @@ async fn worker(settings: WorkerSettings) -> anyhow::Result<()> {
     let service = Arc::new(service);
     let mut fulfillment = settings.fulfillment.clone();
     fulfillment.workers = fulfillment.workers.max(1);
-    let background = Background::start(service.clone(), &fulfillment);
+    let background = Background::start(service.clone(), &fulfillment, &settings.swap);
     println!("Orderly worker: {} workers on the {} queue", fulfillment.workers, service.queue.backend());
     shutdown_signal().await;
     tracing::info!("shutting down: no new jobs, finishing those in hand");

@@ -65,6 +65,8 @@ pub struct Service {
     pub queue: Arc<dyn JobQueue>,
     /// Order events for live clients in this process.
     pub events: EventHub,
+    /// Hot-swap state: each slot's versions and events, the rollback policy.
+    pub swaps: crate::swap::Swaps,
     /// Cancelled when the process starts shutting down: event streams end
     /// so that connections can drain.
     pub stopping: tokio_util::sync::CancellationToken,

@@ -13,7 +13,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{BackendSettings, FulfillmentSettings, ServeSettings};
+use crate::config::{BackendSettings, FulfillmentSettings, ServeSettings, SwapSettings};
 use crate::queue::JobQueue;
 use crate::queue::database::DatabaseJobQueue;
 use crate::queue::events::{EventHub, follow_stream};
@@ -25,6 +25,7 @@ use crate::service::{Policy, Service};
 use crate::store::Store;
 use crate::store::order_cache::{MemoryOrderCache, OrderCache, RedisOrderCache};
 use crate::store::product_cache::{MemoryProductCache, ProductCache, RedisProductCache};
+use crate::swap::Swaps;
 use crate::worker::{Fulfillment, Workers};
 
 /// How long a rendered order stays cached (every change rewrites it).
@@ -60,6 +61,7 @@ pub async fn connect_redis(
 pub struct ServiceSettings<'a> {
     pub backend: &'a BackendSettings,
     pub components_dir: &'a std::path::Path,
+    pub swap: &'a SwapSettings,
     pub product_cache_ttl: Duration,
     pub seed_demo_products: Option<bool>,
     pub policy: Policy,
@@ -101,18 +103,6 @@ pub async fn build_service(settings: ServiceSettings<'_>, engine: Option<&Runtim
         Some(base) => base.with_capabilities(capabilities),
         None => Runtime::new(&EngineSettings::default(), capabilities)?,
     };
-    let slots = SlotRegistry::new();
-    let filled = runtime
-        .load_dir(settings.components_dir, &slots)
-        .await
-        .with_context(|| format!("cannot load the components in {}", settings.components_dir.display()))?;
-    for slot in Slot::ALL.into_iter().filter(|slot| !filled.contains(slot)) {
-        tracing::warn!(
-            slot = slot.name(),
-            dir = %settings.components_dir.display(),
-            "no component for this slot: work that needs it fails until one is loaded (run `just build`)"
-        );
-    }
     let seed = settings.seed_demo_products.unwrap_or(store.backend() == crate::store::Backend::Sqlite);
     if seed {
         let seeded = store.seed_demo_products(&settings.policy.default_currency).await?;
@@ -124,20 +114,35 @@ pub async fn build_service(settings: ServiceSettings<'_>, engine: Option<&Runtim
         Some((client, connection)) => (Some(client), Some(connection)),
         None => (None, None),
     };
-    Ok(Service {
+    let service = Service {
         store,
         cache,
         orders,
         runtime,
-        slots,
+        slots: SlotRegistry::new(),
         redis,
         redis_client,
         redis_namespace: namespace.to_owned(),
         queue,
         events: EventHub::default(),
         stopping: CancellationToken::new(),
+        swaps: Swaps::new(settings.components_dir.to_path_buf(), settings.swap.policy()),
         policy: settings.policy,
-    })
+    };
+    // Through the gate, as every later version: a component that fails its
+    // fixtures does not serve, not even at start-up.
+    let filled = service
+        .load_folder()
+        .await
+        .with_context(|| format!("cannot read the components in {}", settings.components_dir.display()))?;
+    for slot in Slot::ALL.into_iter().filter(|slot| !filled.contains(slot)) {
+        tracing::warn!(
+            slot = slot.name(),
+            dir = %settings.components_dir.display(),
+            "no component serves this slot: work that needs it fails until one is dropped in (run `just build`)"
+        );
+    }
+    Ok(service)
 }
 
 /// The work a process does besides answering requests: the outbox relay,
@@ -149,11 +154,16 @@ pub struct Background {
 }
 
 impl Background {
-    /// Starts the relay, the event feed (with Redis), and `settings.workers`
-    /// workers with the queue upkeep (when there are any).
-    pub fn start(service: Arc<Service>, settings: &FulfillmentSettings) -> Self {
+    /// Starts the components folder's watcher (unless off), the relay, the
+    /// event feed (with Redis), and `settings.workers` workers with the
+    /// queue upkeep (when there are any).
+    pub fn start(service: Arc<Service>, settings: &FulfillmentSettings, swap: &SwapSettings) -> Self {
         let stop = CancellationToken::new();
         let mut tasks = JoinSet::new();
+        if swap.watch_components {
+            let debounce = Duration::from_millis(swap.watch_debounce_ms);
+            tasks.spawn(crate::swap::watch::watch(service.clone(), debounce, stop.clone()));
+        }
         let stream = format!("{}order_events", service.redis_namespace);
         let sink = match (&service.redis, &service.redis_client) {
             (Some(connection), Some(client)) => {
@@ -211,6 +221,7 @@ impl Application {
             ServiceSettings {
                 backend: &settings.backend,
                 components_dir: &settings.components_dir,
+                swap: &settings.swap,
                 product_cache_ttl: Duration::from_secs(settings.product_cache_ttl_secs),
                 seed_demo_products: settings.seed_demo_products,
                 policy,
@@ -238,7 +249,7 @@ impl Application {
     /// flight finish within the grace period.
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         let router = crate::api::router(self.service.clone(), self.settings.max_body_bytes);
-        let background = Background::start(self.service.clone(), &self.settings.fulfillment);
+        let background = Background::start(self.service.clone(), &self.settings.fulfillment, &self.settings.swap);
         let purge = tokio::spawn(purge_idempotency_keys(self.service.clone()));
         let grace = Duration::from_secs(self.settings.shutdown_grace_secs);
         let stopping = CancellationToken::new();

@@ -187,7 +187,10 @@ impl Fulfillment {
             .ok_or_else(|| Failure::Job("the fulfillment slot is empty".into()))?;
         let (wit_order, quote) = rules_view(&order);
         let context = CallContext::new(job.correlation_id.as_str());
-        let decided = self.service.runtime.decide(&component, &context, &wit_order, &quote).await.map_err(|error| {
+        let started = std::time::Instant::now();
+        let decided = self.service.runtime.decide(&component, &context, &wit_order, &quote).await;
+        self.service.observe_call(&component, started.elapsed(), decided.as_ref().err());
+        let decided = decided.map_err(|error| {
             Failure::Job(format!("{}@{} ({}): {error}", component.name, component.version, error.kind()))
         })?;
         let record = ComponentRecord {

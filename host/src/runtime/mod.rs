@@ -127,8 +127,20 @@ impl Runtime {
     /// Compiles `wasm` (off the async worker threads), links it and checks it
     /// against `slot`'s world.
     pub async fn load(&self, slot: Slot, wasm: Vec<u8>, config: SlotConfig) -> Result<LoadedComponent, LoadError> {
-        let digest = hex::encode(Sha256::digest(&wasm));
-        let component = self.compile(&digest, wasm).await?;
+        self.load_with_text(slot, wasm, config, None).await
+    }
+
+    /// Like [`Runtime::load`], remembering the `.toml` text `config` was read from.
+    pub async fn load_with_text(
+        &self,
+        slot: Slot,
+        wasm: Vec<u8>,
+        config: SlotConfig,
+        config_text: Option<String>,
+    ) -> Result<LoadedComponent, LoadError> {
+        let digest = digest(&wasm);
+        let wasm: Arc<[u8]> = wasm.into();
+        let component = self.compile(&digest, wasm.clone()).await?;
         let world_error =
             |error: wasmtime::Error| LoadError::World { slot, world: slot.world(), reason: format!("{error:#}") };
         let instance_pre = self.shared.linker.instantiate_pre(&component).map_err(world_error)?;
@@ -144,12 +156,25 @@ impl Runtime {
             digest: digest.into(),
             loaded_at: Utc::now(),
             config: Arc::new(config),
+            config_text: config_text.map(Into::into),
+            wasm,
+            stats: Arc::default(),
+            component,
             pre,
         })
     }
 
+    /// What a loaded component exports and imports, by name.
+    pub fn interface(&self, component: &LoadedComponent) -> (Vec<String>, Vec<String>) {
+        let engine = &self.shared.engine;
+        let kind = component.component.component_type();
+        let exports = kind.exports(engine).map(|(name, _)| name.to_owned()).collect();
+        let imports = kind.imports(engine).map(|(name, _)| name.to_owned()).collect();
+        (exports, imports)
+    }
+
     /// Compiles `wasm` off the async worker threads, or reuses an earlier compilation.
-    async fn compile(&self, digest: &str, wasm: Vec<u8>) -> Result<Component, LoadError> {
+    async fn compile(&self, digest: &str, wasm: Arc<[u8]>) -> Result<Component, LoadError> {
         let cached = self.shared.compiled.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).get(digest).cloned();
         if let Some(component) = cached {
             return Ok(component);
@@ -172,8 +197,19 @@ impl Runtime {
         let wasm = tokio::fs::read(wasm_path)
             .await
             .map_err(|error| LoadError::Read { path: wasm_path.display().to_string(), message: error.to_string() })?;
-        let config = SlotConfig::read_or_default(&wasm_path.with_extension("toml"))?;
-        self.load(slot, wasm, config).await
+        let toml_path = wasm_path.with_extension("toml");
+        let text = match tokio::fs::read_to_string(&toml_path).await {
+            Ok(text) => Some(text),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => None,
+            Err(error) => {
+                return Err(LoadError::Read { path: toml_path.display().to_string(), message: error.to_string() });
+            }
+        };
+        let config = match &text {
+            Some(text) => SlotConfig::parse(text, &toml_path.display().to_string())?,
+            None => SlotConfig::default(),
+        };
+        self.load_with_text(slot, wasm, config, text).await
     }
 
     /// Loads every `<slot>.wasm` present in `dir` into `registry`; returns the
@@ -277,6 +313,11 @@ impl Runtime {
         let result = call(&mut store).await;
         call::finish(store, result, started)
     }
+}
+
+/// The sha256 of a `.wasm`, hex: how a component version is named.
+pub fn digest(wasm: &[u8]) -> String {
+    hex::encode(Sha256::digest(wasm))
 }
 
 fn wrong_slot(component: &LoadedComponent, expected: Slot) -> CallError {

@@ -12,9 +12,10 @@ use serde::{Deserialize, Serialize};
 use super::bindings::{fulfillment::FulfillmentPolicyPre, pricer::PricerPre, validator::OrderValidatorPre};
 use super::call::CallState;
 use super::slot_config::SlotConfig;
+use crate::swap::CallStats;
 
 /// A place in the order flow where a component decides.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Slot {
     /// Accepts an order or lists its violations.
@@ -85,6 +86,14 @@ pub struct LoadedComponent {
     pub loaded_at: DateTime<Utc>,
     /// Its limits, grants and settings.
     pub config: Arc<SlotConfig>,
+    /// The `.toml` it was loaded with, as written.
+    pub config_text: Option<Arc<str>>,
+    /// The `.wasm` it was loaded from, kept so a rollback can put it back
+    /// in the components folder.
+    pub wasm: Arc<[u8]>,
+    /// Its production calls (not the gate's fixture calls).
+    pub stats: Arc<CallStats>,
+    pub(crate) component: wasmtime::component::Component,
     pub(crate) pre: SlotPre,
 }
 
@@ -101,6 +110,11 @@ impl LoadedComponent {
             digest: self.digest.clone(),
             loaded_at: self.loaded_at,
             config: Arc::new(config),
+            config_text: self.config_text.clone(),
+            wasm: self.wasm.clone(),
+            // Calls with other settings are not this version's production calls.
+            stats: Arc::default(),
+            component: self.component.clone(),
             pre: self.pre.clone(),
         }
     }
@@ -147,8 +161,13 @@ impl SlotRegistry {
     /// Makes `component` the live version of its slot and returns the one it
     /// replaced.
     pub fn install(&self, component: LoadedComponent) -> Option<Arc<LoadedComponent>> {
+        self.install_arc(Arc::new(component))
+    }
+
+    /// Like [`SlotRegistry::install`], for a component already shared.
+    pub fn install_arc(&self, component: Arc<LoadedComponent>) -> Option<Arc<LoadedComponent>> {
         let slot = component.slot;
-        self.slots[slot.index()].swap(Some(Arc::new(component)))
+        self.slots[slot.index()].swap(Some(component))
     }
 }
 

@@ -15,8 +15,8 @@
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 
-use super::orders::{EVENTS_TOPIC, FULFILLMENT_TOPIC, NewOrder, component_label, order_event};
 use super::StoreError;
+use super::orders::{EVENTS_TOPIC, FULFILLMENT_TOPIC, NewOrder, component_label, order_event};
 use crate::domain::{OrderDetail, OrderStatus};
 use crate::queue::Job;
 

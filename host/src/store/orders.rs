@@ -354,7 +354,10 @@ impl Store {
     /// How many orders are in `status`.
     pub async fn count_orders(&self, status: OrderStatus) -> Result<i64, StoreError> {
         let count = with_pool!(self, |pool| {
-            sqlx::query_scalar("SELECT count(*) FROM orders WHERE status = $1").bind(status.as_str()).fetch_one(pool).await
+            sqlx::query_scalar("SELECT count(*) FROM orders WHERE status = $1")
+                .bind(status.as_str())
+                .fetch_one(pool)
+                .await
         })?;
         Ok(count)
     }

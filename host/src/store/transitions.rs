@@ -75,7 +75,10 @@ pub struct OrderState {
 
 /// One guarded attempt.
 enum Attempt {
-    Moved { at: DateTime<Utc>, version: i64 },
+    Moved {
+        at: DateTime<Utc>,
+        version: i64,
+    },
     Skipped(OrderStatus),
     /// Another change committed between our read and our update.
     Lost,

@@ -11,7 +11,7 @@ use futures::StreamExt;
 use serde_json::json;
 
 use crate::helpers::{Backend, Options, TestApp, fast_fulfillment};
-use host::config::FulfillmentSettings;
+use host::config::{FulfillmentSettings, SwapSettings};
 use host::startup::Background;
 use host::worker::{Fulfillment, Workers};
 
@@ -232,7 +232,7 @@ async fn orders_survive_redis_going_down_and_losing_its_data() {
     // Workers start; the relay publishes what waited in the outbox, and the
     // reconciler publishes again the orders whose jobs Redis lost.
     let settings = FulfillmentSettings { reconcile_after_ms: 1000, ..fast_fulfillment(2) };
-    let background = Background::start(app.service.clone(), &settings);
+    let background = Background::start(app.service.clone(), &settings, &SwapSettings::default());
     wait_for_count(&app, "fulfilled", 6, Duration::from_secs(60)).await;
     background.stop(Duration::from_secs(5)).await;
     assert_fulfilled_exactly_once(&app, 6).await;

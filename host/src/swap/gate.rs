@@ -1,0 +1,147 @@
+//! The gate every candidate component passes before it goes live: it must
+//! compile, fit its slot's world, and answer the slot's golden fixtures
+//! exactly, without trapping or breaching a limit. `host component check`
+//! runs the same gate offline and prints the report.
+
+use std::path::Path;
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::runtime::fixtures::{load_fixtures, run_fixtures};
+use crate::runtime::{LoadedComponent, Runtime, Slot, SlotConfig};
+
+/// How one golden case went.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct FixtureResult {
+    /// The case (file stem).
+    pub name: String,
+    /// Whether the answer was exactly the expected one.
+    pub passed: bool,
+    /// The call's time in microseconds.
+    pub elapsed_us: u64,
+    /// What was expected and what came instead, or how the call failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
+}
+
+/// What the gate found out about a candidate.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct GateReport {
+    /// The slot it was checked for.
+    pub slot: String,
+    /// `[component] name`, or the slot.
+    pub component: String,
+    /// `[component] version`.
+    pub version: String,
+    /// sha256 of the `.wasm`, hex.
+    pub sha256: String,
+    /// Whether it may go live.
+    pub accepted: bool,
+    /// Why not, when rejected.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// What the component exports.
+    pub exports: Vec<String>,
+    /// What it imports (each must be a host capability).
+    pub imports: Vec<String>,
+    /// Each golden case, in name order.
+    pub fixtures: Vec<FixtureResult>,
+    /// Time to compile and check, in milliseconds.
+    pub checked_in_ms: u64,
+}
+
+/// A gate's verdict: the checked component when accepted, and the report either way.
+pub struct Verdict {
+    pub report: GateReport,
+    pub component: Option<LoadedComponent>,
+}
+
+fn summarize(value: &serde_json::Value) -> String {
+    let text = value.to_string();
+    if text.len() > 300 { format!("{}…", crate::runtime::call::truncate(&text, 300)) } else { text }
+}
+
+/// The verdict on a candidate refused before it could be compiled (its
+/// `.toml` is invalid).
+pub fn refused(slot: Slot, sha256: &str, reason: String) -> Verdict {
+    let report = GateReport {
+        slot: slot.name().into(),
+        component: slot.name().into(),
+        version: "unversioned".into(),
+        sha256: sha256.into(),
+        accepted: false,
+        reason: Some(reason),
+        exports: Vec::new(),
+        imports: Vec::new(),
+        fixtures: Vec::new(),
+        checked_in_ms: 0,
+    };
+    Verdict { report, component: None }
+}
+
+/// Checks `wasm` for `slot` with `config`, against the fixtures in
+/// `fixtures` (when that folder exists).
+pub async fn check(
+    runtime: &Runtime,
+    slot: Slot,
+    wasm: Vec<u8>,
+    config: SlotConfig,
+    config_text: Option<String>,
+    fixtures: Option<&Path>,
+) -> Verdict {
+    let started = Instant::now();
+    let sha256 = crate::runtime::digest(&wasm);
+    let mut report = GateReport {
+        slot: slot.name().into(),
+        component: config.component.name.clone().unwrap_or_else(|| slot.name().into()),
+        version: config.component.version.clone().unwrap_or_else(|| "unversioned".into()),
+        sha256,
+        accepted: false,
+        reason: None,
+        exports: Vec::new(),
+        imports: Vec::new(),
+        fixtures: Vec::new(),
+        checked_in_ms: 0,
+    };
+    let finish = |mut report: GateReport, component: Option<LoadedComponent>, reason: Option<String>| {
+        report.accepted = reason.is_none();
+        report.reason = reason;
+        report.checked_in_ms = started.elapsed().as_millis() as u64;
+        let component = component.filter(|_| report.accepted);
+        Verdict { report, component }
+    };
+    let component = match runtime.load_with_text(slot, wasm, config, config_text).await {
+        Ok(component) => component,
+        Err(error) => return finish(report, None, Some(error.to_string())),
+    };
+    (report.exports, report.imports) = runtime.interface(&component);
+    let Some(dir) = fixtures.filter(|dir| dir.is_dir()) else {
+        return finish(report, Some(component), None);
+    };
+    let cases = match load_fixtures(dir) {
+        Ok(cases) => cases,
+        Err(error) => return finish(report, None, Some(format!("unreadable fixtures: {error}"))),
+    };
+    let outcomes = run_fixtures(runtime, &component, &cases).await;
+    let mut failed = Vec::new();
+    for outcome in outcomes {
+        let problem = match &outcome.actual {
+            Ok(actual) if *actual == outcome.expected => None,
+            Ok(actual) => Some(format!("expected {}, got {}", summarize(&outcome.expected), summarize(actual))),
+            Err(error) => Some(format!("the call failed: {error}")),
+        };
+        if problem.is_some() {
+            failed.push(outcome.name.clone());
+        }
+        report.fixtures.push(FixtureResult {
+            name: outcome.name,
+            passed: problem.is_none(),
+            elapsed_us: outcome.elapsed.as_micros() as u64,
+            problem,
+        });
+    }
+    let reason = (!failed.is_empty()).then(|| format!("golden fixtures failed: {}", failed.join(", ")));
+    finish(report, Some(component), reason)
+}
