@@ -20,17 +20,41 @@ build: build-components
     cargo build -p host
 
 # Build the components (release, wasm32-wasip2) and install the default one of each slot.
-build-components:
-    rustup target list --installed | grep -qx wasm32-wasip2 || rustup target add wasm32-wasip2
-    cargo build --release --target wasm32-wasip2 --target-dir "{{wasm_dir}}" {{ prepend("-p ", component_crates) }}
+build-components: build-wasm
     mkdir -p "{{components_dir}}"
     for pair in {{default_components}}; do \
         slot="${pair%%=*}"; crate="${pair#*=}"; \
-        cp "{{wasm_dir}}/wasm32-wasip2/release/${crate//-/_}.wasm" "{{components_dir}}/$slot.wasm.tmp"; \
-        mv "{{components_dir}}/$slot.wasm.tmp" "{{components_dir}}/$slot.wasm"; \
-        cp "components/$crate/$slot.toml" "{{components_dir}}/$slot.toml"; \
+        just install-component "$slot" "{{wasm_dir}}/wasm32-wasip2/release/${crate//-/_}.wasm" "components/$crate"; \
     done
     @echo "components installed in {{components_dir}}"
+
+# Build every component for wasm32-wasip2 (release), installing nothing.
+build-wasm:
+    rustup target list --installed | grep -qx wasm32-wasip2 || rustup target add wasm32-wasip2
+    cargo build --release --target wasm32-wasip2 --target-dir "{{wasm_dir}}" {{ prepend("-p ", component_crates) }}
+
+# Put a built component in the components folder for `slot`, the way a
+# running host expects: fixtures first, then the .toml, then the .wasm, each
+# written beside and renamed into place (the .wasm last: it triggers the swap).
+install-component slot wasm crate_dir:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    dir="{{components_dir}}"
+    mkdir -p "$dir"
+    if [ -d "{{crate_dir}}/fixtures" ]; then
+        rm -rf "$dir/{{slot}}.fixtures.tmp"
+        cp -r "{{crate_dir}}/fixtures" "$dir/{{slot}}.fixtures.tmp"
+        rm -rf "$dir/{{slot}}.fixtures"
+        mv "$dir/{{slot}}.fixtures.tmp" "$dir/{{slot}}.fixtures"
+    fi
+    cp "{{crate_dir}}/{{slot}}.toml" "$dir/{{slot}}.toml.tmp"
+    mv "$dir/{{slot}}.toml.tmp" "$dir/{{slot}}.toml"
+    cp "{{wasm}}" "$dir/{{slot}}.wasm.tmp"
+    mv "$dir/{{slot}}.wasm.tmp" "$dir/{{slot}}.wasm"
+
+# Swap the fulfillment policy of a running host to the express policy (or back: `just swap-fulfillment standard`).
+swap-fulfillment policy="express": build-wasm
+    just install-component fulfillment "{{wasm_dir}}/wasm32-wasip2/release/fulfillment_{{policy}}.wasm" "components/fulfillment-{{policy}}"
 
 # Start the host on its embedded default with the default components.
 run *args: build

@@ -10,6 +10,7 @@ pub mod orders;
 pub mod page;
 pub mod problem;
 pub mod products;
+pub mod slots;
 
 use std::sync::Arc;
 
@@ -55,7 +56,14 @@ impl utoipa::Modify for AdminToken {
 /// The OpenAPI 3.1 document and the router, built together.
 pub fn router(service: Arc<Service>, max_body_bytes: usize) -> Router {
     let (api, document) = OpenApiRouter::with_openapi(ApiDoc::openapi())
-        .nest("/api/v1", products::router().merge(orders::router()).merge(events::router()).merge(admin::router()))
+        .nest(
+            "/api/v1",
+            products::router()
+                .merge(orders::router())
+                .merge(events::router())
+                .merge(admin::router())
+                .merge(slots::router()),
+        )
         .merge(health::router())
         .split_for_parts();
     let document = Arc::new(document.to_pretty_json().unwrap_or_default());

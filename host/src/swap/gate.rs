@@ -145,3 +145,35 @@ pub async fn check(
     let reason = (!failed.is_empty()).then(|| format!("golden fixtures failed: {}", failed.join(", ")));
     finish(report, Some(component), reason)
 }
+
+impl GateReport {
+    /// The report as text, for `host component check`.
+    pub fn render(&self) -> String {
+        use std::fmt::Write;
+        let mut text = String::new();
+        let verdict = if self.accepted { "ACCEPTED" } else { "REJECTED" };
+        let _ = writeln!(
+            text,
+            "{} for the {} slot: {verdict} (checked in {} ms)",
+            self.component, self.slot, self.checked_in_ms
+        );
+        if let Some(reason) = &self.reason {
+            let _ = writeln!(text, "  reason    {reason}");
+        }
+        let _ = writeln!(text, "  version   {}", self.version);
+        let _ = writeln!(text, "  sha256    {}", self.sha256);
+        let _ = writeln!(text, "  exports   {}", self.exports.join(", "));
+        let _ = writeln!(text, "  imports   {}", self.imports.join(", "));
+        let passed = self.fixtures.iter().filter(|fixture| fixture.passed).count();
+        let _ = writeln!(text, "  fixtures  {passed} of {} passed", self.fixtures.len());
+        for fixture in &self.fixtures {
+            let mark = if fixture.passed { "ok  " } else { "FAIL" };
+            let _ = write!(text, "    {mark}  {:<32} {:>8} µs", fixture.name, fixture.elapsed_us);
+            if let Some(problem) = &fixture.problem {
+                let _ = write!(text, "  {problem}");
+            }
+            text.push('\n');
+        }
+        text
+    }
+}

@@ -459,9 +459,12 @@ impl Service {
     /// Brings `slot` in line with the folder: proposes its file if it is not
     /// the version serving. Files still being written are left for later.
     pub async fn sync_slot(&self, slot: Slot, settle: Duration) {
+        // Read in the slot's turn: a change in progress (an upload writing
+        // its version back) is finished before the folder is looked at.
+        let _turn = self.swaps.turns[slot as usize].lock().await;
         match folder::read_settled_candidate(&self.swaps.dir, slot, settle).await {
             Ok(Some((wasm, config_text))) => {
-                self.propose(slot, wasm, config_text, Source::Folder).await;
+                self.propose_in_turn(slot, wasm, config_text, Source::Folder).await;
             }
             Ok(None) => {}
             Err(error) => tracing::warn!(slot = slot.name(), %error, "cannot read the components folder"),

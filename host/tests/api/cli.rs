@@ -92,3 +92,41 @@ async fn serve_answers_then_stops_cleanly_on_sigterm() {
     let rest: Vec<String> = stdout.lines().map_while(Result::ok).collect();
     assert!(rest.iter().any(|line| line.contains("\"stopped\"")), "{rest:?}");
 }
+
+#[test]
+fn component_check_runs_the_gate_offline() {
+    let pricing = crate::helpers::wasm("pricing");
+    let fixtures = crate::helpers::component_dir("pricing").join("fixtures");
+    let cases = std::fs::read_dir(&fixtures)
+        .unwrap()
+        .filter(|entry| entry.as_ref().unwrap().file_name().to_string_lossy().ends_with(".input.json"))
+        .count();
+    let check = |file: &std::path::Path, slot: &str, fixtures: &std::path::Path, json: bool| {
+        let mut command = host();
+        command.args(["component", "check"]).arg(file).args(["--slot", slot, "--fixtures"]).arg(fixtures);
+        let config = fixtures.parent().unwrap().join(format!("{slot}.toml"));
+        command.arg("--config").arg(config);
+        if json {
+            command.arg("--json");
+        }
+        command.output().unwrap()
+    };
+    let passed = check(&pricing, "pricing", &fixtures, false);
+    let report = String::from_utf8_lossy(&passed.stdout);
+    assert!(passed.status.success(), "{report}");
+    assert!(report.contains("pricing for the pricing slot: ACCEPTED"), "{report}");
+    assert!(report.contains(&format!("{cases} of {cases} passed")), "{report}");
+    assert!(report.contains("exports   price"), "{report}");
+    assert!(report.contains("orderly:platform/kv@0.1.0"), "the imports requested: {report}");
+
+    // Another policy against the standard policy's fixtures: rejected, with the differences.
+    let express = crate::helpers::wasm("fulfillment-express");
+    let standard = crate::helpers::component_dir("fulfillment-standard").join("fixtures");
+    let failed = check(&express, "fulfillment", &standard, true);
+    assert_eq!(failed.status.code(), Some(1));
+    let report: serde_json::Value = serde_json::from_slice(&failed.stdout).unwrap();
+    assert_eq!(report["accepted"], false);
+    assert!(report["reason"].as_str().unwrap().contains("golden fixtures failed"), "{report}");
+    let diff = report["fixtures"].as_array().unwrap().iter().find(|case| case["passed"] == false).unwrap();
+    assert!(diff["problem"].as_str().unwrap().starts_with("expected"), "{diff}");
+}

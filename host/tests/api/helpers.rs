@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 
-use host::config::{BackendSettings, FulfillmentSettings, ServeSettings};
+use host::config::{BackendSettings, FulfillmentSettings, ServeSettings, SwapSettings};
 use host::runtime::{Capabilities, EngineSettings, Runtime, Slot};
 use host::service::Service;
 use host::startup::Application;
@@ -43,8 +43,22 @@ pub fn wasm(dir: &str) -> PathBuf {
     component_testkit::component_wasm(&manifest_dir.canonicalize().expect("component dir exists"))
 }
 
+/// `components/<dir>`.
+pub fn component_dir(dir: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../components").join(dir)
+}
+
+/// Copies the files of `from` into a new folder `to`.
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+    }
+}
+
 /// The default component of each slot: (slot, crate folder).
-const DEFAULTS: [(Slot, &str); 3] =
+pub const DEFAULTS: [(Slot, &str); 3] =
     [(Slot::Validation, "order-validation"), (Slot::Pricing, "pricing"), (Slot::Fulfillment, "fulfillment-standard")];
 
 /// Copies the default components (except `skip`) into `dir`, as `just build` installs them.
@@ -134,6 +148,10 @@ pub struct Options {
     pub components: Vec<(Slot, &'static str)>,
     /// The Redis server, when not the shared one.
     pub redis_url: Option<String>,
+    /// Install each default component's golden fixtures as `<slot>.fixtures/`.
+    pub fixtures: bool,
+    /// Hot-swap settings, when not the default.
+    pub swap: Option<SwapSettings>,
 }
 
 impl TestApp {
@@ -148,6 +166,11 @@ impl TestApp {
         let dir = tempfile::tempdir().unwrap();
         let components = dir.path().join("components");
         install_components(&components, options.without);
+        if options.fixtures {
+            for (slot, crate_dir) in DEFAULTS {
+                copy_dir(&component_dir(crate_dir).join("fixtures"), &components.join(format!("{slot}.fixtures")));
+            }
+        }
         for (slot, crate_dir) in &options.components {
             std::fs::copy(wasm(crate_dir), components.join(format!("{slot}.wasm"))).unwrap();
         }
@@ -181,6 +204,7 @@ impl TestApp {
                 .fulfillment
                 .unwrap_or(FulfillmentSettings { workers: 0, ..FulfillmentSettings::default() }),
             admin_token: options.admin_token,
+            swap: options.swap.unwrap_or_default(),
             shutdown_grace_secs: 5,
             ..ServeSettings::default()
         };

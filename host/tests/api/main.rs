@@ -15,3 +15,4 @@ mod observability;
 mod openapi;
 mod orders;
 mod products;
+mod swap;

@@ -1,0 +1,129 @@
+//! `/api/v1/admin/slots`: what serves each slot, its calls and history;
+//! uploading a component (through the same gate as the components folder)
+//! and rolling a slot back. Behind the admin token.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
+use utoipa_axum::routes;
+
+use super::admin::Admin;
+use super::extract::ApiPath;
+use super::problem::{ApiError, Problem, Result};
+use crate::runtime::Slot;
+use crate::service::Service;
+use crate::swap::{GateReport, Proposal, RollbackError, SlotHistoryView, SlotStatus, Source};
+
+/// The largest component an upload may carry.
+const MAX_COMPONENT_BYTES: usize = 32 << 20;
+
+/// The slot routes.
+pub fn router() -> OpenApiRouter<Arc<Service>> {
+    OpenApiRouter::new()
+        .routes(routes!(list_slots))
+        .routes(routes!(slot_history))
+        .routes(routes!(upload).layer(DefaultBodyLimit::max(MAX_COMPONENT_BYTES)))
+        .routes(routes!(roll_back))
+}
+
+fn slot(name: &str) -> Result<Slot> {
+    name.parse().map_err(|message: String| ApiError::not_found(message))
+}
+
+/// Every slot: the version serving (name, version, sha256, when loaded,
+/// calls, errors, p50/p99 call time) and the latest rejection.
+#[utoipa::path(get, path = "/admin/slots", tag = "admin", security(("admin_token" = [])),
+    responses(
+        (status = 200, body = Vec<SlotStatus>),
+        (status = 401, description = "No token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Wrong token", body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn list_slots(_: Admin, State(service): State<Arc<Service>>) -> axum::Json<Vec<SlotStatus>> {
+    axum::Json(service.slot_statuses())
+}
+
+/// A slot's versions (oldest first) and what happened to it: activations,
+/// rejections with their reasons, rollbacks.
+#[utoipa::path(get, path = "/admin/slots/{slot}/history", tag = "admin", security(("admin_token" = [])),
+    params(("slot" = String, Path, description = "validation, pricing or fulfillment")),
+    responses(
+        (status = 200, body = SlotHistoryView),
+        (status = 404, description = "No such slot", body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn slot_history(
+    _: Admin,
+    State(service): State<Arc<Service>>,
+    ApiPath(name): ApiPath<String>,
+) -> Result<axum::Json<SlotHistoryView>> {
+    Ok(axum::Json(service.slot_history(slot(&name)?)))
+}
+
+/// The outcome of an upload.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct UploadOutcome {
+    /// `activated`, `unchanged` (it serves already) or `rejected`.
+    pub outcome: String,
+    /// The gate's report (absent when unchanged).
+    pub report: Option<GateReport>,
+}
+
+/// Uploads a component (`.wasm` bytes as the body) for a slot, with the
+/// slot's current `.toml`. It goes through the gate; if it passes it serves
+/// at once and is written to the components folder, and if not, the slot
+/// keeps its version and the answer is a 422 with the report.
+#[utoipa::path(put, path = "/admin/slots/{slot}/component", tag = "admin", security(("admin_token" = [])),
+    params(("slot" = String, Path, description = "validation, pricing or fulfillment")),
+    request_body(content = Vec<u8>, content_type = "application/wasm"),
+    responses(
+        (status = 200, description = "Activated, or already serving", body = UploadOutcome),
+        (status = 413, description = "Larger than 32 MiB", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Rejected by the gate", body = UploadOutcome),
+    ))]
+async fn upload(
+    _: Admin,
+    State(service): State<Arc<Service>>,
+    ApiPath(name): ApiPath<String>,
+    wasm: Bytes,
+) -> Result<Response> {
+    let slot = slot(&name)?;
+    if wasm.is_empty() {
+        return Err(ApiError::BadRequest { detail: "send the component's .wasm bytes as the body".into() });
+    }
+    let (_, toml) = crate::runtime::slot::slot_files(&service.swaps.dir, slot);
+    let config_text = tokio::fs::read_to_string(&toml).await.ok();
+    let (status, outcome, report) = match service.propose(slot, wasm.to_vec(), config_text, Source::Upload).await {
+        Proposal::Activated(report) => (StatusCode::OK, "activated", Some(report)),
+        Proposal::Unchanged => (StatusCode::OK, "unchanged", None),
+        Proposal::Rejected(report) => (StatusCode::UNPROCESSABLE_ENTITY, "rejected", Some(report)),
+    };
+    Ok((status, axum::Json(UploadOutcome { outcome: outcome.into(), report })).into_response())
+}
+
+/// Sends a slot back to its last known good version (the newest earlier
+/// version that was not rolled back for failing), and writes it back to the
+/// components folder.
+#[utoipa::path(post, path = "/admin/slots/{slot}/rollback", tag = "admin", security(("admin_token" = [])),
+    params(("slot" = String, Path, description = "validation, pricing or fulfillment")),
+    responses(
+        (status = 200, description = "The slot as it is now", body = SlotStatus),
+        (status = 404, description = "No such slot", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "No earlier version to go back to", body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn roll_back(
+    _: Admin,
+    State(service): State<Arc<Service>>,
+    ApiPath(name): ApiPath<String>,
+) -> Result<axum::Json<SlotStatus>> {
+    let slot = slot(&name)?;
+    service.roll_back(slot, "rolled back by an operator").await.map_err(|error| match error {
+        RollbackError::NothingToRestore(_) => ApiError::Conflict { detail: error.to_string() },
+    })?;
+    let status = service.slot_statuses().into_iter().find(|status| status.slot == slot.name());
+    Ok(axum::Json(status.expect("every slot has a status")))
+}
