@@ -9,19 +9,21 @@ COPY . .
 RUN cargo build --release --target wasm32-wasip2 --target-dir target/wasm \
         -p order-validation -p pricing -p fulfillment-standard -p fulfillment-express \
  && cargo build --release -p host
-# The runtime components folder: <slot>.wasm + <slot>.toml for each slot, plus the
-# alternative fulfillment policy under alternatives/ for swapping.
+# The runtime components folder: <slot>.wasm + <slot>.toml + <slot>.fixtures/ for each
+# slot (the fixtures gate every later version), plus the alternative fulfillment
+# policy under alternatives/ for swapping.
 RUN set -eux; \
     out=/out/components; mkdir -p "$out/alternatives"; \
     release=target/wasm/wasm32-wasip2/release; \
-    cp "$release/order_validation.wasm" "$out/validation.wasm"; \
-    cp components/order-validation/validation.toml "$out/"; \
-    cp "$release/pricing.wasm" "$out/pricing.wasm"; \
-    cp components/pricing/pricing.toml "$out/"; \
-    cp "$release/fulfillment_standard.wasm" "$out/fulfillment.wasm"; \
-    cp components/fulfillment-standard/fulfillment.toml "$out/"; \
+    for pair in validation=order-validation pricing=pricing fulfillment=fulfillment-standard; do \
+        slot="${pair%%=*}"; crate="${pair#*=}"; \
+        cp "$release/$(echo "$crate" | tr - _).wasm" "$out/$slot.wasm"; \
+        cp "components/$crate/$slot.toml" "$out/$slot.toml"; \
+        cp -r "components/$crate/fixtures" "$out/$slot.fixtures"; \
+    done; \
     cp "$release/fulfillment_express.wasm" "$out/alternatives/fulfillment-express.wasm"; \
-    cp components/fulfillment-express/fulfillment.toml "$out/alternatives/fulfillment-express.toml"
+    cp components/fulfillment-express/fulfillment.toml "$out/alternatives/fulfillment-express.toml"; \
+    cp -r components/fulfillment-express/fixtures "$out/alternatives/fulfillment-express.fixtures"
 
 FROM debian:bookworm-slim
 RUN apt-get update \

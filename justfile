@@ -67,11 +67,13 @@ test: build-components
 # Benchmarks, printed with ratios against a baseline measured in the same run:
 # per-slot call cost against native code; HTTP load on PostgreSQL + Redis
 # against the same transaction issued directly through sqlx; fulfillment
-# throughput and lag against the same transitions issued directly.
+# throughput and lag against the same transitions issued directly; hot swap
+# (drop to serving, and throughput during swaps against steady state).
 bench: build-components
     cargo bench -p host --bench slot_calls
     cargo bench -p host --bench http_load
     cargo bench -p host --bench fulfillment
+    cargo bench -p host --bench swap
 
 fmt:
     cargo fmt --all

@@ -8,15 +8,12 @@
 //! same defaults as the tests); creates and drops a database of its own.
 //! `BENCH_SECONDS` and `BENCH_CONNECTIONS` change the duration and the load.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 use hyper::Request;
-use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
 
 use host::config::FulfillmentSettings;
@@ -26,81 +23,8 @@ use host::startup::Application;
 use host::store::{NewOrder, PricedLine, Store};
 
 mod common;
-use common::{BenchDatabase, install_components, percentile, setting};
-
-/// What one load run saw.
-struct Outcome {
-    requests: u64,
-    failures: u64,
-    latencies: Vec<Duration>,
-    elapsed: Duration,
-}
-
-impl Outcome {
-    fn percentile(&self, fraction: f64) -> Duration {
-        percentile(&self.latencies, fraction)
-    }
-
-    fn rate(&self) -> f64 {
-        self.requests as f64 / self.elapsed.as_secs_f64()
-    }
-
-    fn row(&self, name: &str) -> String {
-        format!(
-            "| {name} | {:.0} | {:.2} ms | {:.2} ms | {} |",
-            self.rate(),
-            self.percentile(0.50).as_secs_f64() * 1e3,
-            self.percentile(0.99).as_secs_f64() * 1e3,
-            self.failures
-        )
-    }
-}
-
-/// `connections` keep-alive HTTP/1.1 connections, each sending the request
-/// `make(n)` builds, back to back, for `duration`.
-async fn http_load(
-    address: SocketAddr,
-    connections: usize,
-    duration: Duration,
-    make: Arc<dyn Fn(u64) -> Request<Full<Bytes>> + Send + Sync>,
-) -> Outcome {
-    let counter = Arc::new(AtomicU64::new(0));
-    let started = Instant::now();
-    let deadline = started + duration;
-    let mut tasks = Vec::new();
-    for _ in 0..connections {
-        let make = make.clone();
-        let counter = counter.clone();
-        tasks.push(tokio::spawn(async move {
-            let stream = tokio::net::TcpStream::connect(address).await.expect("connect");
-            stream.set_nodelay(true).unwrap();
-            let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.unwrap();
-            tokio::spawn(connection);
-            let (mut latencies, mut failures) = (Vec::new(), 0u64);
-            while Instant::now() < deadline {
-                let request = make(counter.fetch_add(1, Ordering::Relaxed));
-                let sent = Instant::now();
-                sender.ready().await.expect("connection usable");
-                let response = sender.send_request(request).await.expect("response");
-                let ok = response.status().is_success();
-                response.into_body().collect().await.expect("body");
-                latencies.push(sent.elapsed());
-                failures += u64::from(!ok);
-            }
-            (latencies, failures)
-        }));
-    }
-    let mut outcome = Outcome { requests: 0, failures: 0, latencies: Vec::new(), elapsed: Duration::ZERO };
-    for task in tasks {
-        let (latencies, failures) = task.await.unwrap();
-        outcome.requests += latencies.len() as u64;
-        outcome.failures += failures;
-        outcome.latencies.extend(latencies);
-    }
-    outcome.elapsed = started.elapsed();
-    outcome.latencies.sort_unstable();
-    outcome
-}
+use common::load::{Outcome, http_load};
+use common::{BenchDatabase, install_components, setting};
 
 /// Three distinct catalogue positions for the `n`th order.
 fn picks(n: u64) -> [usize; 3] {

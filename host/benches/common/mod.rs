@@ -3,6 +3,8 @@
 //! service built on them.
 #![allow(dead_code)] // Each benchmark uses its own part of this file.
 
+pub mod load;
+
 use std::path::Path;
 
 use host::config::{BackendSettings, FulfillmentSettings, ServeSettings};

@@ -1,0 +1,89 @@
+//! A closed-loop HTTP load generator for the benchmarks: keep-alive
+//! HTTP/1.1 connections, each sending requests back to back.
+#![allow(dead_code)] // Each benchmark uses its own part of this file.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::Request;
+use hyper_util::rt::TokioIo;
+
+use super::percentile;
+
+/// What one load run saw.
+pub struct Outcome {
+    pub requests: u64,
+    pub failures: u64,
+    pub latencies: Vec<Duration>,
+    pub elapsed: Duration,
+}
+
+impl Outcome {
+    pub fn percentile(&self, fraction: f64) -> Duration {
+        percentile(&self.latencies, fraction)
+    }
+
+    pub fn rate(&self) -> f64 {
+        self.requests as f64 / self.elapsed.as_secs_f64()
+    }
+
+    pub fn row(&self, name: &str) -> String {
+        format!(
+            "| {name} | {:.0} | {:.2} ms | {:.2} ms | {} |",
+            self.rate(),
+            self.percentile(0.50).as_secs_f64() * 1e3,
+            self.percentile(0.99).as_secs_f64() * 1e3,
+            self.failures
+        )
+    }
+}
+
+/// `connections` keep-alive HTTP/1.1 connections, each sending the request
+/// `make(n)` builds, back to back, for `duration`.
+pub async fn http_load(
+    address: SocketAddr,
+    connections: usize,
+    duration: Duration,
+    make: Arc<dyn Fn(u64) -> Request<Full<Bytes>> + Send + Sync>,
+) -> Outcome {
+    let counter = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let deadline = started + duration;
+    let mut tasks = Vec::new();
+    for _ in 0..connections {
+        let make = make.clone();
+        let counter = counter.clone();
+        tasks.push(tokio::spawn(async move {
+            let stream = tokio::net::TcpStream::connect(address).await.expect("connect");
+            stream.set_nodelay(true).unwrap();
+            let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.unwrap();
+            tokio::spawn(connection);
+            let (mut latencies, mut failures) = (Vec::new(), 0u64);
+            while Instant::now() < deadline {
+                let request = make(counter.fetch_add(1, Ordering::Relaxed));
+                let sent = Instant::now();
+                sender.ready().await.expect("connection usable");
+                let response = sender.send_request(request).await.expect("response");
+                let ok = response.status().is_success();
+                response.into_body().collect().await.expect("body");
+                latencies.push(sent.elapsed());
+                failures += u64::from(!ok);
+            }
+            (latencies, failures)
+        }));
+    }
+    let mut outcome = Outcome { requests: 0, failures: 0, latencies: Vec::new(), elapsed: Duration::ZERO };
+    for task in tasks {
+        let (latencies, failures) = task.await.unwrap();
+        outcome.requests += latencies.len() as u64;
+        outcome.failures += failures;
+        outcome.latencies.extend(latencies);
+    }
+    outcome.elapsed = started.elapsed();
+    outcome.latencies.sort_unstable();
+    outcome
+}
