@@ -157,6 +157,7 @@ fn main() {
         first.unwrap()
     });
 
+    database.analyze(&server);
     let mut rows = Vec::new();
     let mut placed = 0;
     let mut fulfilled = 0;

@@ -116,6 +116,7 @@ fn main() {
         created
     });
     let products: Vec<i64> = catalogue.iter().map(|product| product.id).collect();
+    database.analyze(&client);
 
     let post = {
         let products = products.clone();

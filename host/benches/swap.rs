@@ -119,6 +119,7 @@ fn main() {
         }
         ids
     });
+    database.analyze(&client);
     let post = Arc::new(move |n: u64| {
         let pick = |offset: u64| products[((n * 7 + offset) % products.len() as u64) as usize];
         let body = json!({"user_id": n % 1_000_000, "items": [

@@ -54,6 +54,16 @@ impl BenchDatabase {
         })
     }
 
+    /// Refreshes the planner's statistics, as autovacuum would soon after
+    /// the catalogue was loaded.
+    pub fn analyze(&self, runtime: &tokio::runtime::Runtime) {
+        runtime.block_on(async {
+            use sqlx::Connection;
+            let mut connection = sqlx::PgConnection::connect(&self.url).await.expect("PostgreSQL reachable");
+            sqlx::query("ANALYZE").execute(&mut connection).await.unwrap();
+        })
+    }
+
     /// Drops the database.
     pub fn drop_now(&self, runtime: &tokio::runtime::Runtime) {
         self.admin(runtime, &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name));
@@ -66,6 +76,7 @@ impl BenchDatabase {
                 database_url: Some(self.url.clone()),
                 redis_url: Some(self.redis_url.clone()),
                 redis_namespace: format!("bench:{}:", self.name),
+                database_max_connections: env_or("DATABASE_MAX_CONNECTIONS", 16),
                 ..BackendSettings::default()
             },
             fulfillment,

@@ -7,10 +7,13 @@
 //! stock and writes the order, its lines, its component record, its history
 //! and its outbox rows. A statement is atomic: if any part fails, nothing is
 //! written. Overselling is refused by the `stock >= 0` CHECK (an inactive
-//! product is driven to -1 to hit the same check); the products are updated
-//! in id order, so concurrent orders lock them in one order and cannot
-//! deadlock. With an idempotency key the statement also completes the key,
-//! inside a transaction that is rolled back if the key was lost.
+//! product is driven to -1 to hit the same check). The product rows are
+//! locked first, in id order (`ORDER BY id FOR UPDATE`: rows are locked as
+//! they leave the sort), and updated only through that lock, so concurrent
+//! orders take them in one order and cannot deadlock; a deadlock with some
+//! other statement is retried. With an idempotency key the statement also
+//! completes the key, inside a transaction that is rolled back if the key
+//! was lost.
 
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
@@ -21,11 +24,13 @@ use crate::domain::{OrderDetail, OrderStatus};
 use crate::queue::Job;
 
 const CREATE: &str = r#"
-WITH taken AS (
+WITH locked AS (
+    SELECT p.id FROM products p WHERE p.id = ANY($1::bigint[]) ORDER BY p.id FOR UPDATE
+), taken AS (
     UPDATE products p
        SET stock = CASE WHEN p.active THEN p.stock - w.units ELSE -1 END, updated_at = $3
-      FROM unnest($1::bigint[], $2::bigint[]) AS w(product_id, units)
-     WHERE p.id = w.product_id
+      FROM unnest($1::bigint[], $2::bigint[]) AS w(product_id, units), locked l
+     WHERE p.id = ANY($1::bigint[]) AND p.id = w.product_id AND l.id = w.product_id
  RETURNING p.id
 ), placed AS (
     INSERT INTO orders (id, user_id, status, currency, subtotal, discount, tax, shipping, total, notes, attributes,

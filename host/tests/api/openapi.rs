@@ -22,6 +22,8 @@ async fn the_document_matches_the_routes() {
     let expected = [
         "GET /api/v1/admin/dead-letters",
         "GET /api/v1/admin/queue",
+        "GET /api/v1/admin/slots",
+        "GET /api/v1/admin/slots/{slot}/history",
         "GET /api/v1/events",
         "GET /api/v1/orders",
         "GET /api/v1/orders/{id}",
@@ -33,15 +35,17 @@ async fn the_document_matches_the_routes() {
         "PATCH /api/v1/orders/{id}/status",
         "PATCH /api/v1/products/{id}",
         "POST /api/v1/admin/dead-letters/{id}/requeue",
+        "POST /api/v1/admin/slots/{slot}/rollback",
         "POST /api/v1/orders",
         "POST /api/v1/products",
+        "PUT /api/v1/admin/slots/{slot}/component",
     ];
     assert_eq!(listed, expected);
 
     // Every listed operation is routed: no 405, and no "no route" 404.
     for operation in &listed {
         let (method, path) = operation.split_once(' ').unwrap();
-        let url = app.url(&path.replace("{id}", "1"));
+        let url = app.url(&path.replace("{id}", "1").replace("{slot}", "pricing"));
         let request = app.client.request(method.parse().unwrap(), url).header("content-type", "application/json");
         let response = request.body("{}").send().await.unwrap();
         let status = response.status().as_u16();
@@ -55,7 +59,17 @@ async fn the_document_matches_the_routes() {
         assert!(!body["detail"].as_str().unwrap_or_default().starts_with("no route"), "{operation}: {body}");
     }
     assert!(document["components"]["securitySchemes"].get("admin_token").is_some(), "the admin token is declared");
-    for schema in ["OrderDetail", "Product", "Problem", "CreateOrderRequest", "DeadLetter", "QueueStatus", "Shipment"] {
+    for schema in [
+        "OrderDetail",
+        "Product",
+        "Problem",
+        "CreateOrderRequest",
+        "DeadLetter",
+        "QueueStatus",
+        "Shipment",
+        "SlotStatus",
+        "GateReport",
+    ] {
         assert!(document["components"]["schemas"].get(schema).is_some(), "schema {schema}");
     }
 }
