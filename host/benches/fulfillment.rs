@@ -157,7 +157,7 @@ fn main() {
         first.unwrap()
     });
 
-    database.analyze(&server);
+    database.vacuum(&server);
     let mut rows = Vec::new();
     let mut placed = 0;
     let mut fulfilled = 0;

@@ -119,7 +119,6 @@ fn main() {
         }
         ids
     });
-    database.analyze(&client);
     let post = Arc::new(move |n: u64| {
         let pick = |offset: u64| products[((n * 7 + offset) % products.len() as u64) as usize];
         let body = json!({"user_id": n % 1_000_000, "items": [
@@ -131,8 +130,14 @@ fn main() {
             .unwrap()
     });
     let duration = Duration::from_secs(seconds);
+    // Warm up (connections, caches, and orders in the tables so the planner's
+    // statistics are those of a live service), then vacuum: both phases start
+    // on tables in the same shape.
+    client.block_on(http_load(address, connections, Duration::from_secs(3), post.clone()));
+    database.vacuum(&client);
     println!("POST /api/v1/orders for {seconds} s at {connections} connections, steady ...");
     let steady = client.block_on(http_load(address, connections, duration, post.clone()));
+    database.vacuum(&client);
     println!("... and again while pricing is swapped every second ...");
     let original = std::fs::read(components.join("pricing.wasm")).unwrap();
     let swapper = {

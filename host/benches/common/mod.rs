@@ -54,13 +54,14 @@ impl BenchDatabase {
         })
     }
 
-    /// Refreshes the planner's statistics, as autovacuum would soon after
-    /// the catalogue was loaded.
-    pub fn analyze(&self, runtime: &tokio::runtime::Runtime) {
+    /// Clears dead row versions and refreshes the planner's statistics, as
+    /// autovacuum would between two busy periods, so each measured phase
+    /// starts on tables in the same shape.
+    pub fn vacuum(&self, runtime: &tokio::runtime::Runtime) {
         runtime.block_on(async {
             use sqlx::Connection;
             let mut connection = sqlx::PgConnection::connect(&self.url).await.expect("PostgreSQL reachable");
-            sqlx::query("ANALYZE").execute(&mut connection).await.unwrap();
+            sqlx::query("VACUUM ANALYZE").execute(&mut connection).await.unwrap();
         })
     }
 

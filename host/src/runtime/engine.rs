@@ -49,6 +49,7 @@ pub(crate) fn build_engine(settings: &EngineSettings) -> wasmtime::Result<Engine
         .async_stack_keep_resident(256 << 10)
         .pagemap_scan(Enabled::Auto);
 
+    compile_in_background();
     let mut config = Config::new();
     config
         .wasm_component_model(true)
@@ -58,6 +59,30 @@ pub(crate) fn build_engine(settings: &EngineSettings) -> wasmtime::Result<Engine
         .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     Engine::new(&config)
 }
+
+/// Starts rayon's global pool, where wasmtime compiles functions in parallel,
+/// with threads at the lowest CPU priority: compiling a component dropped in
+/// for a swap then takes the CPU the request threads leave, instead of an
+/// equal share of it. (At start-up nothing else runs, so it costs nothing.)
+/// A pool someone else started first is left as it is.
+fn compile_in_background() {
+    let _ = rayon::ThreadPoolBuilder::new()
+        .thread_name(|n| format!("wasm-compile-{n}"))
+        .start_handler(|_| lowest_priority())
+        .build_global();
+}
+
+#[cfg(target_os = "linux")]
+fn lowest_priority() {
+    // SAFETY: setpriority takes no pointers; on Linux, PRIO_PROCESS with id 0
+    // names the calling thread alone (nice values are per thread there).
+    unsafe {
+        libc::setpriority(libc::PRIO_PROCESS, 0, 19);
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn lowest_priority() {}
 
 /// Advances the engine's epoch every tick on a dedicated thread, so guest CPU
 /// time is bounded even when every async worker thread is busy.
@@ -89,5 +114,29 @@ impl Drop for EpochTicker {
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
+    }
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn components_compile_on_threads_at_the_lowest_priority() {
+        let engine = build_engine(&EngineSettings::default()).unwrap();
+        // Compiling a module runs on rayon's global pool: record the nice
+        // value of the threads that do it.
+        let (sender, receiver) = std::sync::mpsc::channel();
+        rayon::broadcast(|_| {
+            // SAFETY: getpriority takes no pointers; id 0 is the calling thread.
+            let nice = unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) };
+            sender.send(nice).unwrap();
+        });
+        drop(sender);
+        let nices: Vec<i32> = receiver.iter().collect();
+        assert!(!nices.is_empty());
+        assert!(nices.iter().all(|&nice| nice == 19), "compile threads run at nice {nices:?}");
+        // And the engine still compiles on them.
+        wasmtime::Module::new(&engine, b"\0asm\x01\0\0\0").unwrap();
     }
 }
