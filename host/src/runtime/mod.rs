@@ -158,6 +158,7 @@ impl Runtime {
             config: Arc::new(config),
             config_text: config_text.map(Into::into),
             wasm,
+            fixture_files: None,
             stats: Arc::default(),
             component,
             pre,

@@ -91,6 +91,10 @@ pub struct LoadedComponent {
     /// The `.wasm` it was loaded from, kept so a rollback can put it back
     /// in the components folder.
     pub wasm: Arc<[u8]>,
+    /// The golden fixture files (name, bytes) it passed at the gate, kept so
+    /// a rollback puts them back beside it; `None` when it was loaded
+    /// without fixtures.
+    pub fixture_files: Option<Arc<[(String, Vec<u8>)]>>,
     /// Its production calls (not the gate's fixture calls).
     pub stats: Arc<CallStats>,
     pub(crate) component: wasmtime::component::Component,
@@ -112,6 +116,7 @@ impl LoadedComponent {
             config: Arc::new(config),
             config_text: self.config_text.clone(),
             wasm: self.wasm.clone(),
+            fixture_files: self.fixture_files.clone(),
             // Calls with other settings are not this version's production calls.
             stats: Arc::default(),
             component: self.component.clone(),

@@ -70,15 +70,61 @@ async fn replace(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     tokio::fs::rename(&temporary, path).await
 }
 
-/// Makes the folder show `component`: its `.wasm` and its `.toml` (removed
-/// when it had none). Failures are logged; the version serves either way.
+/// The golden fixture files in `dir` (`<case>.input.json` and
+/// `<case>.expected.json`), by name, as bytes.
+pub fn read_fixture_files(dir: &Path) -> std::io::Result<Vec<(String, Vec<u8>)>> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.ends_with(".input.json") || name.ends_with(".expected.json") {
+            files.push((name, std::fs::read(entry.path())?));
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+/// Replaces the slot's fixtures folder with `files` (removes it for `None`):
+/// written beside, then renamed into place.
+async fn replace_fixtures(dir: &Path, slot: Slot, files: Option<&[(String, Vec<u8>)]>) -> std::io::Result<()> {
+    let target = fixtures_dir(dir, slot);
+    let suffix = uuid::Uuid::new_v4().simple().to_string();
+    let old = target.with_extension(format!("fixtures.old-{suffix}"));
+    let moved_away = match tokio::fs::rename(&target, &old).await {
+        Ok(()) => true,
+        Err(error) if error.kind() == ErrorKind::NotFound => false,
+        Err(error) => return Err(error),
+    };
+    if let Some(files) = files {
+        let fresh = target.with_extension(format!("fixtures.tmp-{suffix}"));
+        tokio::fs::create_dir(&fresh).await?;
+        for (name, bytes) in files {
+            tokio::fs::write(fresh.join(name), bytes).await?;
+        }
+        tokio::fs::rename(&fresh, &target).await?;
+    }
+    if moved_away {
+        tokio::fs::remove_dir_all(&old).await?;
+    }
+    Ok(())
+}
+
+/// Makes the folder show `component`: its golden fixtures (the ones it
+/// passed), its `.toml` (removed when it had none) and its `.wasm`, in the
+/// order a drop uses, so a restart gates and loads the same version.
+/// Failures are logged; the version serves either way.
 pub async fn write_back(dir: &Path, component: &LoadedComponent) {
     let (wasm_path, toml_path) = files(dir, component.slot);
-    let config = match &component.config_text {
-        Some(text) => replace(&toml_path, text.as_bytes()).await,
-        None => match tokio::fs::remove_file(&toml_path).await {
-            Err(error) if error.kind() != ErrorKind::NotFound => Err(error),
-            _ => Ok(()),
+    let fixtures = replace_fixtures(dir, component.slot, component.fixture_files.as_deref()).await;
+    let config = match (fixtures, &component.config_text) {
+        (Err(error), _) => Err(error),
+        (Ok(()), config_text) => match config_text {
+            Some(text) => replace(&toml_path, text.as_bytes()).await,
+            None => match tokio::fs::remove_file(&toml_path).await {
+                Err(error) if error.kind() != ErrorKind::NotFound => Err(error),
+                _ => Ok(()),
+            },
         },
     };
     let written = match config {
@@ -91,10 +137,18 @@ pub async fn write_back(dir: &Path, component: &LoadedComponent) {
     }
 }
 
-/// Renames a rejected `<slot>.wasm` (and its `.toml`) to `<slot>.rejected.*`.
+/// Renames a rejected `<slot>.wasm` (and its `.toml` and fixtures) to
+/// `<slot>.rejected.*`, so what the author dropped is kept for inspection
+/// while the folder gets the serving version back.
 pub async fn set_aside_rejected(dir: &Path, slot: Slot) {
     let (wasm_path, toml_path) = files(dir, slot);
-    for (from, extension) in [(wasm_path, "wasm"), (toml_path, "toml")] {
+    let rejected_fixtures = dir.join(format!("{}.rejected.fixtures", slot.name()));
+    if let Err(error) = tokio::fs::remove_dir_all(&rejected_fixtures).await
+        && error.kind() != ErrorKind::NotFound
+    {
+        tracing::warn!(slot = slot.name(), %error, "cannot clear the fixtures set aside earlier");
+    }
+    for (from, extension) in [(wasm_path, "wasm"), (toml_path, "toml"), (fixtures_dir(dir, slot), "fixtures")] {
         let to = dir.join(format!("{}.rejected.{extension}", slot.name()));
         match tokio::fs::rename(&from, &to).await {
             Ok(()) => tracing::info!(slot = slot.name(), file = %to.display(), "rejected file set aside"),

@@ -112,7 +112,7 @@ pub async fn check(
         let component = component.filter(|_| report.accepted);
         Verdict { report, component }
     };
-    let component = match runtime.load_with_text(slot, wasm, config, config_text).await {
+    let mut component = match runtime.load_with_text(slot, wasm, config, config_text).await {
         Ok(component) => component,
         Err(error) => return finish(report, None, Some(error.to_string())),
     };
@@ -143,6 +143,12 @@ pub async fn check(
         });
     }
     let reason = (!failed.is_empty()).then(|| format!("golden fixtures failed: {}", failed.join(", ")));
+    if reason.is_none() {
+        match super::folder::read_fixture_files(dir) {
+            Ok(files) => component.fixture_files = Some(files.into()),
+            Err(error) => return finish(report, None, Some(format!("unreadable fixtures: {error}"))),
+        }
+    }
     finish(report, Some(component), reason)
 }
 

@@ -79,6 +79,19 @@ fn rebuilt(wasm: &[u8], tag: &str) -> Vec<u8> {
     bytes
 }
 
+/// The files of a folder, by name, with their bytes.
+fn files_in(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|entry| {
+            let entry = entry.unwrap();
+            (entry.file_name().to_string_lossy().into_owned(), std::fs::read(entry.path()).unwrap())
+        })
+        .collect();
+    files.sort();
+    files
+}
+
 fn sha256(bytes: &[u8]) -> String {
     host::runtime::digest(bytes)
 }
@@ -125,6 +138,23 @@ async fn a_dropped_policy_goes_live_new_orders_follow_it_and_it_rolls_back() {
     let standard = std::fs::read(wasm("fulfillment-standard")).unwrap();
     wait_for_slot(&app, "fulfillment", |status| status["active"]["sha256"] == sha256(&standard)).await;
     assert_eq!(std::fs::read(app.components_dir.join("fulfillment.wasm")).unwrap(), standard);
+    // Its fixtures come back with it (not the express policy's), so a restart
+    // gates the standard policy against its own fixtures and serves it.
+    assert_eq!(
+        files_in(&app.components_dir.join("fulfillment.fixtures")),
+        files_in(&component_dir("fulfillment-standard").join("fixtures"))
+    );
+    let toml = std::fs::read_to_string(app.components_dir.join("fulfillment.toml")).unwrap();
+    let verdict = host::swap::gate::check(
+        &app.service.runtime,
+        host::runtime::Slot::Fulfillment,
+        std::fs::read(app.components_dir.join("fulfillment.wasm")).unwrap(),
+        host::runtime::SlotConfig::parse(&toml, "fulfillment.toml").unwrap(),
+        Some(toml),
+        Some(&app.components_dir.join("fulfillment.fixtures")),
+    )
+    .await;
+    assert!(verdict.report.accepted, "{:?}", verdict.report);
     let again = app.place_for(3, &[(mug, 1)], json!({"region": "us"})).await;
     let again = app.wait_for_status(again, "fulfilled", Duration::from_secs(15)).await;
     assert_eq!(again["shipment"]["carrier"], "postal");
@@ -168,11 +198,14 @@ async fn a_component_that_fails_the_gate_never_goes_live() {
         assert_eq!(status["active"]["sha256"], sha256(&pricing), "{case}: the old version keeps serving");
         // The folder shows what serves; the candidate is set aside for inspection.
         let deadline = Instant::now() + Duration::from_secs(5);
-        while std::fs::read(dir.join("pricing.wasm")).unwrap() != pricing {
+        // (For a moment between the two, the folder has no pricing.wasm.)
+        while std::fs::read(dir.join("pricing.wasm")).ok().as_ref() != Some(&pricing) {
             assert!(Instant::now() < deadline, "{case}: the serving version is written back");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         assert_eq!(std::fs::read(dir.join("pricing.rejected.wasm")).unwrap(), candidate);
+        // The fixtures in the folder are the serving version's, as before.
+        assert_eq!(files_in(&dir.join("pricing.fixtures")), files_in(&component_dir("pricing").join("fixtures")));
         let response = app.order(&[(mug, 1)]).await;
         assert_eq!(response.status(), 201, "{case}: orders are still priced");
     }
