@@ -162,7 +162,10 @@ fn main() {
     let mut placed = 0;
     let mut fulfilled = 0;
     for workers in [1usize, 4] {
-        // The backlog is queued before the workers start, so they only drain.
+        // Each phase starts on vacuumed tables (no dead row versions left by
+        // the one before). The backlog is queued before the workers start,
+        // so they only drain.
+        database.vacuum(&server);
         server.block_on(place(&service, first_product, placed, orders));
         placed += orders;
         server.block_on(async {
@@ -189,6 +192,7 @@ fn main() {
     }
 
     // Lag: orders placed at a steady rate while 4 workers run.
+    database.vacuum(&server);
     let settings = FulfillmentSettings { workers: 4, claim_wait_ms: 100, ..FulfillmentSettings::default() };
     let running = server
         .block_on(async { Workers::start(Fulfillment::new(service.clone(), service.queue.clone(), settings), 4) });
@@ -212,16 +216,36 @@ fn main() {
     fulfilled += lag_orders as i64;
     server.block_on(wait_fulfilled(&service, fulfilled));
     server.block_on(running.drain(Duration::from_secs(10)));
-    let mut lags: Vec<Duration> = server.block_on(async {
-        let mut lags = Vec::new();
+    // Per order: placed -> fulfilled, and its parts: placed -> published
+    // (the outbox relay's `LPUSH`), published -> claimed (`processing`: the
+    // queue and a free worker) and claimed -> fulfilled (policy call +
+    // transition).
+    let (mut lags, mut relayed, mut queued, mut decided) = server.block_on(async {
+        let direct = sqlx::PgPool::connect(&database.url).await.unwrap();
+        let (mut lags, mut relayed, mut queued, mut decided) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for id in ids {
             let order = service.store.order(id).await.unwrap();
-            let done = order.history.iter().find(|entry| entry.to == OrderStatus::Fulfilled).unwrap().at;
-            lags.push((done - order.created_at).to_std().unwrap_or_default());
+            let reached = |status| order.history.iter().find(|entry| entry.to == status).unwrap().at;
+            let (claimed, done) = (reached(OrderStatus::Processing), reached(OrderStatus::Fulfilled));
+            let published: chrono::DateTime<chrono::Utc> =
+                sqlx::query_scalar("SELECT published_at FROM outbox WHERE order_id = $1 AND topic = 'fulfillment'")
+                    .bind(id)
+                    .fetch_one(&direct)
+                    .await
+                    .unwrap();
+            let span = |from: chrono::DateTime<chrono::Utc>, to: chrono::DateTime<chrono::Utc>| {
+                (to - from).to_std().unwrap_or_default()
+            };
+            lags.push(span(order.created_at, done));
+            relayed.push(span(order.created_at, published));
+            queued.push(span(published, claimed));
+            decided.push(span(claimed, done));
         }
-        lags
+        (lags, relayed, queued, decided)
     });
-    lags.sort_unstable();
+    for durations in [&mut lags, &mut relayed, &mut queued, &mut decided] {
+        durations.sort_unstable();
+    }
 
     println!();
     println!("| workers | orders/s pending -> fulfilled | baseline: same transitions via the store | ratio |");
@@ -236,6 +260,14 @@ fn main() {
         percentile(&lags, 0.99).as_secs_f64() * 1e3,
         lags.len()
     );
+    let ms = |durations: &[Duration], at: f64| percentile(durations, at).as_secs_f64() * 1e3;
+    for (part, durations) in [
+        ("placed -> published (outbox relay)", &relayed),
+        ("published -> processing (queue, worker)", &queued),
+        ("processing -> fulfilled (policy, transition)", &decided),
+    ] {
+        println!("  {part:<46} p50 {:.1} ms, p99 {:.1} ms", ms(durations, 0.50), ms(durations, 0.99));
+    }
     drop(server);
     let cleanup = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     database.drop_now(&cleanup);

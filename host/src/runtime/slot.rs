@@ -70,6 +70,9 @@ impl std::str::FromStr for Slot {
     }
 }
 
+/// Golden fixture files, by file name, with their bytes.
+pub type FixtureFiles = Arc<[(String, Vec<u8>)]>;
+
 /// A component compiled, linked and type-checked against its slot's world,
 /// ready to be instantiated once per call.
 #[derive(Clone)]
@@ -94,7 +97,7 @@ pub struct LoadedComponent {
     /// The golden fixture files (name, bytes) it passed at the gate, kept so
     /// a rollback puts them back beside it; `None` when it was loaded
     /// without fixtures.
-    pub fixture_files: Option<Arc<[(String, Vec<u8>)]>>,
+    pub fixture_files: Option<FixtureFiles>,
     /// Its production calls (not the gate's fixture calls).
     pub stats: Arc<CallStats>,
     pub(crate) component: wasmtime::component::Component,
