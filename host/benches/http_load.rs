@@ -71,16 +71,7 @@ async fn sqlx_baseline(
             (latencies, failures)
         }));
     }
-    let mut outcome = Outcome { requests: 0, failures: 0, latencies: Vec::new(), elapsed: Duration::ZERO };
-    for handle in handles {
-        let (latencies, failures) = handle.await.unwrap();
-        outcome.requests += latencies.len() as u64;
-        outcome.failures += failures;
-        outcome.latencies.extend(latencies);
-    }
-    outcome.elapsed = started.elapsed();
-    outcome.latencies.sort_unstable();
-    outcome
+    Outcome::gather(started, handles).await
 }
 
 /// Creates `CATALOGUE` products whose SKUs start with `prefix`.

@@ -23,6 +23,21 @@ pub struct Outcome {
 }
 
 impl Outcome {
+    /// Gathers what `tasks` (each returning its latencies and its failure
+    /// count) saw in a run that began at `started`.
+    pub async fn gather(started: Instant, tasks: Vec<tokio::task::JoinHandle<(Vec<Duration>, u64)>>) -> Self {
+        let mut outcome = Outcome { requests: 0, failures: 0, latencies: Vec::new(), elapsed: Duration::ZERO };
+        for task in tasks {
+            let (latencies, failures) = task.await.unwrap();
+            outcome.requests += latencies.len() as u64;
+            outcome.failures += failures;
+            outcome.latencies.extend(latencies);
+        }
+        outcome.elapsed = started.elapsed();
+        outcome.latencies.sort_unstable();
+        outcome
+    }
+
     pub fn percentile(&self, fraction: f64) -> Duration {
         percentile(&self.latencies, fraction)
     }
@@ -76,14 +91,5 @@ pub async fn http_load(
             (latencies, failures)
         }));
     }
-    let mut outcome = Outcome { requests: 0, failures: 0, latencies: Vec::new(), elapsed: Duration::ZERO };
-    for task in tasks {
-        let (latencies, failures) = task.await.unwrap();
-        outcome.requests += latencies.len() as u64;
-        outcome.failures += failures;
-        outcome.latencies.extend(latencies);
-    }
-    outcome.elapsed = started.elapsed();
-    outcome.latencies.sort_unstable();
-    outcome
+    Outcome::gather(started, tasks).await
 }

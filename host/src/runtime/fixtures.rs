@@ -67,19 +67,41 @@ pub struct FixtureError {
 /// Reads every `<case>.input.json` in `dir` with its `<case>.expected.json`,
 /// sorted by case name.
 pub fn load_fixtures(dir: &Path) -> Result<Vec<Fixture>, FixtureError> {
+    parse_fixtures(dir, &read_fixture_files(dir)?)
+}
+
+/// The golden fixture files in `dir` (`<case>.input.json` and
+/// `<case>.expected.json`), by file name, with their bytes.
+pub fn read_fixture_files(dir: &Path) -> Result<Vec<(String, Vec<u8>)>, FixtureError> {
     let error = |path: &Path, message: String| FixtureError { path: path.display().to_string(), message };
-    let entries = std::fs::read_dir(dir).map_err(|e| error(dir, e.to_string()))?;
-    let mut fixtures = Vec::new();
-    for entry in entries {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(|e| error(dir, e.to_string()))? {
         let path = entry.map_err(|e| error(dir, e.to_string()))?.path();
-        let Some(name) = path.file_name().and_then(|n| n.to_str()).and_then(|n| n.strip_suffix(".input.json")) else {
-            continue;
-        };
-        let expected_path = dir.join(format!("{name}.expected.json"));
-        let read = |path: &Path| std::fs::read_to_string(path).map_err(|e| error(path, e.to_string()));
-        let input = serde_json::from_str(&read(&path)?).map_err(|e| error(&path, e.to_string()))?;
-        let expected =
-            serde_json::from_str(&read(&expected_path)?).map_err(|e| error(&expected_path, e.to_string()))?;
+        let Some(name) = path.file_name().and_then(|n| n.to_str()) else { continue };
+        if name.ends_with(".input.json") || name.ends_with(".expected.json") {
+            let bytes = std::fs::read(&path).map_err(|e| error(&path, e.to_string()))?;
+            files.push((name.to_string(), bytes));
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+/// The golden cases in `files` (as [`read_fixture_files`] returns them from
+/// `dir`), sorted by case name: each input with its expected answer.
+pub fn parse_fixtures(dir: &Path, files: &[(String, Vec<u8>)]) -> Result<Vec<Fixture>, FixtureError> {
+    let error = |name: &str, message: String| FixtureError { path: dir.join(name).display().to_string(), message };
+    let mut fixtures = Vec::new();
+    for (file, bytes) in files {
+        let Some(name) = file.strip_suffix(".input.json") else { continue };
+        let expected_file = format!("{name}.expected.json");
+        let expected_bytes = files
+            .iter()
+            .find(|(other, _)| *other == expected_file)
+            .map(|(_, bytes)| bytes)
+            .ok_or_else(|| error(&expected_file, format!("missing: {file} needs it")))?;
+        let input = serde_json::from_slice(bytes).map_err(|e| error(file, e.to_string()))?;
+        let expected = serde_json::from_slice(expected_bytes).map_err(|e| error(&expected_file, e.to_string()))?;
         fixtures.push(Fixture { name: name.to_string(), input, expected });
     }
     fixtures.sort_by(|a, b| a.name.cmp(&b.name));

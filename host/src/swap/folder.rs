@@ -70,21 +70,6 @@ async fn replace(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     tokio::fs::rename(&temporary, path).await
 }
 
-/// The golden fixture files in `dir` (`<case>.input.json` and
-/// `<case>.expected.json`), by name, as bytes.
-pub fn read_fixture_files(dir: &Path) -> std::io::Result<Vec<(String, Vec<u8>)>> {
-    let mut files = Vec::new();
-    for entry in std::fs::read_dir(dir)? {
-        let entry = entry?;
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if name.ends_with(".input.json") || name.ends_with(".expected.json") {
-            files.push((name, std::fs::read(entry.path())?));
-        }
-    }
-    files.sort();
-    Ok(files)
-}
-
 /// Replaces the slot's fixtures folder with `files` (removes it for `None`):
 /// written beside, then renamed into place.
 async fn replace_fixtures(dir: &Path, slot: Slot, files: Option<&[(String, Vec<u8>)]>) -> std::io::Result<()> {

@@ -9,7 +9,7 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::runtime::fixtures::{load_fixtures, run_fixtures};
+use crate::runtime::fixtures::{parse_fixtures, read_fixture_files, run_fixtures};
 use crate::runtime::{LoadedComponent, Runtime, Slot, SlotConfig};
 
 /// How one golden case went.
@@ -120,8 +120,12 @@ pub async fn check(
     let Some(dir) = fixtures.filter(|dir| dir.is_dir()) else {
         return finish(report, Some(component), None);
     };
-    let cases = match load_fixtures(dir) {
-        Ok(cases) => cases,
+    // Read once: the cases run are the files kept with the version.
+    let cases = match read_fixture_files(dir).and_then(|files| Ok((parse_fixtures(dir, &files)?, files))) {
+        Ok((cases, files)) => {
+            component.fixture_files = Some(files.into());
+            cases
+        }
         Err(error) => return finish(report, None, Some(format!("unreadable fixtures: {error}"))),
     };
     let outcomes = run_fixtures(runtime, &component, &cases).await;
@@ -143,12 +147,6 @@ pub async fn check(
         });
     }
     let reason = (!failed.is_empty()).then(|| format!("golden fixtures failed: {}", failed.join(", ")));
-    if reason.is_none() {
-        match super::folder::read_fixture_files(dir) {
-            Ok(files) => component.fixture_files = Some(files.into()),
-            Err(error) => return finish(report, None, Some(format!("unreadable fixtures: {error}"))),
-        }
-    }
     finish(report, Some(component), reason)
 }
 
