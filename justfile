@@ -10,7 +10,7 @@ components_dir := env("COMPONENTS_DIR", justfile_directory() / "data/components"
 
 # The default component of each slot: `slot=crate`.
 default_components := "validation=order-validation pricing=pricing fulfillment=fulfillment-standard"
-component_crates := "order-validation pricing fulfillment-standard fulfillment-express fixture-trap fixture-spin fixture-memory-hog fixture-forbidden fixture-malformed fixture-trap-policy"
+component_crates := "order-validation pricing fulfillment-standard fulfillment-express fixture-trap fixture-spin fixture-memory-hog fixture-forbidden fixture-malformed fixture-trap-policy fixture-sleep fixture-pollables fixture-sockets fixture-filesystem fixture-kv-flood"
 
 default:
     @just --list

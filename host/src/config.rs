@@ -213,6 +213,11 @@ pub struct ServeSettings {
     /// Largest request body accepted, in bytes.
     #[arg(long, env = "MAX_BODY_BYTES", default_value_t = 64 * 1024)]
     pub max_body_bytes: usize,
+    /// How long a request may run before it is stopped with a 503, in ms
+    /// (event streams excepted). Above the idempotency wait (10 s), so a
+    /// request waiting on another with its key gets that request's answer.
+    #[arg(long, env = "REQUEST_TIMEOUT_MS", default_value_t = 15_000)]
+    pub request_timeout_ms: u64,
     /// Currency of orders and products that do not name one.
     #[arg(long, env = "DEFAULT_CURRENCY", default_value = "EUR")]
     pub default_currency: String,
@@ -240,6 +245,7 @@ impl Default for ServeSettings {
             components_dir: PathBuf::from("data/components"),
             admin_token: None,
             max_body_bytes: 64 * 1024,
+            request_timeout_ms: 15_000,
             default_currency: "EUR".into(),
             idempotency_ttl_secs: 24 * 3600,
             product_cache_ttl_secs: 300,

@@ -82,7 +82,7 @@ impl Service {
         }
         let order = self.store.order(id).await?;
         let json = render(&order)?;
-        self.orders.fill(id, &json).await;
+        self.orders.put(id, order.version, &json).await;
         Ok(json)
     }
 
@@ -112,7 +112,7 @@ impl Service {
     /// Caches the rendering of an order a change just committed.
     pub async fn remember(&self, order: &OrderDetail) {
         if let Ok(json) = render(order) {
-            self.orders.put(order.id, &json).await;
+            self.orders.put(order.id, order.version, &json).await;
         }
     }
 }

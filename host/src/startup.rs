@@ -248,7 +248,11 @@ impl Application {
     /// Serves until `shutdown` resolves, then lets requests and jobs in
     /// flight finish within the grace period.
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
-        let router = crate::api::router(self.service.clone(), self.settings.max_body_bytes);
+        let limits = crate::api::HttpLimits {
+            max_body_bytes: self.settings.max_body_bytes,
+            request_timeout: Duration::from_millis(self.settings.request_timeout_ms.max(1)),
+        };
+        let router = crate::api::router(self.service.clone(), limits);
         let background = Background::start(self.service.clone(), &self.settings.fulfillment, &self.settings.swap);
         let purge = tokio::spawn(purge_idempotency_keys(self.service.clone()));
         let grace = Duration::from_secs(self.settings.shutdown_grace_secs);

@@ -191,7 +191,9 @@ impl Fulfillment {
         let decided = self.service.runtime.decide(&component, &context, &wit_order, &quote).await;
         self.service.observe_call(&component, started.elapsed(), decided.as_ref().err());
         let decided = decided.map_err(|error| {
-            Failure::Job(format!("{}@{} ({}): {error}", component.name, component.version, error.kind()))
+            let message = format!("{}@{} ({}): {error}", component.name, component.version, error.kind());
+            // A host without capacity is not the job's fault: no attempt is spent.
+            if error.is_component_fault() { Failure::Job(message) } else { Failure::Unavailable(message) }
         })?;
         let record = ComponentRecord {
             slot: Slot::Fulfillment.name().into(),

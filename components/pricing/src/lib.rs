@@ -19,6 +19,7 @@ pub mod bindings {
     wit_bindgen::generate!({ world: "pricer", path: "../../wit", generate_all });
 }
 
+use bindings::orderly::platform::errors::Error;
 use bindings::orderly::platform::{config, kv, logging};
 use bindings::orderly::rules::types::{Order, Quote, Violation};
 
@@ -44,20 +45,30 @@ impl bindings::Guest for Pricing {
     }
 }
 
-/// Resolves a promo code. An unknown code refuses the order; a store that
-/// cannot answer is a failure of the pricing step (the host answers 503),
-/// not the customer's fault.
+/// Resolves a promo code. Whatever the customer sends is answered with a
+/// quote or a violation, never a trap: a malformed code, an unknown one and
+/// one whose stored value is unusable are violations. Only a store that
+/// cannot answer fails the pricing step (the host answers 503 and does not
+/// count it against this version: the outage is not the component's).
 fn look_up_promo(code: &str) -> Result<rules::Promo, Vec<Violation>> {
+    rules::check_promo_code(code)?;
     match kv::get(&format!("promo:{code}")) {
-        Ok(Some(value)) => match value.trim().parse::<u64>() {
-            Ok(basis_points) if basis_points <= 10_000 => Ok(rules::Promo { code: code.to_string(), basis_points }),
-            _ => panic!("promo {code} holds {value:?}, not basis points between 0 and 10000"),
-        },
-        Ok(None) => Err(vec![Violation {
-            code: "unknown-promo-code".into(),
-            field: "attributes/promo_code".into(),
-            message: format!("promo code {code} does not exist or has expired"),
-        }]),
+        Ok(Some(value)) => rules::parse_promo(code, &value).map_err(|violation| {
+            logging::log(
+                logging::Level::Error,
+                "promo code holds an unusable value",
+                &[
+                    logging::Field { key: "code".into(), value: code.into() },
+                    logging::Field { key: "value".into(), value },
+                ],
+            );
+            vec![violation]
+        }),
+        Ok(None) => Err(vec![rules::promo_violation(
+            "unknown-promo-code",
+            format!("promo code {code} does not exist or has expired"),
+        )]),
+        Err(Error::Invalid(reason)) => Err(vec![rules::promo_violation("invalid-promo-code", reason)]),
         Err(error) => panic!("cannot look up promo code {code}: {error:?}"),
     }
 }

@@ -92,6 +92,35 @@ pub fn promo_code(order: &Order) -> Option<String> {
         .filter(|code| !code.is_empty())
 }
 
+/// Longest promo code accepted.
+const MAX_PROMO_CODE: usize = 32;
+
+/// A violation of the order's promo code.
+pub fn promo_violation(code: &str, message: String) -> Violation {
+    Violation { code: code.into(), field: "attributes/promo_code".into(), message }
+}
+
+/// A promo code is 1 to 32 letters, digits, `-` or `_` (upper-cased by
+/// [`promo_code`]); anything else is refused before it is looked up.
+pub fn check_promo_code(code: &str) -> Result<(), Vec<Violation>> {
+    let well_formed = code.len() <= MAX_PROMO_CODE
+        && code.bytes().all(|byte| byte.is_ascii_alphanumeric() || byte == b'-' || byte == b'_');
+    if well_formed {
+        return Ok(());
+    }
+    let message = format!("a promo code is 1 to {MAX_PROMO_CODE} letters, digits, '-' or '_'");
+    Err(vec![promo_violation("invalid-promo-code", message)])
+}
+
+/// The promo behind a stored value: basis points from 0 to 10000. Any other
+/// value cannot be applied (rather than misprice, the order is refused).
+pub fn parse_promo(code: &str, value: &str) -> Result<Promo, Violation> {
+    match value.trim().parse::<u64>() {
+        Ok(basis_points) if u128::from(basis_points) <= WHOLE => Ok(Promo { code: code.to_string(), basis_points }),
+        _ => Err(promo_violation("unusable-promo-code", format!("promo code {code} cannot be applied"))),
+    }
+}
+
 fn overflow(field: String) -> Vec<Violation> {
     vec![Violation { code: "amount-overflow".into(), field, message: "the amount is too large to price".into() }]
 }
@@ -244,5 +273,17 @@ mod tests {
         let mut with_code = order(&[(1, 1)]);
         with_code.attributes.push(Attribute { key: "promo_code".into(), value: " save10 ".into() });
         assert_eq!(promo_code(&with_code).as_deref(), Some("SAVE10"));
+    }
+
+    #[test]
+    fn promo_codes_and_values_are_checked_not_trusted() {
+        assert!(check_promo_code("SAVE-10_X").is_ok());
+        assert_eq!(check_promo_code(&"A".repeat(33)).unwrap_err()[0].code, "invalid-promo-code");
+        assert_eq!(check_promo_code("SAVE 10").unwrap_err()[0].code, "invalid-promo-code");
+        assert_eq!(check_promo_code("CAF\u{c9}").unwrap_err()[0].code, "invalid-promo-code");
+        assert_eq!(parse_promo("X", " 1500 ").unwrap().basis_points, 1500);
+        for unusable in ["ten percent", "10001", "-5", ""] {
+            assert_eq!(parse_promo("X", unusable).unwrap_err().code, "unusable-promo-code", "{unusable:?}");
+        }
     }
 }

@@ -27,13 +27,35 @@ async fn promo_codes_come_from_the_kv_capability() {
 }
 
 #[tokio::test]
-async fn a_corrupt_promo_value_fails_the_call_instead_of_mispricing() {
+async fn a_corrupt_promo_value_refuses_the_order_instead_of_mispricing() {
     let host = host().await;
     host.kv_set("promo:BROKEN", "ten percent");
     let order = OrderBuilder::new(1).item(1, 100, 1).attribute("promo_code", "broken").build();
-    let error = host.price(&order).await.unwrap_err();
-    assert_eq!(error.kind(), "trap");
-    assert!(error.to_string().contains("not basis points"), "{error}");
+    let violations = host.price(&order).await.unwrap().value.unwrap_err();
+    assert_eq!(violations[0].code, "unusable-promo-code");
+    // The operator learns which code holds what.
+    let logged = host.logs();
+    assert!(logged.iter().any(|line| line.message.contains("unusable value")), "{logged:?}");
+}
+
+#[tokio::test]
+async fn no_promo_code_a_customer_can_send_makes_it_trap() {
+    let host = host().await;
+    host.kv_set("promo:SAVE10", "1000");
+    let hostile = [
+        "x".repeat(600),
+        "SAVE10\u{0}".into(),
+        "../../etc".into(),
+        "promo:SAVE10".into(),
+        "\u{1F600}".repeat(40),
+        " ".into(),
+        "save10".into(),
+    ];
+    for code in hostile {
+        let order = OrderBuilder::new(1).item(1, 100, 1).attribute("promo_code", &code).build();
+        let answer = host.price(&order).await;
+        assert!(answer.is_ok(), "promo code {code:?} made the component fail: {answer:?}");
+    }
 }
 
 #[tokio::test]

@@ -66,7 +66,7 @@ impl TestHost {
         let bytes = std::fs::read(wasm).unwrap_or_else(|error| panic!("reading {}: {error}", wasm.display()));
         let fakes = Fakes::default();
         // A small pool: tests run many hosts side by side.
-        let settings = EngineSettings { max_concurrent_calls: 16, ..EngineSettings::default() };
+        let settings = EngineSettings { max_calls_per_slot: 16, ..EngineSettings::default() };
         let runtime = Runtime::new(&settings, fakes.capabilities()).expect("building the runtime");
         let component = runtime
             .load(slot, bytes, config)

@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod correlation;
+pub mod deadline;
 pub mod events;
 pub mod extract;
 pub mod health;
@@ -13,6 +14,7 @@ pub mod products;
 pub mod slots;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -53,17 +55,24 @@ impl utoipa::Modify for AdminToken {
     }
 }
 
+/// Limits on every request.
+#[derive(Debug, Clone, Copy)]
+pub struct HttpLimits {
+    /// Largest request body accepted.
+    pub max_body_bytes: usize,
+    /// How long a request may run before it is stopped (event streams excepted).
+    pub request_timeout: Duration,
+}
+
 /// The OpenAPI 3.1 document and the router, built together.
-pub fn router(service: Arc<Service>, max_body_bytes: usize) -> Router {
+pub fn router(service: Arc<Service>, limits: HttpLimits) -> Router {
+    let bounded = products::router()
+        .merge(orders::router())
+        .merge(admin::router())
+        .merge(slots::router())
+        .layer(axum::middleware::from_fn_with_state(limits.request_timeout, deadline::middleware));
     let (api, document) = OpenApiRouter::with_openapi(ApiDoc::openapi())
-        .nest(
-            "/api/v1",
-            products::router()
-                .merge(orders::router())
-                .merge(events::router())
-                .merge(admin::router())
-                .merge(slots::router()),
-        )
+        .nest("/api/v1", bounded.merge(events::router()))
         .merge(health::router())
         .split_for_parts();
     let document = Arc::new(document.to_pretty_json().unwrap_or_default());
@@ -77,7 +86,7 @@ pub fn router(service: Arc<Service>, max_body_bytes: usize) -> Router {
     .fallback(not_found)
     .method_not_allowed_fallback(method_not_allowed)
     .with_state(service)
-    .layer(DefaultBodyLimit::max(max_body_bytes))
+    .layer(DefaultBodyLimit::max(limits.max_body_bytes))
     .layer(tower_http::catch_panic::CatchPanicLayer::custom(panicked))
     .layer(axum::middleware::from_fn(correlation::middleware))
 }

@@ -135,15 +135,39 @@ async fn create_order(
             }
         }
     }
-    match service.place_order(parsed, &correlation_id, Some(key.clone())).await {
-        Ok(order) => Ok(created(serde_json::to_vec(&order).map_err(anyhow::Error::from)?, order.id, false)),
-        Err(error) => {
-            // Failed requests are not remembered: the client may retry with the same key.
-            if let Err(release) = service.store.release_idempotency_key(&key).await {
-                tracing::warn!(error = %release, "cannot release an idempotency key");
+    let held = HeldKey { service: service.clone(), key: Some(key.clone()) };
+    let order = service.place_order(parsed, &correlation_id, Some(key)).await?;
+    held.keep();
+    Ok(created(serde_json::to_vec(&order).map_err(anyhow::Error::from)?, order.id, false))
+}
+
+/// A claimed `Idempotency-Key` that is freed unless the request placed its
+/// order: failed requests are not remembered, and neither is one stopped at
+/// the server's time limit or dropped by a client that went away, so the
+/// client may retry with the same key. Freeing touches only a key still in
+/// progress: a key whose order committed was completed in that transaction.
+struct HeldKey {
+    service: Arc<Service>,
+    key: Option<String>,
+}
+
+impl HeldKey {
+    /// The order was placed: the key stays, completed with its answer.
+    fn keep(mut self) {
+        self.key = None;
+    }
+}
+
+impl Drop for HeldKey {
+    fn drop(&mut self) {
+        let Some(key) = self.key.take() else { return };
+        let service = self.service.clone();
+        // Drop cannot wait; the release runs on its own.
+        tokio::spawn(async move {
+            if let Err(error) = service.store.release_idempotency_key(&key).await {
+                tracing::warn!(%error, "cannot release an idempotency key");
             }
-            Err(error)
-        }
+        });
     }
 }
 

@@ -73,6 +73,11 @@ pub enum ApiError {
     /// 503: a server the service depends on is down.
     #[error("{cause}")]
     Unavailable { cause: String },
+    /// 503: the request did not finish within the server's time limit; what
+    /// it was doing was stopped (an order it was placing is not stored, or,
+    /// if it committed just then, its `Idempotency-Key` replays it).
+    #[error("the request did not finish within {limit_ms} ms")]
+    Timeout { limit_ms: u64 },
     /// 500: a bug. The cause is logged, not answered.
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
@@ -133,6 +138,7 @@ impl ApiError {
             Unavailable { .. } => {
                 (StatusCode::SERVICE_UNAVAILABLE, "service-unavailable", "The service is temporarily unavailable")
             }
+            Timeout { .. } => (StatusCode::SERVICE_UNAVAILABLE, "request-timeout", "The request took too long"),
             Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal-error", "Internal error"),
         }
     }
@@ -145,6 +151,11 @@ impl ApiError {
                 format!("the {slot} rule failed; nothing was stored, try again later")
             }
             ApiError::Unavailable { .. } => "a backing service is unavailable; try again later".into(),
+            ApiError::Timeout { limit_ms } => {
+                format!(
+                    "the request did not finish within {limit_ms} ms and was stopped; retry (with the same Idempotency-Key for an order)"
+                )
+            }
             ApiError::Internal(_) => "an unexpected error occurred; it has been logged".into(),
             ApiError::Violations { detail, .. } => detail.clone(),
             other => other.to_string(),

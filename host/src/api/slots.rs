@@ -18,10 +18,8 @@ use super::extract::ApiPath;
 use super::problem::{ApiError, Problem, Result};
 use crate::runtime::Slot;
 use crate::service::Service;
+use crate::swap::gate::MAX_COMPONENT_BYTES;
 use crate::swap::{GateReport, Proposal, RollbackError, SlotHistoryView, SlotStatus, Source};
-
-/// The largest component an upload may carry.
-const MAX_COMPONENT_BYTES: usize = 32 << 20;
 
 /// The slot routes.
 pub fn router() -> OpenApiRouter<Arc<Service>> {

@@ -9,12 +9,23 @@ use wasmtime::{ResourceLimiter, Store, Trap, UpdateDeadline};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
+use super::bindings::errors::Error;
 use super::capabilities::Capabilities;
 use super::slot::LoadedComponent;
 use super::slot_config::SlotConfig;
 
 /// Bytes of a component's stderr kept per call: enough for a panic message.
 const STDERR_CAPTURE_BYTES: usize = 4096;
+/// Handles (streams, pollables, errors) one call may hold at once. A Rust
+/// component uses a handful; the table's own default is a million, each
+/// entry host memory outside the call's memory budget.
+const MAX_RESOURCES: usize = 1024;
+/// Most random bytes one `wasi:random` call may ask for (the host allocates
+/// them before they reach the guest's memory).
+const MAX_RANDOM_BYTES: u64 = 64 << 10;
+/// What a table element costs in the memory budget: wasmtime keeps a
+/// pointer per element.
+const TABLE_ELEMENT_BYTES: usize = std::mem::size_of::<usize>();
 /// Capability uses remembered per call; more are counted, not stored.
 const MAX_RECORDED_USES: usize = 256;
 
@@ -111,6 +122,16 @@ pub enum CallError {
     /// The component could not be instantiated.
     #[error("component could not be instantiated: {message}")]
     Instantiate { message: String },
+    /// The component failed after one of the platform's own backends (the
+    /// key-value store or the database) failed it: an outage, not a fault of
+    /// this version.
+    #[error("component failed after the platform's {capability} backend failed ({backend}): {message}")]
+    Backend { capability: &'static str, backend: String, message: String },
+    /// The host had no capacity for the call within its deadline (every
+    /// instance of the slot was busy, or the pool was full): not the
+    /// component's fault, and worth retrying.
+    #[error("no capacity for the call: {message}")]
+    Busy { message: String },
 }
 
 impl CallError {
@@ -123,7 +144,17 @@ impl CallError {
             Self::Memory { .. } => "memory",
             Self::Malformed { .. } => "malformed-output",
             Self::Instantiate { .. } => "instantiate",
+            Self::Busy { .. } => "busy",
+            Self::Backend { .. } => "backend",
         }
+    }
+
+    /// Whether the component itself caused the failure, so that it counts
+    /// against the version (probation, statistics). An empty slot, a host
+    /// without capacity or an outage of a platform backend says nothing
+    /// about the version.
+    pub fn is_component_fault(&self) -> bool {
+        !matches!(self, Self::EmptySlot { .. } | Self::Busy { .. } | Self::Backend { .. })
     }
 }
 
@@ -140,24 +171,46 @@ struct MemoryLimitExceeded {
     desired: usize,
 }
 
-/// Enforces the slot's memory limit by trapping on the first growth past it,
-/// so the failure is unambiguous instead of an allocator abort.
-pub(crate) struct MemoryLimiter {
+/// One memory budget for the whole call: every memory and table of every
+/// core instance the component creates (their initial sizes included) is
+/// charged to it, and the first creation or growth past it traps, so the
+/// failure is unambiguous instead of an allocator abort. Counts of
+/// memories, tables and instances are capped per call as well.
+pub(crate) struct CallBudget {
     limit: usize,
+    used: usize,
 }
 
-impl ResourceLimiter for MemoryLimiter {
-    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
-        if desired > self.limit {
-            return Err(MemoryLimitExceeded { limit: self.limit, desired }.into());
+impl CallBudget {
+    fn charge(&mut self, current: usize, desired: usize) -> wasmtime::Result<bool> {
+        let used = self.used.saturating_add(desired.saturating_sub(current));
+        if used > self.limit {
+            return Err(MemoryLimitExceeded { limit: self.limit, desired: used }.into());
         }
+        self.used = used;
         Ok(true)
     }
+}
 
-    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
-        // Tables hold function references; a million is far beyond any real
-        // component and keeps a hostile one from exhausting host memory.
-        Ok(desired <= 1_000_000)
+impl ResourceLimiter for CallBudget {
+    fn memory_growing(&mut self, current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        self.charge(current, desired)
+    }
+
+    fn table_growing(&mut self, current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        self.charge(current.saturating_mul(TABLE_ELEMENT_BYTES), desired.saturating_mul(TABLE_ELEMENT_BYTES))
+    }
+
+    fn instances(&self) -> usize {
+        super::engine::MAX_CORE_INSTANCES_PER_COMPONENT as usize
+    }
+
+    fn memories(&self) -> usize {
+        super::engine::MAX_MEMORIES_PER_COMPONENT as usize
+    }
+
+    fn tables(&self) -> usize {
+        super::engine::MAX_TABLES_PER_COMPONENT as usize
     }
 }
 
@@ -166,14 +219,18 @@ impl ResourceLimiter for MemoryLimiter {
 pub struct CallState {
     wasi: WasiCtx,
     table: ResourceTable,
-    limiter: MemoryLimiter,
+    limiter: CallBudget,
     stderr: MemoryOutputPipe,
     pub(crate) info: CallInfo,
     pub(crate) config: Arc<SlotConfig>,
     pub(crate) capabilities: Arc<Capabilities>,
     pub(crate) uses: Vec<CapabilityUse>,
     pub(crate) log_lines: u32,
-    deadline: Instant,
+    /// The first failure of a platform backend during the call, if any.
+    backend_failure: Option<(&'static str, String)>,
+    /// When the call must be over; backends bound their own waits by it
+    /// (a statement timeout on the database server, say).
+    pub(crate) deadline: Instant,
 }
 
 impl WasiView for CallState {
@@ -183,21 +240,12 @@ impl WasiView for CallState {
 }
 
 impl CallState {
-    /// Runs a capability's I/O, bounded by what is left of the call's
-    /// deadline. Guest code is bounded by the epoch callback; this bounds the
-    /// time the guest spends waiting on the host, without a timer per call.
-    /// The returned future does not borrow `self`: the WASI context is not
-    /// `Sync`, so a future holding `&self` could not move between threads.
-    pub(crate) fn within_deadline<T>(
-        &self,
-        work: impl Future<Output = T>,
-    ) -> impl Future<Output = wasmtime::Result<T>> {
-        let deadline = self.deadline;
-        async move {
-            match tokio::time::timeout_at(deadline.into(), work).await {
-                Ok(value) => Ok(value),
-                Err(_) => Err(DeadlineExceeded.into()),
-            }
+    /// Notes that a platform backend (not a remote the component chose)
+    /// failed the call: if the component then fails, the failure is
+    /// reported as [`CallError::Backend`].
+    pub(crate) fn note_backend_failure(&mut self, capability: &'static str, error: &Error) {
+        if self.backend_failure.is_none() {
+            self.backend_failure = Some((capability, truncate(&format!("{error:?}"), 200).to_string()));
         }
     }
 
@@ -222,22 +270,25 @@ pub(crate) fn truncate(text: &str, max: usize) -> &str {
     &text[..end]
 }
 
-/// Builds the store for one call: no filesystem, no environment, no sockets;
+/// Builds the store for one call, to be over by `deadline`: no environment
+/// variables or arguments (and no filesystem or sockets linked at all);
 /// stderr captured so a panic message can be reported.
 pub(crate) fn new_store(
     engine: &wasmtime::Engine,
     component: &LoadedComponent,
     context: &CallContext,
     capabilities: Arc<Capabilities>,
+    deadline: Instant,
 ) -> Store<CallState> {
     let limits = &component.config.limits;
-    let deadline = Instant::now() + limits.deadline();
     let stderr = MemoryOutputPipe::new(STDERR_CAPTURE_BYTES);
-    let wasi = WasiCtx::builder().stderr(stderr.clone()).build();
+    let wasi = WasiCtx::builder().stderr(stderr.clone()).max_random_size(MAX_RANDOM_BYTES).build();
+    let mut table = ResourceTable::new();
+    table.set_max_capacity(MAX_RESOURCES);
     let state = CallState {
         wasi,
-        table: ResourceTable::new(),
-        limiter: MemoryLimiter { limit: limits.memory_bytes() },
+        table,
+        limiter: CallBudget { limit: limits.memory_bytes(), used: 0 },
         stderr,
         info: CallInfo {
             slot: component.slot.name(),
@@ -249,6 +300,7 @@ pub(crate) fn new_store(
         capabilities,
         uses: Vec::new(),
         log_lines: 0,
+        backend_failure: None,
         deadline,
     };
     let mut store = Store::new(engine, state);
@@ -278,7 +330,24 @@ pub(crate) fn finish<T>(
     let state = store.into_data();
     match result {
         Ok(value) => Ok(CallOutput { value, elapsed: started.elapsed(), uses: state.uses }),
-        Err(error) => Err(classify(error, &state)),
+        Err(error) => Err(blame(classify(error, &state), &state)),
+    }
+}
+
+/// The error of a call stopped at its deadline while it waited in a host call.
+pub(crate) fn stopped_at_deadline(store: Store<CallState>) -> CallError {
+    let state = store.into_data();
+    blame(CallError::Deadline { limit_ms: state.config.limits.deadline_ms }, &state)
+}
+
+/// A trap or a deadline that followed a platform backend's failure is the
+/// outage's, not the component's.
+fn blame(error: CallError, state: &CallState) -> CallError {
+    match (&error, &state.backend_failure) {
+        (CallError::Trap { .. } | CallError::Deadline { .. }, Some((capability, backend))) => {
+            CallError::Backend { capability, backend: backend.clone(), message: error.to_string() }
+        }
+        _ => error,
     }
 }
 
@@ -288,6 +357,9 @@ fn classify(error: wasmtime::Error, state: &CallState) -> CallError {
     }
     if let Some(breach) = error.downcast_ref::<MemoryLimitExceeded>() {
         return CallError::Memory { limit_bytes: breach.limit };
+    }
+    if let Some(full) = error.downcast_ref::<wasmtime::PoolConcurrencyLimitError>() {
+        return CallError::Busy { message: full.to_string() };
     }
     let stderr = state.stderr.contents();
     let stderr = String::from_utf8_lossy(&stderr);
@@ -300,4 +372,53 @@ fn classify(error: wasmtime::Error, state: &CallState) -> CallError {
         message = format!("{message}; component stderr: {}", truncate(stderr, 1024));
     }
     CallError::Trap { message }
+}
+
+#[cfg(test)]
+mod tests {
+    use wasmtime::{Instance, Module, Store};
+
+    use super::*;
+
+    /// Instantiates `module` (text) into `store`.
+    fn instantiate(store: &mut Store<CallBudget>, module: &str) -> wasmtime::Result<Instance> {
+        let module = Module::new(store.engine(), wat::parse_str(module).unwrap())?;
+        Instance::new(&mut *store, &module, &[])
+    }
+
+    #[test]
+    fn one_budget_covers_every_memory_and_table_of_a_call() {
+        let engine = super::super::engine::build_engine(&Default::default()).unwrap();
+        let mut store = Store::new(&engine, CallBudget { limit: 3 << 20, used: 0 });
+        store.limiter(|budget| budget);
+        // Two memories of 2 MiB each: each fits, both together do not.
+        instantiate(&mut store, "(module (memory 32))").unwrap();
+        let error = instantiate(&mut store, "(module (memory 32))").unwrap_err();
+        let breach = error.downcast_ref::<MemoryLimitExceeded>().expect("the budget refused it");
+        assert_eq!(breach.limit, 3 << 20);
+        assert_eq!(store.data().used, 2 << 20);
+        // Tables are charged too: 20,000 elements (the pool's most) of 8
+        // bytes are 160 KB, over a budget of 100 KB.
+        let mut store = Store::new(&engine, CallBudget { limit: 100 << 10, used: 0 });
+        store.limiter(|budget| budget);
+        let error = instantiate(&mut store, "(module (table 20000 funcref))").unwrap_err();
+        assert!(error.downcast_ref::<MemoryLimitExceeded>().is_some(), "{error:#}");
+        // Memories and tables share it: 64 KiB of memory leaves 36 KiB.
+        instantiate(&mut store, "(module (memory 1))").unwrap();
+        instantiate(&mut store, "(module (table 5000 funcref))").unwrap_err();
+        instantiate(&mut store, "(module (table 4000 funcref))").unwrap();
+        assert_eq!(store.data().used, (64 << 10) + 4000 * TABLE_ELEMENT_BYTES);
+    }
+
+    #[test]
+    fn a_call_may_create_no_more_memories_than_one_component_holds() {
+        let engine = super::super::engine::build_engine(&Default::default()).unwrap();
+        let mut store = Store::new(&engine, CallBudget { limit: 64 << 20, used: 0 });
+        store.limiter(|budget| budget);
+        for _ in 0..super::super::engine::MAX_MEMORIES_PER_COMPONENT {
+            instantiate(&mut store, "(module (memory 1))").unwrap();
+        }
+        let error = instantiate(&mut store, "(module (memory 1))").unwrap_err();
+        assert!(format!("{error:#}").contains("memory"), "{error:#}");
+    }
 }

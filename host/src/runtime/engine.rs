@@ -10,11 +10,14 @@ use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAlloc
 /// Sizing of the engine, fixed for the life of the process.
 #[derive(Debug, Clone)]
 pub struct EngineSettings {
-    /// How many component instances may be live at once across all slots;
-    /// calls beyond this wait for a free instance slot instead of failing.
-    pub max_concurrent_calls: u32,
-    /// The hard ceiling on any one linear memory. Per-slot limits (default
-    /// 64 MiB) are enforced below it by the store's resource limiter.
+    /// How many calls of one slot may run at once. Each slot has instances
+    /// of its own, so a slot whose calls all hang (until their deadline)
+    /// never takes the instances another slot needs; a call that finds none
+    /// free waits for one, within its deadline.
+    pub max_calls_per_slot: u32,
+    /// The hard ceiling on any one linear memory. Per-call budgets (default
+    /// 64 MiB across all of a call's memories and tables) are enforced below
+    /// it by the store's resource limiter.
     pub max_memory_bytes: usize,
     /// How often the epoch advances. A runaway guest is stopped within its
     /// deadline plus one tick.
@@ -23,22 +26,36 @@ pub struct EngineSettings {
 
 impl Default for EngineSettings {
     fn default() -> Self {
-        Self { max_concurrent_calls: 128, max_memory_bytes: 512 << 20, epoch_tick: Duration::from_millis(5) }
+        Self { max_calls_per_slot: 128, max_memory_bytes: 512 << 20, epoch_tick: Duration::from_millis(5) }
     }
 }
+
+/// What one component may contain, checked when it is compiled (so at the
+/// gate): a Rust `wasm32-wasip2` component instantiates its own module and a
+/// few adapter and shim modules, with one memory and a handful of tables.
+/// More than this is a component built to hold more of the pool than its
+/// share, and is refused with a message naming the limit.
+pub const MAX_CORE_INSTANCES_PER_COMPONENT: u32 = 10;
+/// See [`MAX_CORE_INSTANCES_PER_COMPONENT`].
+pub const MAX_MEMORIES_PER_COMPONENT: u32 = 2;
+/// See [`MAX_CORE_INSTANCES_PER_COMPONENT`].
+pub const MAX_TABLES_PER_COMPONENT: u32 = 8;
 
 /// Builds the engine: component model, async host calls, epoch interruption
 /// and the pooling allocator tuned so a fresh instance costs microseconds.
 pub(crate) fn build_engine(settings: &EngineSettings) -> wasmtime::Result<Engine> {
-    let instances = settings.max_concurrent_calls.max(1);
+    // Every slot's calls at once, each instance at its per-component caps:
+    // the pool cannot run dry while calls hold no more than their share.
+    let instances = settings.max_calls_per_slot.max(1) * crate::runtime::Slot::ALL.len() as u32;
     let mut pool = PoolingAllocationConfig::new();
-    // A Rust wasip2 component instantiates its own module plus a few adapter
-    // and shim modules, with up to two memories and several tables.
     pool.total_component_instances(instances)
-        .total_core_instances(instances * 8)
-        .total_memories(instances * 2)
-        .total_tables(instances * 8)
+        .total_core_instances(instances * MAX_CORE_INSTANCES_PER_COMPONENT)
+        .total_memories(instances * MAX_MEMORIES_PER_COMPONENT)
+        .total_tables(instances * MAX_TABLES_PER_COMPONENT)
         .total_stacks(instances)
+        .max_core_instances_per_component(MAX_CORE_INSTANCES_PER_COMPONENT)
+        .max_memories_per_component(MAX_MEMORIES_PER_COMPONENT)
+        .max_tables_per_component(MAX_TABLES_PER_COMPONENT)
         .max_memory_size(settings.max_memory_bytes)
         // Keep the pages a call dirtied mapped and reset them in place instead
         // of returning them to the kernel: reuse then costs no page faults.

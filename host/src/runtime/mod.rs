@@ -15,6 +15,7 @@ pub mod fakes;
 pub mod fixtures;
 pub mod slot;
 pub mod slot_config;
+mod wasi;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -62,7 +63,7 @@ pub enum LoadError {
 pub struct StartError(String);
 
 /// The engine, the linker with every capability, and the bounded pool of
-/// instances shared by every slot.
+/// instances, a share of it for each slot.
 pub struct Runtime {
     shared: Arc<Shared>,
     capabilities: Arc<Capabilities>,
@@ -72,7 +73,8 @@ pub struct Runtime {
 struct Shared {
     engine: Engine,
     linker: Linker<CallState>,
-    instances: Semaphore,
+    /// Each slot's share of the instance pool, by [`Slot`] index.
+    instances: [Semaphore; 3],
     /// Compiled components by sha256: loading the same bytes again (a
     /// rollback, a second service on the same engine) skips compilation.
     compiled: std::sync::Mutex<std::collections::HashMap<String, Component>>,
@@ -91,16 +93,15 @@ impl Runtime {
     fn build(settings: &EngineSettings, capabilities: Capabilities) -> wasmtime::Result<Self> {
         let engine = engine::build_engine(settings)?;
         let mut linker = Linker::<CallState>::new(&engine);
-        // Rust's standard library on wasip2 imports the WASI interfaces; the
-        // context behind them has no files, no environment and no sockets.
-        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+        // Only the WASI a Rust component needs to run; no files, no sockets.
+        wasi::add_to_linker(&mut linker)?;
         bindings::platform::Platform::add_to_linker::<CallState, HasSelf<CallState>>(&mut linker, |state| state)?;
         bindings::types::add_to_linker::<CallState, HasSelf<CallState>>(&mut linker, |state| state)?;
         let ticker = engine::EpochTicker::start(engine.clone(), settings.epoch_tick);
         let shared = Shared {
             engine,
             linker,
-            instances: Semaphore::new(settings.max_concurrent_calls.max(1) as usize),
+            instances: Slot::ALL.map(|_| Semaphore::new(settings.max_calls_per_slot.max(1) as usize)),
             compiled: Default::default(),
             _ticker: ticker,
         };
@@ -292,8 +293,12 @@ impl Runtime {
         Ok(output)
     }
 
-    /// Runs one call in a fresh store under the component's limits: at most
-    /// `max_concurrent_calls` at once, the rest wait their turn.
+    /// Runs one call in a fresh store under the component's limits, bounded
+    /// end to end by its deadline: waiting for one of the slot's instances,
+    /// instantiation, guest code and every host call (WASI included). Guest
+    /// code is stopped by the epoch callback; a wait in a host call is
+    /// stopped by dropping the call, which unwinds the guest, and the store
+    /// goes with it.
     async fn run<T>(
         &self,
         component: &LoadedComponent,
@@ -301,18 +306,20 @@ impl Runtime {
         call: impl AsyncFnOnce(&mut Store<CallState>) -> wasmtime::Result<T>,
     ) -> Result<CallOutput<T>, CallError> {
         let started = Instant::now();
-        let _permit = self
-            .shared
-            .instances
-            .acquire()
-            .await
-            .map_err(|_| CallError::Instantiate { message: "runtime is shutting down".into() })?;
+        let limits = &component.config.limits;
+        let deadline = started + limits.deadline();
+        let instances = &self.shared.instances[component.slot as usize];
+        let _permit = match tokio::time::timeout_at(deadline.into(), instances.acquire()).await {
+            Ok(Ok(permit)) => permit,
+            Ok(Err(_)) => return Err(CallError::Busy { message: "the runtime is shutting down".into() }),
+            Err(_) => return Err(CallError::Busy { message: format!("no free {} instance", component.slot) }),
+        };
         let capabilities = context.capabilities.clone().unwrap_or_else(|| self.capabilities.clone());
-        let mut store = call::new_store(&self.shared.engine, component, context, capabilities);
-        // The epoch callback stops guest code at the deadline, and capability
-        // I/O is bounded by the time left (`CallState::within_deadline`).
-        let result = call(&mut store).await;
-        call::finish(store, result, started)
+        let mut store = call::new_store(&self.shared.engine, component, context, capabilities, deadline);
+        match tokio::time::timeout_at(deadline.into(), call(&mut store)).await {
+            Ok(result) => call::finish(store, result, started),
+            Err(_) => Err(call::stopped_at_deadline(store)),
+        }
     }
 }
 

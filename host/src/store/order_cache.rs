@@ -1,12 +1,13 @@
 //! Read-through cache of rendered orders (`GET /orders/{id}` is the hot
 //! read): Redis in production, an in-process map in the embedded default.
 //!
-//! Consistency: every change writes the new rendering after its commit
-//! (`put`, overwriting), while a reader that missed only fills an empty
-//! entry (`fill`, `SET NX`). A reader that read the database before a
-//! change therefore cannot overwrite the newer rendering the change wrote.
-//! If Redis fails during a `put` the entry is deleted; if that fails too,
-//! the entry is stale until its TTL runs out (logged).
+//! Consistency: every rendering is stored with the order's version, and a
+//! write replaces only an older one. Every change writes its rendering after
+//! its commit, and a reader that missed writes what it read; whichever order
+//! those writes arrive in (a worker's late write after a cancel, a reader's
+//! after a change), the newest version stays. If Redis fails during a write
+//! the entry is deleted; if that fails too, the entry is stale until its TTL
+//! runs out (logged).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -20,10 +21,27 @@ use redis::aio::ConnectionManager;
 pub trait OrderCache: Send + Sync {
     /// The cached rendering of order `id`.
     async fn get(&self, id: i64) -> Option<String>;
-    /// Caches a rendering read from the database, unless one is already cached.
-    async fn fill(&self, id: i64, json: &str);
-    /// Caches the rendering a change just committed, replacing any other.
-    async fn put(&self, id: i64, json: &str);
+    /// Caches the rendering of `version` of order `id`, unless the same or
+    /// a newer version is cached.
+    async fn put(&self, id: i64, version: i64, json: &str);
+}
+
+/// Stores `<version> <json>` unless the key holds the same or a newer
+/// version; the expiry is renewed with every write.
+const PUT_IF_NEWER: &str = r"
+local current = redis.call('GET', KEYS[1])
+if current then
+    local cached = tonumber(string.match(current, '^(%d+) '))
+    if cached and cached >= tonumber(ARGV[1]) then return 0 end
+end
+redis.call('SET', KEYS[1], ARGV[1] .. ' ' .. ARGV[2], 'EX', ARGV[3])
+return 1
+";
+
+/// The JSON of a cached `<version> <json>` value.
+fn rendering(mut value: String) -> Option<String> {
+    let space = value.find(' ')?;
+    Some(value.split_off(space + 1))
 }
 
 /// Rendered orders in Redis under `<namespace>order:<id>`.
@@ -42,35 +60,30 @@ impl RedisOrderCache {
     fn key(&self, id: i64) -> String {
         format!("{}order:{id}", self.namespace)
     }
-
-    async fn set(&self, id: i64, json: &str, only_if_absent: bool) -> redis::RedisResult<()> {
-        let mut command = redis::cmd("SET");
-        command.arg(self.key(id)).arg(json).arg("EX").arg(self.ttl.as_secs().max(1));
-        if only_if_absent {
-            command.arg("NX");
-        }
-        command.query_async::<()>(&mut self.connection.clone()).await
-    }
 }
 
 #[async_trait]
 impl OrderCache for RedisOrderCache {
     async fn get(&self, id: i64) -> Option<String> {
-        let found = redis::cmd("GET").arg(self.key(id)).query_async(&mut self.connection.clone()).await;
-        found.unwrap_or_else(|error| {
-            tracing::warn!(%error, "order cache unavailable; reading the database");
-            None
-        })
+        let found: redis::RedisResult<Option<String>> =
+            redis::cmd("GET").arg(self.key(id)).query_async(&mut self.connection.clone()).await;
+        found
+            .unwrap_or_else(|error| {
+                tracing::warn!(%error, "order cache unavailable; reading the database");
+                None
+            })
+            .and_then(rendering)
     }
 
-    async fn fill(&self, id: i64, json: &str) {
-        if let Err(error) = self.set(id, json, true).await {
-            tracing::warn!(%error, order_id = id, "cannot fill the order cache");
-        }
-    }
-
-    async fn put(&self, id: i64, json: &str) {
-        if let Err(error) = self.set(id, json, false).await {
+    async fn put(&self, id: i64, version: i64, json: &str) {
+        let stored = redis::Script::new(PUT_IF_NEWER)
+            .key(self.key(id))
+            .arg(version)
+            .arg(json)
+            .arg(self.ttl.as_secs().max(1))
+            .invoke_async::<i64>(&mut self.connection.clone())
+            .await;
+        if let Err(error) = stored {
             let deleted = redis::cmd("DEL").arg(self.key(id)).query_async::<()>(&mut self.connection.clone()).await;
             tracing::warn!(%error, order_id = id, deleted = deleted.is_ok(), "cannot update the cached order");
         }
@@ -80,9 +93,16 @@ impl OrderCache for RedisOrderCache {
 /// Rendered orders in this process, for the embedded default. Bounded: past
 /// `capacity` entries it starts afresh.
 pub struct MemoryOrderCache {
-    entries: Mutex<HashMap<i64, (Instant, String)>>,
+    entries: Mutex<HashMap<i64, Entry>>,
     ttl: Duration,
     capacity: usize,
+}
+
+/// A cached rendering: when it was stored, of which version.
+struct Entry {
+    stored: Instant,
+    version: i64,
+    json: String,
 }
 
 impl MemoryOrderCache {
@@ -90,33 +110,26 @@ impl MemoryOrderCache {
     pub fn new(ttl: Duration, capacity: usize) -> Self {
         Self { entries: Mutex::new(HashMap::new()), ttl, capacity }
     }
-
-    fn store(&self, id: i64, json: &str, only_if_absent: bool) {
-        let mut entries = self.entries.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let live = entries.get(&id).is_some_and(|(stored, _)| stored.elapsed() < self.ttl);
-        if only_if_absent && live {
-            return;
-        }
-        if entries.len() >= self.capacity {
-            entries.clear();
-        }
-        entries.insert(id, (Instant::now(), json.to_owned()));
-    }
 }
 
 #[async_trait]
 impl OrderCache for MemoryOrderCache {
     async fn get(&self, id: i64) -> Option<String> {
         let entries = self.entries.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        entries.get(&id).filter(|(stored, _)| stored.elapsed() < self.ttl).map(|(_, json)| json.clone())
+        entries.get(&id).filter(|entry| entry.stored.elapsed() < self.ttl).map(|entry| entry.json.clone())
     }
 
-    async fn fill(&self, id: i64, json: &str) {
-        self.store(id, json, true);
-    }
-
-    async fn put(&self, id: i64, json: &str) {
-        self.store(id, json, false);
+    async fn put(&self, id: i64, version: i64, json: &str) {
+        let mut entries = self.entries.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let newer_cached =
+            entries.get(&id).is_some_and(|entry| entry.stored.elapsed() < self.ttl && entry.version >= version);
+        if newer_cached {
+            return;
+        }
+        if entries.len() >= self.capacity {
+            entries.clear();
+        }
+        entries.insert(id, Entry { stored: Instant::now(), version, json: json.to_owned() });
     }
 }
 
@@ -125,14 +138,23 @@ mod tests {
     use super::*;
 
     #[tokio::test]
-    async fn a_fill_never_replaces_what_a_change_put() {
+    async fn an_older_version_never_replaces_a_newer_one() {
         let cache = MemoryOrderCache::new(Duration::from_secs(60), 100);
-        cache.put(1, "new").await;
-        cache.fill(1, "old").await;
-        assert_eq!(cache.get(1).await.as_deref(), Some("new"));
-        cache.fill(2, "read").await;
-        cache.put(2, "changed").await;
+        // A cancel (version 3) written before the worker's late write of version 2.
+        cache.put(1, 3, "cancelled").await;
+        cache.put(1, 2, "processing").await;
+        assert_eq!(cache.get(1).await.as_deref(), Some("cancelled"));
+        cache.put(1, 4, "newer").await;
+        assert_eq!(cache.get(1).await.as_deref(), Some("newer"));
+        cache.put(2, 1, "read").await;
+        cache.put(2, 2, "changed").await;
         assert_eq!(cache.get(2).await.as_deref(), Some("changed"));
         assert_eq!(cache.get(3).await, None);
+    }
+
+    #[test]
+    fn a_cached_value_is_its_version_then_its_json() {
+        assert_eq!(rendering("12 {\"id\":1}".into()).as_deref(), Some("{\"id\":1}"));
+        assert_eq!(rendering("garbage".into()), None);
     }
 }

@@ -4,7 +4,7 @@
 //! runs the same gate offline and prints the report.
 
 use std::path::Path;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -81,9 +81,46 @@ pub fn refused(slot: Slot, sha256: &str, reason: String) -> Verdict {
     Verdict { report, component: None }
 }
 
+/// The largest component the gate looks at.
+pub const MAX_COMPONENT_BYTES: usize = 32 << 20;
+/// Most golden cases one version may bring (each runs within the slot's
+/// deadline, so this bounds the gate's time too).
+const MAX_FIXTURES: usize = 200;
+/// The gate's whole budget, compilation included: a candidate not judged by
+/// then is rejected, and the slot's turn (which every other change of the
+/// slot waits for) is free again.
+const GATE_BUDGET: Duration = Duration::from_secs(60);
+
 /// Checks `wasm` for `slot` with `config`, against the fixtures in
-/// `fixtures` (when that folder exists).
+/// `fixtures` (when that folder exists), within the gate's budget.
 pub async fn check(
+    runtime: &Runtime,
+    slot: Slot,
+    wasm: Vec<u8>,
+    config: SlotConfig,
+    config_text: Option<String>,
+    fixtures: Option<&Path>,
+) -> Verdict {
+    let sha256 = crate::runtime::digest(&wasm);
+    if wasm.len() > MAX_COMPONENT_BYTES {
+        let reason = format!("the component is {} bytes; at most {MAX_COMPONENT_BYTES} are accepted", wasm.len());
+        return refused(slot, &sha256, reason);
+    }
+    let (name, version) = (config.component.name.clone(), config.component.version.clone());
+    let judged = tokio::time::timeout(GATE_BUDGET, judge(runtime, slot, wasm, config, config_text, fixtures));
+    match judged.await {
+        Ok(verdict) => verdict,
+        Err(_) => {
+            let mut verdict = refused(slot, &sha256, format!("not judged within the gate's {GATE_BUDGET:?}"));
+            verdict.report.component = name.unwrap_or_else(|| slot.name().into());
+            verdict.report.version = version.unwrap_or_else(|| "unversioned".into());
+            verdict.report.checked_in_ms = GATE_BUDGET.as_millis() as u64;
+            verdict
+        }
+    }
+}
+
+async fn judge(
     runtime: &Runtime,
     slot: Slot,
     wasm: Vec<u8>,
@@ -128,6 +165,10 @@ pub async fn check(
         }
         Err(error) => return finish(report, None, Some(format!("unreadable fixtures: {error}"))),
     };
+    if cases.len() > MAX_FIXTURES {
+        let reason = format!("{} golden cases; at most {MAX_FIXTURES} are run", cases.len());
+        return finish(report, None, Some(reason));
+    }
     let outcomes = run_fixtures(runtime, &component, &cases).await;
     let mut failed = Vec::new();
     for outcome in outcomes {

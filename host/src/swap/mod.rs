@@ -374,7 +374,9 @@ impl Service {
         elapsed: Duration,
         error: Option<&CallError>,
     ) {
-        let failed = error.is_some_and(|error| !matches!(error, CallError::EmptySlot { .. }));
+        // Only the version's own failures count: an empty slot or a host
+        // without capacity says nothing about it.
+        let failed = error.is_some_and(CallError::is_component_fault);
         let (calls, errors) = component.stats.record(elapsed, failed);
         let policy = self.swaps.policy;
         if !failed || calls > policy.window || (errors as f64) <= policy.failure_rate * policy.window as f64 {

@@ -32,7 +32,7 @@ pub enum Backend {
 fn engine() -> &'static Runtime {
     static ENGINE: OnceLock<Runtime> = OnceLock::new();
     ENGINE.get_or_init(|| {
-        let settings = EngineSettings { max_concurrent_calls: 64, ..EngineSettings::default() };
+        let settings = EngineSettings { max_calls_per_slot: 64, ..EngineSettings::default() };
         Runtime::new(&settings, Capabilities::embedded()).expect("engine starts")
     })
 }
@@ -152,6 +152,10 @@ pub struct Options {
     pub fixtures: bool,
     /// Hot-swap settings, when not the default.
     pub swap: Option<SwapSettings>,
+    /// `<slot>.toml` texts replacing the installed ones.
+    pub configs: Vec<(Slot, String)>,
+    /// The server's request time limit in ms, when not the default.
+    pub request_timeout_ms: Option<u64>,
 }
 
 impl TestApp {
@@ -173,6 +177,9 @@ impl TestApp {
         }
         for (slot, crate_dir) in &options.components {
             std::fs::copy(wasm(crate_dir), components.join(format!("{slot}.wasm"))).unwrap();
+        }
+        for (slot, toml) in &options.configs {
+            std::fs::write(components.join(format!("{slot}.toml")), toml).unwrap();
         }
         let namespace = format!("test:{}:", uuid::Uuid::new_v4().simple());
         let (database, backend_settings) = match backend {
@@ -206,6 +213,7 @@ impl TestApp {
             admin_token: options.admin_token,
             swap: options.swap.unwrap_or_default(),
             shutdown_grace_secs: 5,
+            request_timeout_ms: options.request_timeout_ms.unwrap_or(15_000),
             ..ServeSettings::default()
         };
         let app = Application::build_on(settings, Some(engine())).await.expect("the service starts");

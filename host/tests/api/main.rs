@@ -15,4 +15,5 @@ mod observability;
 mod openapi;
 mod orders;
 mod products;
+mod sandbox;
 mod swap;

@@ -24,7 +24,7 @@ pub fn shipped_config(dir: &str, slot: Slot) -> SlotConfig {
 
 /// A runtime over `capabilities` with a small instance pool.
 pub fn runtime(capabilities: Capabilities) -> Runtime {
-    let settings = EngineSettings { max_concurrent_calls: 16, ..EngineSettings::default() };
+    let settings = EngineSettings { max_calls_per_slot: 16, ..EngineSettings::default() };
     Runtime::new(&settings, capabilities).expect("runtime builds")
 }
 

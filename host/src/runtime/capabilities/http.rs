@@ -120,7 +120,7 @@ impl Host for CallState {
         };
         let grant = self.config.grants.http.clone().unwrap_or_default();
         let http = self.capabilities.http.clone();
-        let result = self.within_deadline(http.send(url, request, &grant)).await?;
+        let result = http.send(url, request, &grant).await;
         let outcome = if result.is_ok() { UseOutcome::Ok } else { UseOutcome::Failed };
         self.record("http.send", &target, outcome);
         Ok(result)

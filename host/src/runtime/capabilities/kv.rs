@@ -209,20 +209,21 @@ impl CallState {
         Ok(format!("kv:{prefix}:{key}"))
     }
 
-    /// Runs a store operation within the grant's timeout (and the call's
-    /// deadline): a store that does not answer in time is `timeout`.
-    /// Like `within_deadline`, the future does not borrow `self`.
-    fn kv_io<T>(
-        &self,
-        work: impl Future<Output = Result<T, Error>>,
-    ) -> impl Future<Output = wasmtime::Result<Result<T, Error>>> {
+    /// Runs a store operation within the grant's timeout: a store that does
+    /// not answer in time is `timeout`, and the component has the rest of
+    /// its deadline to carry on without it. The future does not borrow
+    /// `self`: the WASI context is not `Sync`, so a future holding `&self`
+    /// could not move between threads.
+    fn kv_io<T>(&self, work: impl Future<Output = Result<T, Error>>) -> impl Future<Output = Result<T, Error>> {
         let limit = Duration::from_millis(self.config.grants.kv.as_ref().map_or(0, |grant| grant.timeout_ms).max(1));
-        let bounded = async move { tokio::time::timeout(limit, work).await.unwrap_or(Err(Error::Timeout)) };
-        self.within_deadline(bounded)
+        async move { tokio::time::timeout(limit, work).await.unwrap_or(Err(Error::Timeout)) }
     }
 
     fn kv_outcome<T>(&mut self, capability: &'static str, key: &str, result: Result<T, Error>) -> Result<T, Error> {
         let outcome = if result.is_ok() { UseOutcome::Ok } else { UseOutcome::Failed };
+        if let Err(error @ (Error::Unavailable(_) | Error::Timeout)) = &result {
+            self.note_backend_failure("kv", error);
+        }
         self.record(capability, key, outcome);
         result
     }
@@ -239,7 +240,7 @@ impl Host for CallState {
             Err(error) => return Ok(Err(error)),
         };
         let kv = self.capabilities.kv.clone();
-        let result = self.kv_io(kv.get(&full)).await?;
+        let result = self.kv_io(kv.get(&full)).await;
         Ok(self.kv_outcome("kv.get", &key, result))
     }
 
@@ -259,7 +260,7 @@ impl Host for CallState {
             return Ok(Err(Error::LimitExceeded(format!("values are capped at {max} bytes"))));
         }
         let kv = self.capabilities.kv.clone();
-        let result = self.kv_io(kv.set(&full, &value, ttl(ttl_seconds))).await?;
+        let result = self.kv_io(kv.set(&full, &value, ttl(ttl_seconds))).await;
         Ok(self.kv_outcome("kv.set", &key, result))
     }
 
@@ -274,7 +275,7 @@ impl Host for CallState {
             Err(error) => return Ok(Err(error)),
         };
         let kv = self.capabilities.kv.clone();
-        let result = self.kv_io(kv.incr(&full, delta, ttl(ttl_seconds))).await?;
+        let result = self.kv_io(kv.incr(&full, delta, ttl(ttl_seconds))).await;
         Ok(self.kv_outcome("kv.incr", &key, result))
     }
 
@@ -284,7 +285,7 @@ impl Host for CallState {
             Err(error) => return Ok(Err(error)),
         };
         let kv = self.capabilities.kv.clone();
-        let result = self.kv_io(kv.delete(&full)).await?;
+        let result = self.kv_io(kv.delete(&full)).await;
         Ok(self.kv_outcome("kv.delete", &key, result))
     }
 }

@@ -262,8 +262,12 @@ impl Host for CallState {
                 "statements are capped at {MAX_STATEMENT_BYTES} bytes and {MAX_PARAMS} parameters"
             ))));
         }
+        // The statement never outlives the call: the server cancels it by
+        // the call's deadline, whatever the grant allows.
+        let left = self.deadline.saturating_duration_since(std::time::Instant::now());
+        let grant = SqlGrant { timeout_ms: grant.timeout_ms.min(left.as_millis() as u64).max(1), ..grant };
         let sql = self.capabilities.sql.clone();
-        let result = self.within_deadline(sql.query(&statement, &params, &grant)).await?;
+        let result = sql.query(&statement, &params, &grant).await;
         let outcome = if result.is_ok() { UseOutcome::Ok } else { UseOutcome::Failed };
         self.record("sql.query", &statement, outcome);
         Ok(result)
