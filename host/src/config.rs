@@ -35,6 +35,24 @@ pub struct BackendSettings {
     /// Seconds between start-up attempts.
     #[arg(long, env = "CONNECT_DELAY_SECS", default_value_t = 2.0)]
     pub connect_delay_secs: f64,
+    /// Components query PostgreSQL as `<prefix>_<slot>`, logins of their own.
+    #[arg(long, env = "COMPONENT_DB_ROLE_PREFIX", default_value = "orderly_rules", value_parser = role_prefix)]
+    pub component_db_role_prefix: String,
+    /// The password of those logins, where the server asks for one.
+    #[arg(long, env = "COMPONENT_DB_PASSWORD", hide_env_values = true)]
+    pub component_db_password: Option<String>,
+}
+
+/// A role name prefix: a lower-case identifier short enough for `_fulfillment`.
+fn role_prefix(text: &str) -> Result<String, String> {
+    let mut chars = text.chars();
+    let plain = matches!(chars.next(), Some(c) if c.is_ascii_lowercase() || c == '_')
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if plain && text.len() <= 48 {
+        Ok(text.to_owned())
+    } else {
+        Err(format!("{text:?} must be a lower-case identifier of at most 48 characters"))
+    }
 }
 
 impl Default for BackendSettings {
@@ -46,6 +64,8 @@ impl Default for BackendSettings {
             database_max_connections: 16,
             connect_tries: 5,
             connect_delay_secs: 2.0,
+            component_db_role_prefix: "orderly_rules".into(),
+            component_db_password: None,
         }
     }
 }
@@ -57,6 +77,10 @@ impl BackendSettings {
             url: self.database_url.clone().unwrap_or_else(|| EMBEDDED_DATABASE_URL.to_owned()),
             max_connections: self.database_max_connections,
             retry: self.retry(),
+            component_logins: crate::runtime::capabilities::ComponentLogins {
+                prefix: self.component_db_role_prefix.clone(),
+                password: self.component_db_password.clone().filter(|password| !password.is_empty()),
+            },
         }
     }
 

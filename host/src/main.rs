@@ -111,8 +111,10 @@ async fn worker(settings: WorkerSettings) -> anyhow::Result<()> {
 
 async fn migrate(backend: &BackendSettings) -> anyhow::Result<()> {
     let options = backend.connect_options();
-    host::store::Store::open(&options).await?;
-    tracing::info!("migrations applied");
+    let store = host::store::Store::open(&options).await?;
+    // Unlike a start, migrating fails if components cannot be given their logins.
+    store.set_up_component_logins().await?;
+    tracing::info!("migrations applied; component logins ready");
     Ok(())
 }
 

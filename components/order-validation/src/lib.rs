@@ -11,7 +11,7 @@
 //!   `kv` capability;
 //! - optionally, at most `max_open_orders` orders per user that are not yet
 //!   shipped (pending, processing or on hold), counted with the `sql`
-//!   capability in the `orders` table.
+//!   capability in the `open_orders` view (the only relation it is granted).
 //!
 //! If a counter cannot be read the order is let through and a warning logged:
 //! an outage of a limiter must not stop sales.
@@ -68,7 +68,7 @@ fn rate_limit(order: &Order, limit: i64) -> Option<Violation> {
 
 /// Counts the user's orders that are not yet shipped.
 fn open_order_limit(order: &Order, limit: i64) -> Option<Violation> {
-    let statement = "SELECT count(*) FROM orders WHERE user_id = $1 AND status IN ('pending', 'processing', 'on_hold')";
+    let statement = "SELECT count(*) FROM open_orders WHERE user_id = $1";
     let user = i64::try_from(order.user_id).unwrap_or(i64::MAX);
     match sql::query(statement, &[sql::Value::Integer(user)]) {
         Ok(rows) => match rows.values.first().and_then(|row| row.first()) {

@@ -42,7 +42,7 @@ async fn an_unreadable_open_order_count_lets_the_order_through_with_a_warning() 
     assert_eq!(logs[0].level, Level::Warn);
     assert_eq!(logs[0].message, "open-order limit skipped: counter unavailable");
 
-    host.sql_answer("count(*) from orders", &["count"], vec![vec![Value::Integer(1)]]);
+    host.sql_answer("count(*) from open_orders", &["count"], vec![vec![Value::Integer(1)]]);
     let violations = host.validate(&order).await.unwrap().value;
     assert_eq!(violations[0].code, "too-many-open-orders");
     let seen = host.sql_seen();

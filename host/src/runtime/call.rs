@@ -11,7 +11,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::bindings::errors::Error;
 use super::capabilities::Capabilities;
-use super::slot::LoadedComponent;
+use super::slot::{LoadedComponent, Slot};
 use super::slot_config::SlotConfig;
 
 /// Bytes of a component's stderr kept per call: enough for a panic message.
@@ -56,8 +56,8 @@ impl CallContext {
 /// What the host tags a call's log lines with.
 #[derive(Debug, Clone)]
 pub struct CallInfo {
-    /// The slot's name, for example `pricing`.
-    pub slot: &'static str,
+    /// The slot, for example `pricing`.
+    pub slot: Slot,
     /// The component's name.
     pub component: Arc<str>,
     /// The sha256 of the component's `.wasm`, hex.
@@ -291,7 +291,7 @@ pub(crate) fn new_store(
         limiter: CallBudget { limit: limits.memory_bytes(), used: 0 },
         stderr,
         info: CallInfo {
-            slot: component.slot.name(),
+            slot: component.slot,
             component: component.name.clone(),
             digest: component.digest.clone(),
             correlation_id: context.correlation_id.clone(),

@@ -13,8 +13,8 @@ use super::bindings::http::{Header, Request, Response};
 use super::bindings::logging::{Field, Level};
 use super::bindings::sql::{Rows, Value};
 use super::call::CallInfo;
-use super::capabilities::{Capabilities, HttpBackend, LogSink, MemoryKv, SqlBackend};
-use super::slot_config::{HttpGrant, SqlGrant};
+use super::capabilities::{Capabilities, HttpBackend, LogSink, MemoryKv, SqlBackend, SqlQuery};
+use super::slot_config::HttpGrant;
 
 /// Rows answered to any statement containing `statement_contains`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -59,7 +59,8 @@ impl CannedSql {
 
 #[async_trait]
 impl SqlBackend for CannedSql {
-    async fn query(&self, statement: &str, params: &[Value], grant: &SqlGrant) -> Result<Rows, Error> {
+    async fn query(&self, query: SqlQuery<'_>) -> Result<Rows, Error> {
+        let SqlQuery { statement, params, grant, .. } = query;
         self.seen.lock().unwrap().push(SeenQuery { statement: statement.to_string(), params: params.to_vec() });
         let answers = self.answers.lock().unwrap();
         let canned = answers

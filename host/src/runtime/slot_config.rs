@@ -97,24 +97,27 @@ impl Default for KvGrant {
     }
 }
 
-/// Read-only SQL access.
+/// Read-only SQL access to the views and tables the grant names.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct SqlGrant {
-    /// Statement timeout.
+    /// The views and tables the component may read (`name` or
+    /// `schema.name`); nothing else is readable. On PostgreSQL the slot's
+    /// own login is granted `SELECT` on exactly these; on SQLite an
+    /// authorizer allows reading only these (and what a named view reads).
+    pub relations: Vec<String>,
+    /// Statement timeout (never past the call's deadline).
     pub timeout_ms: u64,
     /// Most rows one query may return.
     pub max_rows: usize,
-    /// Most bytes (sum of cell sizes) one query may return.
+    /// Most bytes (sum of cell sizes) one query may return; on SQLite also
+    /// the largest single value.
     pub max_bytes: usize,
-    /// PostgreSQL role to `SET LOCAL ROLE` to for the query, so the database
-    /// itself limits which tables the component sees. Ignored on SQLite.
-    pub role: Option<String>,
 }
 
 impl Default for SqlGrant {
     fn default() -> Self {
-        Self { timeout_ms: 500, max_rows: 1000, max_bytes: 1 << 20, role: None }
+        Self { relations: Vec::new(), timeout_ms: 500, max_rows: 1000, max_bytes: 1 << 20 }
     }
 }
 
@@ -185,17 +188,20 @@ pub enum SlotConfigError {
 impl SlotConfig {
     /// Parses a `<slot>.toml` document.
     pub fn parse(text: &str, origin: &str) -> Result<Self, SlotConfigError> {
-        let config: Self = toml::from_str(text).map_err(|error| SlotConfigError::Invalid {
-            path: origin.to_string(),
-            message: error.message().to_string(),
+        let invalid = |message: String| SlotConfigError::Invalid { path: origin.to_string(), message };
+        let config: Self = toml::from_str(text).map_err(|error| {
+            if error.message().contains("unknown field `role`") {
+                // The old grant that switched roles per query: say what replaced it.
+                return invalid(
+                    "grants.sql.role is gone: components query under their slot's own login; \
+                     name what they may read in grants.sql.relations"
+                        .into(),
+                );
+            }
+            invalid(error.message().to_string())
         })?;
-        if let Some(role) = config.grants.sql.as_ref().and_then(|g| g.role.as_deref())
-            && !is_plain_identifier(role)
-        {
-            return Err(SlotConfigError::Invalid {
-                path: origin.to_string(),
-                message: format!("grants.sql.role {role:?} must be a plain lower-case identifier"),
-            });
+        if let Some(grant) = &config.grants.sql {
+            grant.check().map_err(invalid)?;
         }
         Ok(config)
     }
@@ -210,8 +216,33 @@ impl SlotConfig {
     }
 }
 
-/// A role name safe to splice into `SET LOCAL ROLE`, which cannot take a
-/// bound parameter.
+impl SqlGrant {
+    /// Refuses a relation that is not a plain (optionally schema-qualified)
+    /// lower-case name.
+    fn check(&self) -> Result<(), String> {
+        for relation in &self.relations {
+            let plain = match relation.split_once('.') {
+                Some((schema, name)) => is_plain_identifier(schema) && is_plain_identifier(name),
+                None => is_plain_identifier(relation),
+            };
+            if !plain {
+                return Err(format!("grants.sql.relations: {relation:?} must be a lower-case name or schema.name"));
+            }
+        }
+        Ok(())
+    }
+
+    /// The granted relations as (schema, name); unqualified names are
+    /// `None`, resolved by the database's search path.
+    pub fn relation_names(&self) -> impl Iterator<Item = (Option<&str>, &str)> {
+        self.relations.iter().map(|relation| match relation.split_once('.') {
+            Some((schema, name)) => (Some(schema), name),
+            None => (None, relation.as_str()),
+        })
+    }
+}
+
+/// A lower-case identifier, as grants name roles' relations.
 fn is_plain_identifier(name: &str) -> bool {
     let mut chars = name.chars();
     matches!(chars.next(), Some(c) if c.is_ascii_lowercase() || c == '_')
@@ -266,9 +297,16 @@ mod tests {
     }
 
     #[test]
-    fn sql_role_must_be_an_identifier() {
-        assert!(SlotConfig::parse("[grants.sql]\nrole = \"reader; drop table x\"\n", "t").is_err());
-        assert!(SlotConfig::parse("[grants.sql]\nrole = \"rules_reader\"\n", "t").is_ok());
+    fn sql_relations_must_be_plain_names_and_the_old_role_is_refused() {
+        let ok = SlotConfig::parse("[grants.sql]\nrelations = [\"open_orders\", \"rules.prices\"]\n", "t").unwrap();
+        let names: Vec<_> = ok.grants.sql.as_ref().unwrap().relation_names().collect();
+        assert_eq!(names, [(None, "open_orders"), (Some("rules"), "prices")]);
+        for bad in ["orders; drop table x", "Orders", "a.b.c", "\"quoted\"", ""] {
+            let toml = format!("[grants.sql]\nrelations = [{bad:?}]\n");
+            assert!(SlotConfig::parse(&toml, "t").is_err(), "{bad:?} was accepted");
+        }
+        let error = SlotConfig::parse("[grants.sql]\nrole = \"rules_reader\"\n", "t").unwrap_err();
+        assert!(error.to_string().contains("relations"), "{error}");
     }
 
     #[test]

@@ -8,6 +8,7 @@ use sqlx::postgres::PgPoolOptions;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
 
 use super::Store;
+use crate::runtime::capabilities::ComponentLogins;
 
 /// How often and how far apart to try reaching a server at start-up.
 #[derive(Debug, Clone, Copy)]
@@ -58,6 +59,8 @@ pub struct ConnectOptions {
     pub max_connections: u32,
     /// Start-up retries.
     pub retry: Retry,
+    /// The logins components query PostgreSQL as.
+    pub component_logins: ComponentLogins,
 }
 
 /// A URL with the password hidden, for messages.
@@ -78,7 +81,7 @@ pub(super) async fn open(options: &ConnectOptions) -> anyhow::Result<Store> {
             PgPoolOptions::new().max_connections(options.max_connections).acquire_timeout(Duration::from_secs(5));
         let what = format!("PostgreSQL at {}", redacted(url));
         let pool = options.retry.run(&what, || pool_options.clone().connect(url)).await?;
-        Ok(Store::postgres(pool))
+        Ok(Store::postgres(pool, options.component_logins.clone()))
     } else if url.starts_with("sqlite:") {
         let connect = SqliteConnectOptions::from_str(url)
             .with_context(|| format!("bad SQLite URL {url}"))?
@@ -91,14 +94,12 @@ pub(super) async fn open(options: &ConnectOptions) -> anyhow::Result<Store> {
         }
         // One writer connection: SQLite serialises writers anyway, and one
         // connection makes every transaction (stock checks included) strictly
-        // serial without busy retries. Components read through a second,
-        // read-only pool.
-        let pool = SqlitePoolOptions::new().max_connections(1).connect_with(connect.clone()).await?;
-        let read_only = SqlitePoolOptions::new()
-            .max_connections(2)
-            .connect_with(connect.read_only(true).create_if_missing(false))
-            .await?;
-        Ok(Store::sqlite(pool, read_only))
+        // serial without busy retries. Components read through connections
+        // of their own.
+        let file = connect.get_filename();
+        let file = (!file.as_os_str().is_empty() && file != std::path::Path::new(":memory:")).then(|| file.to_owned());
+        let pool = SqlitePoolOptions::new().max_connections(1).connect_with(connect).await?;
+        Ok(Store::sqlite(pool, file))
     } else {
         anyhow::bail!("DATABASE_URL must start with postgres:// or sqlite: (got {})", redacted(url))
     }

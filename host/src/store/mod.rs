@@ -29,7 +29,7 @@ pub use outbox::{DeadJobRow, JobCounts, JobRow, OutboxMessage};
 pub use transitions::{Guard, Moved, OrderState, Step};
 
 use crate::domain::OrderStatus;
-use crate::runtime::capabilities::{PostgresSql, SqlBackend, SqliteSql};
+use crate::runtime::capabilities::{ComponentLogins, LoginSetupError, NoDatabase, PostgresSql, SqlBackend, SqliteSql};
 
 /// Runs `$body` with `$pool` bound to the concrete pool of whichever backend
 /// `$store` uses. The body is expanded once per backend.
@@ -76,6 +76,8 @@ pub struct Store {
     /// What components query through the `sql` capability: the same
     /// database, but read-only.
     components_sql: Arc<dyn SqlBackend>,
+    /// The logins components query PostgreSQL as.
+    component_logins: Option<ComponentLogins>,
     /// Bumped after every commit that wrote outbox rows, so the relay and
     /// the database-backed queue's workers wake at once instead of polling.
     outbox_written: Arc<tokio::sync::watch::Sender<u64>>,
@@ -116,16 +118,32 @@ pub enum StoreError {
 
 impl Store {
     /// Connects to `options.url` (`postgres://…` or `sqlite:…`), retrying as
-    /// configured, and applies the migrations.
+    /// configured, applies the migrations and sets up the components'
+    /// logins. Logins it cannot set up are logged, not fatal: components
+    /// with an `sql` grant then get `unavailable` (`host migrate` fails instead).
     pub async fn open(options: &ConnectOptions) -> anyhow::Result<Self> {
         let store = connect::open(options).await?;
         store.migrate().await?;
+        if let Err(error) = store.set_up_component_logins().await {
+            tracing::error!(%error, "components cannot query the database until their logins are set up");
+        }
         Ok(store)
     }
 
-    pub(crate) fn new(pool: Pool, components_sql: Arc<dyn SqlBackend>) -> Self {
+    /// Creates the PostgreSQL logins components query as, where this login
+    /// may, and checks that each is safe (nothing to do on SQLite).
+    pub async fn set_up_component_logins(&self) -> Result<(), LoginSetupError> {
+        match (&self.pool, &self.component_logins) {
+            (Pool::Postgres(pool), Some(logins)) => {
+                crate::runtime::capabilities::sql::set_up_logins(pool, logins).await
+            }
+            _ => Ok(()),
+        }
+    }
+
+    pub(crate) fn new(pool: Pool, components_sql: Arc<dyn SqlBackend>, logins: Option<ComponentLogins>) -> Self {
         let (outbox_written, _) = tokio::sync::watch::channel(0);
-        Self { pool, components_sql, outbox_written: Arc::new(outbox_written) }
+        Self { pool, components_sql, component_logins: logins, outbox_written: Arc::new(outbox_written) }
     }
 
     /// Changes whenever this process commits outbox rows.
@@ -137,15 +155,21 @@ impl Store {
         self.outbox_written.send_modify(|count| *count = count.wrapping_add(1));
     }
 
-    /// A PostgreSQL store on an existing pool (components query through the same pool).
-    pub fn postgres(pool: PgPool) -> Self {
-        let sql: Arc<dyn SqlBackend> = Arc::new(PostgresSql::new(pool.clone()));
-        Self::new(Pool::Postgres(pool), sql)
+    /// A PostgreSQL store on an existing pool; components query the same
+    /// database through pools of their own, as `logins`.
+    pub fn postgres(pool: PgPool, logins: ComponentLogins) -> Self {
+        let sql: Arc<dyn SqlBackend> = Arc::new(PostgresSql::new(pool.clone(), logins.clone()));
+        Self::new(Pool::Postgres(pool), sql, Some(logins))
     }
 
-    /// A SQLite store; `read_only` is a second pool on the same file for components.
-    pub fn sqlite(pool: SqlitePool, read_only: SqlitePool) -> Self {
-        Self::new(Pool::Sqlite(pool), Arc::new(SqliteSql::new(read_only)))
+    /// A SQLite store on the file at `path`; components read it through
+    /// connections of their own (none for an in-memory database).
+    pub fn sqlite(pool: SqlitePool, path: Option<std::path::PathBuf>) -> Self {
+        let sql: Arc<dyn SqlBackend> = match path {
+            Some(path) => Arc::new(SqliteSql::new(path)),
+            None => Arc::new(NoDatabase),
+        };
+        Self::new(Pool::Sqlite(pool), sql, None)
     }
 
     /// Which database this is.

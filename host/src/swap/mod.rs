@@ -272,7 +272,7 @@ impl Service {
             }
             return Proposal::Rejected(report);
         };
-        self.activate(Arc::new(component), source);
+        self.activate(Arc::new(component), source).await;
         if source == Source::Upload
             && let Some(active) = self.slots.get(slot)
         {
@@ -281,9 +281,15 @@ impl Service {
         Proposal::Activated(report)
     }
 
-    /// Makes `component` serve its slot, recorded in the history.
-    fn activate(&self, component: Arc<LoadedComponent>, source: Source) {
+    /// Makes `component` serve its slot, recorded in the history. The
+    /// database is told first what the version's `sql` grant lets it read.
+    async fn activate(&self, component: Arc<LoadedComponent>, source: Source) {
         let slot = component.slot;
+        let sql = self.runtime.capabilities().sql.clone();
+        if let Err(error) = sql.apply_grant(slot, component.config.grants.sql.as_ref()).await {
+            // The version serves anyway; its queries of what was not granted are denied.
+            tracing::warn!(slot = slot.name(), component = %component.name, %error, "the sql grant could not be applied");
+        }
         self.slots.install_arc(component.clone());
         let mut history = self.swaps.history(slot);
         if history.versions.len() == KEPT_VERSIONS {
@@ -360,7 +366,7 @@ impl Service {
         };
         tracing::warn!(slot = slot.name(), restored = %restored.name, version = %restored.version,
             sha256 = %restored.digest, %reason, "slot rolled back");
-        self.activate(restored.clone(), Source::Rollback);
+        self.activate(restored.clone(), Source::Rollback).await;
         folder::write_back(&self.swaps.dir, &restored).await;
         Ok(restored)
     }

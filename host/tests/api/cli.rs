@@ -130,3 +130,72 @@ fn component_check_runs_the_gate_offline() {
     let diff = report["fixtures"].as_array().unwrap().iter().find(|case| case["passed"] == false).unwrap();
     assert!(diff["problem"].as_str().unwrap().starts_with("expected"), "{diff}");
 }
+
+/// A login that may not create roles, owning a fresh database; both dropped
+/// by [`Unprivileged::drop_all`].
+struct Unprivileged {
+    admin: sqlx::PgPool,
+    name: String,
+}
+
+impl Unprivileged {
+    async fn create() -> Self {
+        let admin = sqlx::PgPool::connect(&crate::helpers::postgres_url()).await.unwrap();
+        let name = format!("owner_{}", uuid::Uuid::new_v4().simple());
+        for statement in [
+            format!("CREATE ROLE {name} LOGIN NOSUPERUSER NOCREATEROLE NOCREATEDB"),
+            format!("CREATE DATABASE {name} OWNER {name}"),
+        ] {
+            sqlx::query(&statement).execute(&admin).await.unwrap();
+        }
+        Self { admin, name }
+    }
+
+    fn url(&self) -> String {
+        let mut url = url::Url::parse(&crate::helpers::postgres_url()).unwrap();
+        url.set_username(&self.name).unwrap();
+        url.set_path(&self.name);
+        url.to_string()
+    }
+
+    async fn drop_all(self) {
+        for statement in [
+            format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
+            format!("DROP ROLE IF EXISTS {}", self.name),
+        ] {
+            sqlx::query(&statement).execute(&self.admin).await.unwrap();
+        }
+    }
+}
+
+#[tokio::test]
+async fn migrate_without_the_right_to_create_roles_prints_the_sql_to_run() {
+    let owner = Unprivileged::create().await;
+    let prefix = format!("t{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+    let output = host()
+        .args(["migrate", "--database-url", &owner.url(), "--component-db-role-prefix", &prefix])
+        .env("CONNECT_TRIES", "1")
+        .output()
+        .unwrap();
+    assert!(!output.status.success(), "a migration that cannot give components their logins fails");
+    let logs = String::from_utf8_lossy(&output.stdout);
+    for slot in ["validation", "pricing", "fulfillment"] {
+        assert!(logs.contains(&format!("CREATE ROLE {prefix}_{slot} LOGIN NOSUPERUSER")), "{logs}");
+    }
+    assert!(logs.contains(&owner.name) && logs.contains("may not create roles"), "{logs}");
+    // The schema itself was applied; nothing was created for components.
+    let pool = sqlx::PgPool::connect(&owner.url()).await.unwrap();
+    let view: i64 = sqlx::query_scalar("SELECT count(*) FROM pg_views WHERE viewname = 'open_orders'")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(view, 1);
+    let roles: i64 = sqlx::query_scalar("SELECT count(*) FROM pg_roles WHERE rolname LIKE $1 || '%'")
+        .bind(&prefix)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(roles, 0);
+    pool.close().await;
+    owner.drop_all().await;
+}

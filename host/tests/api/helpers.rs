@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 
 #[path = "../common/database.rs"]
 mod database;
-pub use database::{TestDatabase, redis_url};
+pub use database::{TestDatabase, postgres_url, redis_url};
 
 /// Which backing servers a test app runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -4,12 +4,14 @@
 use std::sync::Arc;
 
 use host::runtime::bindings::types::Violation;
-use host::runtime::capabilities::{PostgresSql, RedisKv, SqliteSql};
+use host::runtime::capabilities::RedisKv;
 use host::runtime::fakes::Fakes;
 use host::runtime::{CallContext, Capabilities, Slot};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::helpers::{TestDatabase, config, load, order, redis_url, runtime, with_sql};
+use crate::helpers::{
+    TestDatabase, config, load, order, redis_url, runtime, runtime_on, shipped_config, sql_probe, store,
+};
 
 async fn redis_kv() -> (Arc<RedisKv>, redis::aio::ConnectionManager) {
     let client = redis::Client::open(redis_url()).expect("valid Redis URL");
@@ -77,33 +79,44 @@ async fn validation_rate_limits_through_redis_counters_with_a_ttl() {
     let _: () = redis::cmd("DEL").arg(&keys[0]).query_async(&mut connection).await.unwrap();
 }
 
-#[tokio::test]
-async fn validation_counts_open_orders_in_postgres() {
-    let database = TestDatabase::create().await;
-    sqlx::query("CREATE TABLE orders (id bigserial PRIMARY KEY, user_id bigint NOT NULL, status text NOT NULL)")
-        .execute(&database.pool)
-        .await
-        .unwrap();
+/// Inserts an order for `user_id` in `status`, as the service would have stored it.
+async fn insert_order(pool: &sqlx::PgPool, user_id: i64, status: &str) {
     sqlx::query(
-        "INSERT INTO orders (user_id, status) VALUES (5, 'pending'), (5, 'on_hold'), (5, 'delivered'), (6, 'pending')",
+        "INSERT INTO orders (user_id, status, currency, subtotal, discount, tax, shipping, total, validated_by,
+                             priced_by, created_at, updated_at)
+         VALUES ($1, $2, 'EUR', 100, 0, 0, 0, 100, 'v', 'p', now(), now())",
     )
-    .execute(&database.pool)
+    .bind(user_id)
+    .bind(status)
+    .execute(pool)
     .await
     .unwrap();
-    let fakes = Fakes::default();
-    let runtime = runtime(with_sql(&fakes, Arc::new(PostgresSql::new(database.pool.clone()))));
-    let grants = "[grants.sql]\n[config]\nmax_open_orders = 2\n";
-    let validation = load(&runtime, "order-validation", Slot::Validation, config(grants)).await;
+}
+
+#[tokio::test]
+async fn validation_counts_open_orders_in_postgres_through_its_view() {
+    let database = TestDatabase::create().await;
+    let store = store(database.url()).await;
+    for (user, status) in [(5, "pending"), (5, "on_hold"), (5, "delivered"), (6, "pending")] {
+        insert_order(&database.pool, user, status).await;
+    }
+    let shipped = shipped_config("order-validation", Slot::Validation);
+    let mut settings = shipped.config.clone();
+    settings.insert("max_open_orders".into(), "2".into());
+    let runtime = runtime_on(&store, Slot::Validation, &shipped).await;
+    let validation = load(&runtime, "order-validation", Slot::Validation, shipped).await.with_settings(settings);
     let context = CallContext::new("open-orders");
     let blocked = runtime.validate(&validation, &context, &order(5)).await.unwrap();
     assert_eq!(blocked.value[0].code, "too-many-open-orders");
-    assert_eq!(blocked.uses[0].capability, "sql.query");
+    let counted = blocked.uses.iter().find(|used| used.capability == "sql.query").expect("it asked the database");
+    assert_eq!(counted.outcome, host::runtime::UseOutcome::Ok);
     assert!(runtime.validate(&validation, &context, &order(6)).await.unwrap().value.is_empty());
 }
 
 #[tokio::test]
 async fn postgres_queries_are_read_only_bounded_and_typed() {
     let database = TestDatabase::create().await;
+    let store = store(database.url()).await;
     sqlx::query("CREATE TABLE notes (id int PRIMARY KEY, body text, price numeric, at timestamptz, data bytea)")
         .execute(&database.pool)
         .await
@@ -112,17 +125,15 @@ async fn postgres_queries_are_read_only_bounded_and_typed() {
         .execute(&database.pool)
         .await
         .unwrap();
-    let fakes = Fakes::default();
-    let sql = Arc::new(PostgresSql::new(database.pool.clone()));
-    let capabilities = || with_sql(&fakes, sql.clone());
+    let probe = |statement: &str, grant: &str| {
+        format!("[grants.sql]\nrelations = [\"notes\"]\n{grant}\n[config]\nstatement = {statement:?}\n")
+    };
 
     // Typed parameters and values, including types returned as text.
-    let reports = probe(
-        capabilities(),
-        "[grants.sql]\n[config]\nstatement = \"SELECT id, body, price::text, at, data, NULL::int AS nothing, $1::bigint AS param FROM notes WHERE id = 2\"\n",
-    )
-    .await;
-    assert_eq!(reports[1].code, "sql-ok", "{}", reports[1].message);
+    let statement =
+        "SELECT id, body, price::text, at, data, NULL::int AS nothing, $1::bigint AS param FROM notes WHERE id = 2";
+    let (code, message) = sql_probe(&store, &probe(statement, "")).await;
+    assert_eq!(code, "sql-ok", "{message}");
     for expected in [
         "Integer(2)",
         "Text(\"note 2\")",
@@ -132,75 +143,53 @@ async fn postgres_queries_are_read_only_bounded_and_typed() {
         "Null",
         "Integer(42)",
     ] {
-        assert!(reports[1].message.contains(expected), "{expected} missing from {}", reports[1].message);
+        assert!(message.contains(expected), "{expected} missing from {message}");
     }
 
-    // Writes are refused by the database itself.
-    let reports =
-        probe(capabilities(), "[grants.sql]\n[config]\nstatement = \"DELETE FROM notes WHERE id > $1\"\n").await;
-    assert_eq!(reports[1].code, "sql-denied", "{}", reports[1].message);
+    // Writes are refused before they reach the data.
+    let (code, message) = sql_probe(&store, &probe("DELETE FROM notes WHERE id > $1", "")).await;
+    assert_eq!(code, "sql-error", "{message}");
+    assert!(message.contains("one query"), "{message}");
     let left: i64 = sqlx::query_scalar("SELECT count(*) FROM notes").fetch_one(&database.pool).await.unwrap();
     assert_eq!(left, 50);
 
     // Row cap, statement timeout, and undecodable types are typed errors.
-    let reports = probe(
-        capabilities(),
-        "[grants.sql]\nmax_rows = 10\n[config]\nstatement = \"SELECT id FROM notes WHERE id < $1\"\n",
-    )
-    .await;
-    assert!(reports[1].message.contains("LimitExceeded"), "{}", reports[1].message);
-    let reports = probe(
-        capabilities(),
-        "[grants.sql]\ntimeout_ms = 100\n[config]\nstatement = \"SELECT pg_sleep(2), $1::int\"\n",
-    )
-    .await;
-    assert_eq!(reports[1].message, "Error::Timeout");
-    let reports =
-        probe(capabilities(), "[grants.sql]\n[config]\nstatement = \"SELECT price FROM notes WHERE id = $1\"\n").await;
-    assert!(reports[1].message.contains("cast it to text"), "{}", reports[1].message);
-    let reports = probe(capabilities(), "[grants.sql]\n[config]\nstatement = \"SELEC nonsense $1\"\n").await;
-    assert!(reports[1].message.starts_with("Error::Invalid"), "{}", reports[1].message);
+    let (_, message) = sql_probe(&store, &probe("SELECT id FROM notes WHERE id < $1", "max_rows = 10")).await;
+    assert!(message.contains("LimitExceeded"), "{message}");
+    let (_, message) = sql_probe(&store, &probe("SELECT pg_sleep(2), $1::int", "timeout_ms = 100")).await;
+    assert_eq!(message, "Error::Timeout");
+    let (_, message) = sql_probe(&store, &probe("SELECT price FROM notes WHERE id = $1", "")).await;
+    assert!(message.contains("cast it to text"), "{message}");
+    let (_, message) = sql_probe(&store, &probe("SELEC nonsense $1", "")).await;
+    assert!(message.starts_with("Error::Invalid"), "{message}");
 }
 
 #[tokio::test]
 async fn sqlite_queries_are_read_only_and_typed() {
-    let path = std::env::temp_dir().join(format!("sql-{}.db", uuid::Uuid::new_v4().simple()));
-    let url = format!("sqlite://{}?mode=rwc", path.display());
-    let writer = sqlx::SqlitePool::connect(&url).await.unwrap();
-    sqlx::query("CREATE TABLE orders (id integer PRIMARY KEY, user_id integer, status text, weight real)")
+    let dir = tempfile::tempdir().unwrap();
+    let store = store(&format!("sqlite:{}", dir.path().join("orderly.db").display())).await;
+    let writer =
+        sqlx::SqlitePool::connect(&format!("sqlite:{}", dir.path().join("orderly.db").display())).await.unwrap();
+    sqlx::query("CREATE TABLE weights (id integer PRIMARY KEY, user_id integer, status text, weight real)")
         .execute(&writer)
         .await
         .unwrap();
-    sqlx::query("INSERT INTO orders (user_id, status, weight) VALUES (42, 'pending', 1.5), (42, 'processing', NULL)")
+    sqlx::query("INSERT INTO weights (user_id, status, weight) VALUES (42, 'pending', 1.5), (42, 'processing', NULL)")
         .execute(&writer)
         .await
         .unwrap();
-    let options = sqlx::sqlite::SqliteConnectOptions::new().filename(&path).read_only(true);
-    let reader = sqlx::sqlite::SqlitePoolOptions::new().connect_with(options).await.unwrap();
-    let fakes = Fakes::default();
-    let sql = Arc::new(SqliteSql::new(reader));
-    let reports = probe(
-        with_sql(&fakes, sql.clone()),
-        "[grants.sql]\n[config]\nstatement = \"SELECT id, status, weight FROM orders WHERE user_id = $1 ORDER BY id\"\n",
-    )
-    .await;
-    assert_eq!(reports[1].code, "sql-ok", "{}", reports[1].message);
-    assert!(
-        reports[1].message.contains("[Value::Integer(1), Value::Text(\"pending\"), Value::Float(1.5)]"),
-        "{}",
-        reports[1].message
-    );
-    assert!(
-        reports[1].message.contains("[Value::Integer(2), Value::Text(\"processing\"), Value::Null]"),
-        "{}",
-        reports[1].message
-    );
-    let reports =
-        probe(with_sql(&fakes, sql), "[grants.sql]\n[config]\nstatement = \"DELETE FROM orders WHERE user_id = $1\"\n")
-            .await;
-    assert_eq!(reports[1].code, "sql-denied", "{}", reports[1].message);
+    let probe =
+        |statement: &str| format!("[grants.sql]\nrelations = [\"weights\"]\n[config]\nstatement = {statement:?}\n");
+    let (code, message) =
+        sql_probe(&store, &probe("SELECT id, status, weight FROM weights WHERE user_id = $1 ORDER BY id")).await;
+    assert_eq!(code, "sql-ok", "{message}");
+    assert!(message.contains("[Value::Integer(1), Value::Text(\"pending\"), Value::Float(1.5)]"), "{message}");
+    assert!(message.contains("[Value::Integer(2), Value::Text(\"processing\"), Value::Null]"), "{message}");
+    let (code, message) = sql_probe(&store, &probe("DELETE FROM weights WHERE user_id = $1")).await;
+    assert_eq!(code, "sql-denied", "{message}");
+    let left: i64 = sqlx::query_scalar("SELECT count(*) FROM weights").fetch_one(&writer).await.unwrap();
+    assert_eq!(left, 2);
     writer.close().await;
-    std::fs::remove_file(path).ok();
 }
 
 /// A one-route HTTP server on loopback answering `body` to every request.
@@ -267,19 +256,4 @@ async fn the_redis_backend_gets_sets_expires_counts_and_deletes() {
     assert!(matches!(kv.incr(&key, 1, None).await, Err(host::runtime::bindings::errors::Error::Invalid(_))));
     assert!(kv.delete(&key).await.unwrap());
     assert!(!kv.delete(&key).await.unwrap());
-}
-
-#[tokio::test]
-async fn the_call_deadline_also_bounds_time_spent_waiting_on_a_capability() {
-    let database = TestDatabase::create().await;
-    let fakes = Fakes::default();
-    let runtime = runtime(with_sql(&fakes, Arc::new(PostgresSql::new(database.pool.clone()))));
-    // The statement may run for 5 s, but the whole call only has 300 ms.
-    let grants = "[limits]\ndeadline_ms = 300\n[grants.sql]\ntimeout_ms = 5000\n[config]\nstatement = \"SELECT pg_sleep(3), $1::int\"\n";
-    let probe = load(&runtime, "fixtures/forbidden", Slot::Pricing, config(grants)).await;
-    let started = std::time::Instant::now();
-    let error = runtime.price(&probe, &CallContext::new("slow"), &order(1)).await.unwrap_err();
-    let elapsed = started.elapsed();
-    assert_eq!(error, host::runtime::CallError::Deadline { limit_ms: 300 });
-    assert!(elapsed < std::time::Duration::from_millis(2000), "stopped after {elapsed:?}");
 }

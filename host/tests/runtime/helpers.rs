@@ -54,3 +54,37 @@ pub fn order(user_id: u64) -> host::runtime::bindings::types::Order {
 pub fn with_sql(fakes: &Fakes, sql: Arc<dyn host::runtime::capabilities::SqlBackend>) -> Capabilities {
     Capabilities { sql, ..fakes.capabilities() }
 }
+
+/// The service's store on `url` (`postgres://…` or `sqlite:…`): its schema,
+/// its views for components, and the components' logins.
+pub async fn store(url: &str) -> host::store::Store {
+    let options = host::store::ConnectOptions {
+        url: url.to_owned(),
+        max_connections: 4,
+        retry: host::store::Retry { tries: 1, delay: std::time::Duration::ZERO },
+        component_logins: host::runtime::capabilities::ComponentLogins::default(),
+    };
+    let store = host::store::Store::open(&options).await.expect("the store opens");
+    store.set_up_component_logins().await.expect("the test login may create the component logins");
+    store
+}
+
+/// A runtime whose `sql` capability is `store`'s, and the rest fakes, with
+/// `slot`'s grant (from `grants`) applied to the database.
+pub async fn runtime_on(store: &host::store::Store, slot: Slot, grants: &SlotConfig) -> Runtime {
+    let sql = store.components_sql();
+    sql.apply_grant(slot, grants.grants.sql.as_ref()).await.expect("the grant applies");
+    runtime(with_sql(&Fakes::default(), sql))
+}
+
+/// Runs the probe fixture in the pricing slot with `toml` and returns its
+/// report on the `sql` capability: (`sql-ok`/`sql-denied`/`sql-error`, text).
+pub async fn sql_probe(store: &host::store::Store, toml: &str) -> (String, String) {
+    // A generous deadline: the probe waits on real I/O in a debug build.
+    let config = config(&format!("[limits]\ndeadline_ms = 10000\n{toml}"));
+    let runtime = runtime_on(store, Slot::Pricing, &config).await;
+    let probe = load(&runtime, "fixtures/forbidden", Slot::Pricing, config).await;
+    let output = runtime.price(&probe, &host::runtime::CallContext::new("sql-probe"), &order(42)).await;
+    let report = output.expect("the probe answers").value.expect_err("the probe reports as violations");
+    (report[1].code.clone(), report[1].message.clone())
+}

@@ -8,3 +8,4 @@ mod hostile;
 mod logging;
 mod misbehaving;
 mod slots;
+mod sql_escapes;

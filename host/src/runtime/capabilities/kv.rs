@@ -205,7 +205,7 @@ impl CallState {
             self.record(capability, key, UseOutcome::Failed);
             return Err(Error::Invalid(format!("keys must be 1 to {MAX_KEY_BYTES} bytes long")));
         }
-        let prefix = grant.prefix.as_deref().unwrap_or(self.info.slot);
+        let prefix = grant.prefix.as_deref().unwrap_or(self.info.slot.name());
         Ok(format!("kv:{prefix}:{key}"))
     }
 

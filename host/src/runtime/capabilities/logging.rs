@@ -35,7 +35,7 @@ impl LogSink for TracingLogs {
                     tracing::event!(
                         target: "component",
                         $level,
-                        slot = call.slot,
+                        slot = call.slot.name(),
                         component = %call.component,
                         digest = %call.digest,
                         correlation_id = %call.correlation_id,

@@ -17,7 +17,7 @@ use super::call::CallState;
 pub use http::{HttpBackend, ReqwestHttp};
 pub use kv::{KvBackend, MemoryKv, RedisKv};
 pub use logging::{LogSink, TracingLogs};
-pub use sql::{NoDatabase, PostgresSql, SqlBackend, SqliteSql};
+pub use sql::{ComponentLogins, LoginSetupError, NoDatabase, PostgresSql, SqlBackend, SqlQuery, SqliteSql};
 
 /// The backends behind every capability, shared by all calls.
 #[derive(Clone)]
