@@ -6,6 +6,7 @@
 //! call:  LoadedComponent ──fresh Store (pooled, deadline, memory cap)──► instantiate ──► export
 //! ```
 
+pub mod allowlist;
 pub mod bindings;
 pub mod call;
 pub mod capabilities;

@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
 
+use super::allowlist::Allowlist;
+
 /// Everything the host knows about a slot's component besides its code.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -132,8 +134,9 @@ impl SqlGrant {
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct HttpGrant {
-    /// Hosts the component may call: `api.example.com`, `api.example.com:8443`,
-    /// or `*.example.com` for any subdomain. Nothing else is reachable.
+    /// Where the component may send requests: `scheme://host[:port]`
+    /// entries matched as Spin matches `allowed_outbound_hosts` (see
+    /// [`Allowlist`]). Nothing else is reachable.
     pub allow_hosts: Vec<String>,
     /// Timeout of one request, response body included.
     pub timeout_ms: u64,
@@ -153,24 +156,9 @@ impl HttpGrant {
         Duration::from_millis(self.timeout_ms)
     }
 
-    /// Whether `host` (and `port`, when the URL has an explicit one) is on
-    /// the allowlist. Matching ignores ASCII case.
-    pub fn allows(&self, host: &str, port: Option<u16>) -> bool {
-        let host = host.to_ascii_lowercase();
-        self.allow_hosts.iter().any(|entry| {
-            let entry = entry.to_ascii_lowercase();
-            let (pattern, entry_port) = match entry.rsplit_once(':') {
-                Some((name, p)) if p.parse::<u16>().is_ok() => (name.to_string(), p.parse().ok()),
-                _ => (entry.clone(), None),
-            };
-            if entry_port.is_some() && entry_port != port {
-                return false;
-            }
-            match pattern.strip_prefix("*.") {
-                Some(domain) => host.ends_with(&format!(".{domain}")),
-                None => host == pattern,
-            }
-        })
+    /// The allowlist, parsed (see [`Allowlist`] for the rules).
+    pub fn allowlist(&self) -> Result<Allowlist, String> {
+        Allowlist::parse(&self.allow_hosts)
     }
 }
 
@@ -202,6 +190,9 @@ impl SlotConfig {
         })?;
         if let Some(grant) = &config.grants.sql {
             grant.check().map_err(invalid)?;
+        }
+        if let Some(grant) = &config.grants.http {
+            grant.allowlist().map_err(invalid)?;
         }
         Ok(config)
     }
@@ -310,18 +301,10 @@ mod tests {
     }
 
     #[test]
-    fn http_allowlist_matches_hosts_ports_and_wildcards() {
-        let grant = HttpGrant {
-            allow_hosts: vec!["api.example.com".into(), "*.rates.test".into(), "local.test:8443".into()],
-            ..HttpGrant::default()
-        };
-        assert!(grant.allows("API.example.com", None));
-        assert!(grant.allows("api.example.com", Some(8080)));
-        assert!(grant.allows("eu.rates.test", None));
-        assert!(!grant.allows("rates.test", None));
-        assert!(!grant.allows("evil-example.com", None));
-        assert!(grant.allows("local.test", Some(8443)));
-        assert!(!grant.allows("local.test", Some(80)));
-        assert!(!grant.allows("api.example.com.evil.test", None));
+    fn http_allowlists_are_checked_when_the_config_is_read() {
+        let ok = "[grants.http]\nallow_hosts = [\"https://api.example.com\", \"http://127.0.0.1:8080\"]\n";
+        assert!(SlotConfig::parse(ok, "t").is_ok());
+        let error = SlotConfig::parse("[grants.http]\nallow_hosts = [\"api.example.com\"]\n", "t").unwrap_err();
+        assert!(error.to_string().contains("scheme://host"), "{error}");
     }
 }

@@ -221,7 +221,7 @@ async fn serve(body: String) -> u16 {
 async fn http_reaches_an_allowlisted_host_with_a_size_cap() {
     let port = serve("rate=1.08".into()).await;
     let grants = format!(
-        "[grants.http]\nallow_hosts = [\"127.0.0.1:{port}\"]\n[config]\nurl = \"http://127.0.0.1:{port}/rates\"\n"
+        "[grants.http]\nallow_hosts = [\"http://127.0.0.1:{port}\"]\n[config]\nurl = \"http://127.0.0.1:{port}/rates\"\n"
     );
     let real = || Capabilities {
         http: Arc::new(host::runtime::capabilities::ReqwestHttp::new()),
@@ -233,7 +233,7 @@ async fn http_reaches_an_allowlisted_host_with_a_size_cap() {
 
     let big = serve("x".repeat(10_000)).await;
     let grants = format!(
-        "[grants.http]\nallow_hosts = [\"127.0.0.1\"]\nmax_response_bytes = 1000\n[config]\nurl = \"http://127.0.0.1:{big}/\"\n"
+        "[grants.http]\nallow_hosts = [\"http://127.0.0.1:*\"]\nmax_response_bytes = 1000\n[config]\nurl = \"http://127.0.0.1:{big}/\"\n"
     );
     let reports = probe(real(), &grants).await;
     assert!(reports[2].message.contains("LimitExceeded"), "{}", reports[2].message);

@@ -4,6 +4,7 @@
 mod helpers;
 
 mod capabilities_real;
+mod egress;
 mod hostile;
 mod logging;
 mod misbehaving;

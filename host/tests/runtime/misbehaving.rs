@@ -105,8 +105,7 @@ async fn capabilities_without_grants_are_denied_with_a_typed_error() {
 #[tokio::test]
 async fn a_host_off_the_allowlist_is_denied_before_any_io() {
     let (runtime, fakes) = runtime_with_fakes();
-    let grants =
-        "[grants.http]\nallow_hosts = [\"rates.example.com\"]\n[config]\nurl = \"https://evil.example.net/steal\"\n";
+    let grants = "[grants.http]\nallow_hosts = [\"https://rates.example.com\"]\n[config]\nurl = \"https://evil.example.net/steal\"\n";
     let probe = load(&runtime, "fixtures/forbidden", Slot::Pricing, config(grants)).await;
     let violations = runtime.price(&probe, &CallContext::new("probe"), &order(1)).await.unwrap().value.unwrap_err();
     assert_eq!(violations[2].code, "http-denied");
