@@ -7,10 +7,9 @@ use host::runtime::bindings::types::Violation;
 use host::runtime::capabilities::RedisKv;
 use host::runtime::fakes::Fakes;
 use host::runtime::{CallContext, Capabilities, Slot};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::helpers::{
-    TestDatabase, config, load, order, redis_url, runtime, runtime_on, shipped_config, sql_probe, store,
+    TestDatabase, config, load, order, redis_url, runtime, runtime_on, serve, shipped_config, sql_probe, store,
 };
 
 async fn redis_kv() -> (Arc<RedisKv>, redis::aio::ConnectionManager) {
@@ -192,34 +191,9 @@ async fn sqlite_queries_are_read_only_and_typed() {
     writer.close().await;
 }
 
-/// A one-route HTTP server on loopback answering `body` to every request.
-async fn serve(body: String) -> u16 {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    tokio::spawn(async move {
-        while let Ok((mut socket, _)) = listener.accept().await {
-            let body = body.clone();
-            tokio::spawn(async move {
-                let mut request = Vec::new();
-                let mut chunk = [0u8; 1024];
-                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match socket.read(&mut chunk).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => request.extend_from_slice(&chunk[..n]),
-                    }
-                }
-                let head = format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n", body.len());
-                let _ = socket.write_all(head.as_bytes()).await;
-                let _ = socket.write_all(body.as_bytes()).await;
-            });
-        }
-    });
-    port
-}
-
 #[tokio::test]
 async fn http_reaches_an_allowlisted_host_with_a_size_cap() {
-    let port = serve("rate=1.08".into()).await;
+    let (port, _) = serve("200 OK", "rate=1.08".into()).await;
     let grants = format!(
         "[grants.http]\nallow_hosts = [\"http://127.0.0.1:{port}\"]\n[config]\nurl = \"http://127.0.0.1:{port}/rates\"\n"
     );
@@ -231,7 +205,7 @@ async fn http_reaches_an_allowlisted_host_with_a_size_cap() {
     assert_eq!(reports[2].code, "http-ok", "{}", reports[2].message);
     assert_eq!(reports[2].message, "(200, \"rate=1.08\")");
 
-    let big = serve("x".repeat(10_000)).await;
+    let (big, _) = serve("200 OK", "x".repeat(10_000)).await;
     let grants = format!(
         "[grants.http]\nallow_hosts = [\"http://127.0.0.1:*\"]\nmax_response_bytes = 1000\n[config]\nurl = \"http://127.0.0.1:{big}/\"\n"
     );

@@ -7,16 +7,15 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use host::runtime::capabilities::ReqwestHttp;
 use host::runtime::capabilities::http::network::{NameResolver, Network};
 use host::runtime::fakes::Fakes;
 use host::runtime::{CallContext, Capabilities, Slot};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::helpers::{config, load, order, runtime};
+use crate::helpers::{config, load, order, runtime, serve};
 
 /// Names the test maps itself; any other name does not resolve.
 struct TestNames(HashMap<&'static str, Vec<IpAddr>>);
@@ -44,41 +43,6 @@ fn test_network() -> Network {
     Network { names: Arc::new(names), guard: Arc::new(guard) }
 }
 
-/// What a loopback server saw: the `Host` of each request it read.
-#[derive(Clone, Default)]
-struct Seen(Arc<Mutex<Vec<String>>>);
-
-/// A server on loopback answering `status` (with `location`, if any) and
-/// recording each request's `Host` header.
-async fn serve(status: &'static str, location: Option<&'static str>) -> (u16, Seen) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let seen = Seen::default();
-    let record = seen.clone();
-    tokio::spawn(async move {
-        while let Ok((mut socket, _)) = listener.accept().await {
-            let record = record.clone();
-            tokio::spawn(async move {
-                let mut request = Vec::new();
-                let mut chunk = [0u8; 1024];
-                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match socket.read(&mut chunk).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => request.extend_from_slice(&chunk[..n]),
-                    }
-                }
-                let text = String::from_utf8_lossy(&request).to_ascii_lowercase();
-                let host = text.lines().find_map(|line| line.strip_prefix("host: ")).unwrap_or_default();
-                record.0.lock().unwrap().push(host.trim().to_owned());
-                let location = location.map(|to| format!("location: {to}\r\n")).unwrap_or_default();
-                let head = format!("HTTP/1.1 {status}\r\n{location}content-length: 2\r\nconnection: close\r\n\r\nok");
-                let _ = socket.write_all(head.as_bytes()).await;
-            });
-        }
-    });
-    (port, seen)
-}
-
 /// The probe's `http` report for `url` under `allow_hosts` (and a header).
 async fn attempt(allow_hosts: &[String], url: &str, header: Option<&str>) -> (String, String) {
     let http = Arc::new(ReqwestHttp::with_network(test_network()));
@@ -96,7 +60,7 @@ async fn attempt(allow_hosts: &[String], url: &str, header: Option<&str>) -> (St
 
 #[tokio::test]
 async fn names_leading_to_special_addresses_are_denied_before_any_connection() {
-    let (port, seen) = serve("200 OK", None).await;
+    let (port, seen) = serve("200 OK", "ok".into()).await;
     for name in ["rates.test", "metadata.test", "metadata6.test", "private.test", "mapped.test"] {
         let allow = [format!("http://{name}:{port}")];
         let (code, message) = attempt(&allow, &format!("http://{name}:{port}/"), None).await;
@@ -108,7 +72,7 @@ async fn names_leading_to_special_addresses_are_denied_before_any_connection() {
 
 #[tokio::test]
 async fn addresses_are_reached_only_when_an_entry_names_them() {
-    let (port, seen) = serve("200 OK", None).await;
+    let (port, seen) = serve("200 OK", "ok".into()).await;
     // Named by address, the loopback server is reached, and by a name resolving to it.
     let allow = [format!("http://rates.test:{port}"), format!("http://127.0.0.1:{port}")];
     let (code, message) = attempt(&allow, &format!("http://rates.test:{port}/"), None).await;
@@ -136,7 +100,7 @@ async fn addresses_are_reached_only_when_an_entry_names_them() {
 
 #[tokio::test]
 async fn scheme_and_port_are_part_of_the_grant() {
-    let (port, seen) = serve("200 OK", None).await;
+    let (port, seen) = serve("200 OK", "ok".into()).await;
     let allow =
         [format!("https://rates.test:{port}"), "http://rates.test".to_string(), format!("http://127.0.0.1:{port}")];
     for url in [format!("http://rates.test:{}/", port), format!("http://rates.test:{}/", port + 1)] {
@@ -148,7 +112,7 @@ async fn scheme_and_port_are_part_of_the_grant() {
 
 #[tokio::test]
 async fn the_host_sets_host_and_follows_no_redirect() {
-    let (port, seen) = serve("302 Found", Some("http://169.254.169.254/latest/meta-data/")).await;
+    let (port, seen) = serve("302 Found\r\nlocation: http://169.254.169.254/latest/meta-data/", "ok".into()).await;
     let allow = [format!("http://rates.test:{port}"), format!("http://127.0.0.1:{port}")];
     let (code, message) =
         attempt(&allow, &format!("http://rates.test:{port}/"), Some("Host: metadata.google.internal")).await;

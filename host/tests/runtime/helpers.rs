@@ -88,3 +88,40 @@ pub async fn sql_probe(store: &host::store::Store, toml: &str) -> (String, Strin
     let report = output.expect("the probe answers").value.expect_err("the probe reports as violations");
     (report[1].code.clone(), report[1].message.clone())
 }
+
+/// The `Host` header of each request a [`serve`] server read.
+#[derive(Clone, Default)]
+pub struct Seen(pub Arc<std::sync::Mutex<Vec<String>>>);
+
+/// A server on loopback answering every request with `head` (status line
+/// and extra headers, e.g. `302 Found\r\nlocation: …`) and `body`; returns
+/// its port and the `Host` of each request it read.
+pub async fn serve(head: &'static str, body: String) -> (u16, Seen) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let seen = Seen::default();
+    let record = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let (record, body) = (record.clone(), body.clone());
+            tokio::spawn(async move {
+                let mut request = Vec::new();
+                let mut chunk = [0u8; 1024];
+                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match socket.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => request.extend_from_slice(&chunk[..n]),
+                    }
+                }
+                let text = String::from_utf8_lossy(&request).to_ascii_lowercase();
+                let host = text.lines().find_map(|line| line.strip_prefix("host: ")).unwrap_or_default();
+                record.0.lock().unwrap().push(host.trim().to_owned());
+                let head = format!("HTTP/1.1 {head}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n", body.len());
+                let _ = socket.write_all(head.as_bytes()).await;
+                let _ = socket.write_all(body.as_bytes()).await;
+            });
+        }
+    });
+    (port, seen)
+}
