@@ -87,6 +87,9 @@ pub struct KvGrant {
     pub prefix: Option<String>,
     /// Largest value the component may store.
     pub max_value_bytes: usize,
+    /// The most its namespace may hold: key and value bytes plus 64 bytes
+    /// per entry; writes past it answer `limit-exceeded`.
+    pub max_bytes: u64,
     /// How long one operation may wait on the store before it answers
     /// `timeout`, leaving the component the rest of its deadline to carry
     /// on without it (a store outage need not fail the call).
@@ -95,7 +98,7 @@ pub struct KvGrant {
 
 impl Default for KvGrant {
     fn default() -> Self {
-        Self { prefix: None, max_value_bytes: 64 << 10, timeout_ms: 50 }
+        Self { prefix: None, max_value_bytes: 64 << 10, max_bytes: 64 << 20, timeout_ms: 50 }
     }
 }
 

@@ -215,19 +215,37 @@ async fn http_reaches_an_allowlisted_host_with_a_size_cap() {
 
 #[tokio::test]
 async fn the_redis_backend_gets_sets_expires_counts_and_deletes() {
-    use host::runtime::capabilities::KvBackend;
+    use host::runtime::capabilities::kv::{KvBackend, KvSpace};
     use std::time::Duration;
-    let (kv, _connection) = redis_kv().await;
-    let key = unique("kv:backend-test");
+    let (kv, connection) = redis_kv().await;
+    let prefix = format!("{}:", unique("kv:backend-test"));
+    let space = KvSpace { prefix: &prefix, max_bytes: 1 << 20 };
+    let key = format!("{prefix}counter");
     assert_eq!(kv.get(&key).await.unwrap(), None);
-    kv.set(&key, "v1", Some(Duration::from_millis(200))).await.unwrap();
+    kv.set(space, &key, "v1", Some(Duration::from_millis(200))).await.unwrap();
     assert_eq!(kv.get(&key).await.unwrap().as_deref(), Some("v1"));
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(kv.get(&key).await.unwrap(), None, "the value expired");
-    assert_eq!(kv.incr(&key, 5, Some(Duration::from_secs(60))).await.unwrap(), 5);
-    assert_eq!(kv.incr(&key, -2, None).await.unwrap(), 3);
-    kv.set(&key, "not a number", None).await.unwrap();
-    assert!(matches!(kv.incr(&key, 1, None).await, Err(host::runtime::bindings::errors::Error::Invalid(_))));
-    assert!(kv.delete(&key).await.unwrap());
-    assert!(!kv.delete(&key).await.unwrap());
+    assert_eq!(kv.incr(space, &key, 5, Some(Duration::from_secs(60))).await.unwrap(), 5);
+    assert_eq!(kv.incr(space, &key, -2, None).await.unwrap(), 3);
+    kv.set(space, &key, "not a number", None).await.unwrap();
+    assert!(matches!(kv.incr(space, &key, 1, None).await, Err(host::runtime::bindings::errors::Error::Invalid(_))));
+    assert!(kv.delete(space, &key).await.unwrap());
+    assert!(!kv.delete(space, &key).await.unwrap());
+    // A small budget: full until an entry expires or is deleted.
+    let small = KvSpace { prefix: &prefix, max_bytes: 1_000 };
+    let value = "x".repeat(500);
+    kv.set(small, &format!("{prefix}a"), &value, Some(Duration::from_millis(150))).await.unwrap();
+    let refused = kv.set(small, &format!("{prefix}b"), &value, None).await;
+    assert!(matches!(refused, Err(host::runtime::bindings::errors::Error::LimitExceeded(_))), "{refused:?}");
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    kv.set(small, &format!("{prefix}b"), &value, None).await.unwrap();
+    assert!(kv.set(small, &format!("{prefix}c"), &value, None).await.is_err());
+    kv.delete(small, &format!("{prefix}b")).await.unwrap();
+    kv.set(small, &format!("{prefix}c"), &value, None).await.unwrap();
+    let mut connection = connection;
+    for pattern in [format!("{prefix}*"), format!("kvindex:{prefix}*")] {
+        let keys: Vec<String> = redis::cmd("KEYS").arg(pattern).query_async(&mut connection).await.unwrap();
+        let _: () = redis::cmd("DEL").arg(keys).query_async(&mut connection).await.unwrap();
+    }
 }

@@ -5,6 +5,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use host::runtime::bindings::errors::Error as KvError;
+use host::runtime::capabilities::kv::{KvBackend, KvSpace};
 use host::runtime::{CallContext, CallError, EngineSettings, LoadError, Runtime, Slot};
 
 use crate::helpers::{config, load, order, runtime_with_fakes, shipped_config, wasm};
@@ -207,18 +209,18 @@ async fn hostile_calls_running_together_leave_the_other_slots_answering() {
 struct DownKv;
 
 #[async_trait::async_trait]
-impl host::runtime::capabilities::KvBackend for DownKv {
-    async fn get(&self, _: &str) -> Result<Option<String>, host::runtime::bindings::errors::Error> {
-        Err(host::runtime::bindings::errors::Error::Unavailable("connection refused".into()))
+impl KvBackend for DownKv {
+    async fn get(&self, _: &str) -> Result<Option<String>, KvError> {
+        Err(KvError::Unavailable("connection refused".into()))
     }
-    async fn set(&self, _: &str, _: &str, _: Option<Duration>) -> Result<(), host::runtime::bindings::errors::Error> {
-        Err(host::runtime::bindings::errors::Error::Unavailable("connection refused".into()))
+    async fn set(&self, _: KvSpace<'_>, _: &str, _: &str, _: Option<Duration>) -> Result<(), KvError> {
+        Err(KvError::Unavailable("connection refused".into()))
     }
-    async fn incr(&self, _: &str, _: i64, _: Option<Duration>) -> Result<i64, host::runtime::bindings::errors::Error> {
-        Err(host::runtime::bindings::errors::Error::Unavailable("connection refused".into()))
+    async fn incr(&self, _: KvSpace<'_>, _: &str, _: i64, _: Option<Duration>) -> Result<i64, KvError> {
+        Err(KvError::Unavailable("connection refused".into()))
     }
-    async fn delete(&self, _: &str) -> Result<bool, host::runtime::bindings::errors::Error> {
-        Err(host::runtime::bindings::errors::Error::Unavailable("connection refused".into()))
+    async fn delete(&self, _: KvSpace<'_>, _: &str) -> Result<bool, KvError> {
+        Err(KvError::Unavailable("connection refused".into()))
     }
 }
 
@@ -239,4 +241,54 @@ async fn an_outage_of_a_platform_backend_is_not_charged_to_the_component() {
     assert!(runtime.price(&pricing, &CallContext::new("no promo"), &order(1)).await.is_ok());
     let trap = load(&runtime, "fixtures/trap", Slot::Pricing, config("")).await;
     assert!(runtime.price(&trap, &CallContext::new("trap"), &order(1)).await.unwrap_err().is_component_fault());
+}
+
+/// Floods the store through the kv-flood fixture under `prefix` with a
+/// budget of 1 MB, with keys of its own for `user`; returns how many 64 KiB
+/// values it stored and what stopped it.
+async fn flood(runtime: &Runtime, prefix: &str, user: u64) -> (u64, String) {
+    let toml = format!("[limits]\ndeadline_ms = 10000\n[grants.kv]\nprefix = \"{prefix}\"\nmax_bytes = 1000000\n");
+    let flooder = load(runtime, "fixtures/kv-flood", Slot::Pricing, config(&toml)).await;
+    let report = runtime.price(&flooder, &CallContext::new("flood"), &order(user)).await.unwrap().value.unwrap_err();
+    (report[0].field.parse().unwrap(), report[0].message.clone())
+}
+
+#[tokio::test]
+async fn a_component_flooding_the_store_fills_only_its_own_budget() {
+    let kv = Arc::new(host::runtime::capabilities::MemoryKv::default());
+    let fakes = host::runtime::fakes::Fakes::default();
+    let runtime = crate::helpers::runtime(host::runtime::Capabilities { kv: kv.clone(), ..fakes.capabilities() });
+    let (stored, stopped) = flood(&runtime, "flood", 1).await;
+    assert_eq!(stored, 15, "15 values of 64 KiB fit in 1 MB");
+    assert!(stopped.contains("LimitExceeded"), "{stopped}");
+    assert!(kv.used("kv:flood:") <= 1_000_000);
+    // A later call with new keys finds the budget spent (rewriting a stored
+    // key costs nothing more); another namespace is untouched.
+    assert_eq!(flood(&runtime, "flood", 2).await.0, 0);
+    assert_eq!(flood(&runtime, "flood", 1).await.0, 15);
+    assert_eq!(flood(&runtime, "neighbour", 1).await.0, 15);
+}
+
+#[tokio::test]
+async fn a_component_flooding_redis_fills_only_its_own_budget() {
+    let client = redis::Client::open(crate::helpers::redis_url()).unwrap();
+    let mut connection = redis::aio::ConnectionManager::new(client).await.unwrap();
+    let namespace = format!("test:{}:", uuid::Uuid::new_v4().simple());
+    let kv = Arc::new(host::runtime::capabilities::RedisKv::new(connection.clone()).with_namespace(&namespace));
+    let fakes = host::runtime::fakes::Fakes::default();
+    let runtime = crate::helpers::runtime(host::runtime::Capabilities { kv, ..fakes.capabilities() });
+    let (stored, stopped) = flood(&runtime, "flood", 1).await;
+    assert_eq!(stored, 15, "{stopped}");
+    assert!(stopped.contains("LimitExceeded"), "{stopped}");
+    let total: u64 =
+        redis::cmd("GET").arg(format!("{namespace}kvindex:kv:flood:total")).query_async(&mut connection).await.unwrap();
+    assert!(total <= 1_000_000, "{total}");
+    let keys: Vec<String> =
+        redis::cmd("KEYS").arg(format!("{namespace}kv:flood:*")).query_async(&mut connection).await.unwrap();
+    assert_eq!(keys.len(), 15, "what was refused was not written");
+    assert_eq!(flood(&runtime, "flood", 2).await.0, 0);
+    assert_eq!(flood(&runtime, "flood", 1).await.0, 15);
+    assert_eq!(flood(&runtime, "neighbour", 1).await.0, 15);
+    let all: Vec<String> = redis::cmd("KEYS").arg(format!("{namespace}*")).query_async(&mut connection).await.unwrap();
+    let _: () = redis::cmd("DEL").arg(all).query_async(&mut connection).await.unwrap();
 }
