@@ -68,12 +68,14 @@ test: build-components
 # per-slot call cost against native code; HTTP load on PostgreSQL + Redis
 # against the same transaction issued directly through sqlx; fulfillment
 # throughput and lag against the same transitions issued directly; hot swap
-# (drop to serving, and throughput during swaps against steady state).
+# (drop to serving, and throughput during swaps against steady state); the
+# `sql` capability's call against the same query issued directly.
 bench: build-components
     cargo bench -p host --bench slot_calls
     cargo bench -p host --bench http_load
     cargo bench -p host --bench fulfillment
     cargo bench -p host --bench swap
+    cargo bench -p host --bench sql_capability
 
 fmt:
     cargo fmt --all

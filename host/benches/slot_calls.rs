@@ -5,6 +5,8 @@
 //!
 //! `just bench` runs it; the summary at the end prints medians and ratios.
 
+mod common;
+
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,6 +16,8 @@ use criterion::{Criterion, criterion_group};
 use host::runtime::capabilities::TracingLogs;
 use host::runtime::fakes::Fakes;
 use host::runtime::{CallContext, Capabilities, EngineSettings, LoadedComponent, Runtime, Slot, SlotConfig};
+
+use common::median_ns;
 
 fn manifest(dir: &str) -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../components").join(dir).canonicalize().unwrap()
@@ -89,16 +93,6 @@ fn slot_calls(c: &mut Criterion) {
 }
 
 criterion_group!(benches, slot_calls);
-
-/// Reads criterion's median estimate for `id`, in nanoseconds.
-fn median_ns(id: &str) -> Option<f64> {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
-    let text = std::fs::read_to_string(target.join("criterion").join(id).join("new/estimates.json")).ok()?;
-    let estimates: serde_json::Value = serde_json::from_str(&text).ok()?;
-    estimates["median"]["point_estimate"].as_f64()
-}
 
 fn main() {
     benches();

@@ -109,3 +109,13 @@ pub fn percentile<T: Copy + Default>(sorted: &[T], fraction: f64) -> T {
     }
     sorted[((sorted.len() as f64 - 1.0) * fraction).round() as usize]
 }
+
+/// Criterion's median estimate for benchmark `id` of this run, in nanoseconds.
+pub fn median_ns(id: &str) -> Option<f64> {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    let text = std::fs::read_to_string(target.join("criterion").join(id).join("new/estimates.json")).ok()?;
+    let estimates: serde_json::Value = serde_json::from_str(&text).ok()?;
+    estimates["median"]["point_estimate"].as_f64()
+}
