@@ -199,3 +199,57 @@ async fn migrate_without_the_right_to_create_roles_prints_the_sql_to_run() {
     pool.close().await;
     owner.drop_all().await;
 }
+
+#[tokio::test]
+async fn the_shipped_postgres_set_up_runs_the_service_without_a_superuser() {
+    let suffix = &uuid::Uuid::new_v4().simple().to_string()[..12];
+    let (login, database, prefix) = (format!("svc_{suffix}"), format!("db_{suffix}"), format!("rules_{suffix}"));
+    let admin = url::Url::parse(&crate::helpers::postgres_url()).unwrap();
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/postgres/init-orderly.sh");
+    let output = Command::new("sh")
+        .arg(&script)
+        .env("PGHOST", admin.host_str().unwrap())
+        .env("PGPORT", admin.port().unwrap_or(5432).to_string())
+        .env("POSTGRES_USER", admin.username())
+        .env("ORDERLY_DB_USER", &login)
+        .env("ORDERLY_DB_NAME", &database)
+        .env("COMPONENT_DB_ROLE_PREFIX", &prefix)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+
+    let mut url = admin.clone();
+    url.set_username(&login).unwrap();
+    url.set_path(&database);
+    let migrated = host()
+        .args(["migrate", "--database-url", url.as_str(), "--component-db-role-prefix", &prefix])
+        .env("CONNECT_TRIES", "1")
+        .output()
+        .unwrap();
+    assert!(migrated.status.success(), "{}", String::from_utf8_lossy(&migrated.stdout));
+    let pool = sqlx::PgPool::connect(url.as_str()).await.unwrap();
+    let (superuser, creates_roles): (bool, bool) =
+        sqlx::query_as("SELECT rolsuper, rolcreaterole FROM pg_roles WHERE rolname = current_user")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert!(!superuser && !creates_roles, "the service runs as a plain login");
+    let read_only: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM pg_db_role_setting s JOIN pg_roles r ON r.oid = s.setrole
+         WHERE r.rolname LIKE $1 || '\\_%' AND 'default_transaction_read_only=on' = ANY(s.setconfig)",
+    )
+    .bind(&prefix)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(read_only, 3, "a read-only login for each slot");
+    pool.close().await;
+
+    let cleanup = sqlx::PgPool::connect(&crate::helpers::postgres_url()).await.unwrap();
+    let mut statements = vec![format!("DROP DATABASE {database} WITH (FORCE)")];
+    statements.extend(["validation", "pricing", "fulfillment"].map(|slot| format!("DROP ROLE {prefix}_{slot}")));
+    statements.push(format!("DROP ROLE {login}"));
+    for statement in statements {
+        sqlx::query(&statement).execute(&cleanup).await.unwrap();
+    }
+}
