@@ -109,3 +109,35 @@ on_both_backends!(hostile_input_neither_traps_the_rules_nor_rolls_back_a_good_ve
     );
     assert_eq!(app.stock(mug).await, 500);
 });
+
+on_both_backends!(
+    a_version_that_never_answers_is_rolled_back_by_itself,
+    options = Options {
+        swap: Some(host::config::SwapSettings { rollback_window_calls: 4, ..Default::default() }),
+        ..Options::default()
+    },
+    |app| {
+        let mug = app.product("MUG", 1250, 50).await;
+        let sleeper = std::fs::read(wasm("fixtures/sleep")).unwrap();
+        let toml = "[component]\nname = \"sleeper\"\nversion = \"6.6.6\"\n[limits]\ndeadline_ms = 50\n";
+        let swapped = app.service.propose(Slot::Pricing, sleeper, Some(toml.into()), Source::Upload).await;
+        assert!(matches!(swapped, Proposal::Activated(_)), "{swapped:?}");
+        // Each call is stopped at its deadline and counted: three of the
+        // first four send the slot back to the version before.
+        for _ in 0..3 {
+            problem(app.order(&[(mug, 1)]).await, 503).await;
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let active = serde_json::to_value(&app.service.slot_statuses()[1]).unwrap()["active"].clone();
+            if active["component"] == "pricing" {
+                assert_eq!(active["source"], "rollback", "{active}");
+                break;
+            }
+            assert!(Instant::now() < deadline, "still serving {active}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(app.order(&[(mug, 1)]).await.status(), 201);
+        assert_eq!(app.stock(mug).await, 49, "only the last order was stored");
+    }
+);

@@ -185,10 +185,15 @@ async fn a_component_that_fails_the_gate_never_goes_live() {
     let mug = app.product("MUG", 1250, 100).await;
     let pricing = std::fs::read(wasm("pricing")).unwrap();
     let dir = app.components_dir.clone();
-    let cases: [(&str, Vec<u8>, &str); 3] = [
+    let many_memories: String = (0..3).map(|i| format!("(core instance $i{i} (instantiate $m))")).collect();
+    let many_memories = wat::parse_str(format!("(component (core module $m (memory 1)) {many_memories})")).unwrap();
+    let cases: [(&str, Vec<u8>, &str); 6] = [
         ("traps on its fixtures", std::fs::read(wasm("fixtures/trap")).unwrap(), "golden fixtures failed"),
         ("not a component", b"\0asm but not really".to_vec(), "not a valid component"),
         ("another slot's world", std::fs::read(wasm("order-validation")).unwrap(), "does not fit the pricing slot"),
+        ("imports sockets", std::fs::read(wasm("fixtures/sockets")).unwrap(), "wasi:sockets/"),
+        ("imports files", std::fs::read(wasm("fixtures/filesystem")).unwrap(), "wasi:filesystem/"),
+        ("holds three memories", many_memories, "3 Wasm linear memories"),
     ];
     for (case, candidate, reason) in cases {
         drop_component(&dir, "pricing", &candidate, None, None);
@@ -212,7 +217,7 @@ async fn a_component_that_fails_the_gate_never_goes_live() {
     let history: Value =
         admin(&app, reqwest::Method::GET, "/api/v1/admin/slots/pricing/history").await.json().await.unwrap();
     let rejected = history["events"].as_array().unwrap().iter().filter(|event| event["kind"] == "rejected").count();
-    assert_eq!(rejected, 3);
+    assert_eq!(rejected, 6);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
