@@ -7,7 +7,7 @@
 //! wrapped as `SELECT * FROM (<statement>) AS component_query` (so the
 //! server's parser accepts one query and nothing else: no `COPY`, `SET`,
 //! `PREPARE`, `DEALLOCATE`, data-modifying `WITH`, second statement), then
-//! `ROLLBACK` and `DISCARD ALL`, so nothing the statement did to its session
+//! `ROLLBACK` and all `DISCARD ALL` does, so nothing the statement did to its session
 //! (a setting, an advisory lock, a prepared plan) reaches the next call. The
 //! work runs on a task of its own: a call stopped at its deadline does not
 //! leave a connection half-way through; the server cancels the statement at
@@ -157,13 +157,18 @@ async fn select(
     Ok(rows.map(RowsBuilder::finish).unwrap_or(Rows { columns: Vec::new(), values: Vec::new() }))
 }
 
+/// Ends the transaction, then what `DISCARD ALL` does, statement by
+/// statement (`DISCARD ALL` itself may not follow `ROLLBACK` in one message,
+/// and a round trip of its own costs more than the whole list).
+const RESET: &str = "ROLLBACK; CLOSE ALL; SET SESSION AUTHORIZATION DEFAULT; RESET ALL; DEALLOCATE ALL; \
+                     UNLISTEN *; SELECT pg_advisory_unlock_all(); DISCARD PLANS; DISCARD TEMP; DISCARD SEQUENCES";
+
 /// Ends the transaction and discards everything the session holds: settings,
 /// advisory locks, prepared statements (sqlx's own cache first, so it does
 /// not name statements that are gone), temporary objects, listeners.
 async fn reset(connection: &mut PoolConnection<Postgres>) -> Result<(), sqlx::Error> {
-    connection.execute(sqlx::raw_sql("ROLLBACK")).await?;
     connection.clear_cached_statements().await?;
-    connection.execute(sqlx::raw_sql("DISCARD ALL")).await?;
+    connection.execute(sqlx::raw_sql(RESET)).await?;
     Ok(())
 }
 
