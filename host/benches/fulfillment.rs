@@ -12,12 +12,12 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use host::app::App;
 use host::config::FulfillmentSettings;
 use host::domain::{ComponentRecord, OrderStatus};
-use host::service::Service;
+use host::fulfillment::{Worker, Workers};
 use host::startup::Application;
 use host::store::{Guard, NewOrder, PricedLine, Step};
-use host::worker::{Fulfillment, Workers};
 
 mod common;
 use common::{BenchDatabase, install_components, percentile, setting};
@@ -58,7 +58,7 @@ fn new_order(n: u64, first_product: i64) -> NewOrder {
 }
 
 /// Places `count` orders from 16 tasks; returns their ids.
-async fn place(service: &Arc<Service>, first_product: i64, from: u64, count: u64) -> Vec<i64> {
+async fn place(service: &Arc<App>, first_product: i64, from: u64, count: u64) -> Vec<i64> {
     let mut tasks = Vec::new();
     for task in 0..16 {
         let service = service.clone();
@@ -81,16 +81,17 @@ async fn place(service: &Arc<Service>, first_product: i64, from: u64, count: u64
 /// reach the queue although the baseline fulfils the orders itself; left
 /// there, the next phase's workers would first have to skip them all (they
 /// are older). Lets workers skip them now and waits for an empty queue.
-async fn skip_stale_jobs(service: &Arc<Service>, stale: u64) {
+async fn skip_stale_jobs(service: &Arc<App>, stale: u64) {
     let deadline = Instant::now() + Duration::from_secs(60);
-    while service.queue.depth().await.unwrap().queued < stale {
+    while service.fulfillment.queue().depth().await.unwrap().queued < stale {
         assert!(Instant::now() < deadline, "the relay stalled");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let settings = FulfillmentSettings { workers: 4, claim_wait_ms: 100, ..FulfillmentSettings::default() };
-    let running = Workers::start(Fulfillment::new(service.clone(), service.queue.clone(), settings), 4);
+    let running =
+        Workers::start(Worker::new(service.fulfillment.clone(), service.fulfillment.queue().clone(), settings), 4);
     loop {
-        let depth = service.queue.depth().await.unwrap();
+        let depth = service.fulfillment.queue().depth().await.unwrap();
         if depth.queued == 0 && depth.processing == 0 {
             break;
         }
@@ -100,12 +101,12 @@ async fn skip_stale_jobs(service: &Arc<Service>, stale: u64) {
     running.drain(Duration::from_secs(10)).await;
 }
 
-async fn fulfilled_count(service: &Service) -> i64 {
+async fn fulfilled_count(service: &App) -> i64 {
     service.store.count_orders(OrderStatus::Fulfilled).await.unwrap()
 }
 
 /// Waits until `target` orders are fulfilled; returns when that happened.
-async fn wait_fulfilled(service: &Service, target: i64) -> Instant {
+async fn wait_fulfilled(service: &App, target: i64) -> Instant {
     let deadline = Instant::now() + Duration::from_secs(600);
     while fulfilled_count(service).await < target {
         assert!(Instant::now() < deadline, "the workers stalled");
@@ -115,7 +116,7 @@ async fn wait_fulfilled(service: &Service, target: i64) -> Instant {
 }
 
 /// The worker's two transitions, straight through the store, from `tasks` tasks.
-async fn baseline(service: &Arc<Service>, ids: Vec<i64>, tasks: usize) -> Duration {
+async fn baseline(service: &Arc<App>, ids: Vec<i64>, tasks: usize) -> Duration {
     let started = Instant::now();
     let ids = Arc::new(ids);
     let mut handles = Vec::new();
@@ -161,7 +162,7 @@ fn main() {
     let idle = FulfillmentSettings { workers: 0, ..FulfillmentSettings::default() };
     let app = server.block_on(Application::build(database.serve_settings(&dir.path().join("components"), idle)));
     let app = app.expect("the service starts");
-    let service = app.service();
+    let service = app.app();
     server.spawn(app.run_until(std::future::pending()));
     let first_product = server.block_on(async {
         let mut first = None;
@@ -193,7 +194,7 @@ fn main() {
         placed += orders;
         server.block_on(async {
             let deadline = Instant::now() + Duration::from_secs(60);
-            while service.queue.depth().await.unwrap().queued < orders {
+            while service.fulfillment.queue().depth().await.unwrap().queued < orders {
                 assert!(Instant::now() < deadline, "the relay stalled");
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
@@ -201,7 +202,10 @@ fn main() {
         let settings = FulfillmentSettings { workers, claim_wait_ms: 100, ..FulfillmentSettings::default() };
         let started = Instant::now();
         let running = server.block_on(async {
-            Workers::start(Fulfillment::new(service.clone(), service.queue.clone(), settings), workers)
+            Workers::start(
+                Worker::new(service.fulfillment.clone(), service.fulfillment.queue().clone(), settings),
+                workers,
+            )
         });
         fulfilled += orders as i64;
         let finished = server.block_on(wait_fulfilled(&service, fulfilled));
@@ -218,8 +222,9 @@ fn main() {
     // Lag: orders placed at a steady rate while 4 workers run.
     database.vacuum(&server);
     let settings = FulfillmentSettings { workers: 4, claim_wait_ms: 100, ..FulfillmentSettings::default() };
-    let running = server
-        .block_on(async { Workers::start(Fulfillment::new(service.clone(), service.queue.clone(), settings), 4) });
+    let running = server.block_on(async {
+        Workers::start(Worker::new(service.fulfillment.clone(), service.fulfillment.queue().clone(), settings), 4)
+    });
     let lag_orders = rate * seconds;
     let ids = server.block_on(async {
         let mut every = tokio::time::interval(Duration::from_secs_f64(1.0 / rate as f64));

@@ -107,7 +107,7 @@ fn main() {
     let settings = database.serve_settings(&dir.path().join("components"), fulfillment);
     let app = server.block_on(Application::build(settings)).expect("the service starts");
     let address = app.local_addr();
-    let service = app.service();
+    let service = app.app();
     server.spawn(app.run_until(std::future::pending()));
 
     // Two catalogues of 1,000 products with stock for any run length, one

@@ -16,10 +16,10 @@ use http_body_util::Full;
 use hyper::Request;
 use serde_json::json;
 
+use host::app::App;
 use host::config::FulfillmentSettings;
 use host::domain::input::NewProduct;
 use host::runtime::Slot;
-use host::service::Service;
 use host::startup::Application;
 
 mod common;
@@ -46,10 +46,10 @@ fn drop_in(dir: &Path, slot: Slot, wasm: &[u8]) -> String {
     host::runtime::digest(wasm)
 }
 
-async fn serving(service: &Service, slot: Slot, sha256: &str) -> Instant {
+async fn serving(service: &App, slot: Slot, sha256: &str) -> Instant {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        if service.slots.get(slot).is_some_and(|active| *active.digest == *sha256) {
+        if service.rules.slots().get(slot).is_some_and(|active| *active.digest == *sha256) {
             return Instant::now();
         }
         assert!(Instant::now() < deadline, "{slot} never swapped");
@@ -81,7 +81,7 @@ fn main() {
     let idle = FulfillmentSettings { workers: 0, ..FulfillmentSettings::default() };
     let app = server.block_on(Application::build(database.serve_settings(&components, idle))).expect("starts");
     let address = app.local_addr();
-    let service = app.service();
+    let service = app.app();
     server.spawn(app.run_until(std::future::pending()));
     // Let the folder watcher register before the first drop.
     std::thread::sleep(Duration::from_secs(1));

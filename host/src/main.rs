@@ -6,11 +6,12 @@ use clap::{Parser, Subcommand};
 use std::sync::Arc;
 use std::time::Duration;
 
+use host::app::{App, AppSettings};
 use host::config::{BackendSettings, ServeSettings, WorkerSettings};
+use host::orders::OrderPolicy;
 use host::runtime::bindings::types::Order;
 use host::runtime::{CallContext, Capabilities, EngineSettings, Runtime, Slot, SlotRegistry};
-use host::service::Policy;
-use host::startup::{Application, Background, ServiceSettings, build_service, shutdown_signal};
+use host::startup::{Application, Background, shutdown_signal};
 
 #[derive(Parser)]
 #[command(name = "host", version, about = "An order service whose business rules are WebAssembly components")]
@@ -84,27 +85,27 @@ async fn serve(settings: ServeSettings) -> anyhow::Result<()> {
 }
 
 async fn worker(settings: WorkerSettings) -> anyhow::Result<()> {
-    let service = build_service(
-        ServiceSettings {
+    let app = App::build(
+        AppSettings {
             backend: &settings.backend,
             components_dir: &settings.components_dir,
             swap: &settings.swap,
             product_cache_ttl: Duration::from_secs(300),
             seed_demo_products: Some(false),
-            policy: Policy::default(),
+            orders: OrderPolicy::default(),
         },
         None,
     )
     .await?;
-    let service = Arc::new(service);
+    let app = Arc::new(app);
     let mut fulfillment = settings.fulfillment.clone();
     fulfillment.workers = fulfillment.workers.max(1);
-    let background = Background::start(service.clone(), &fulfillment, &settings.swap);
-    println!("Orderly worker: {} workers on the {} queue", fulfillment.workers, service.queue.backend());
+    let background = Background::start(app.clone(), &fulfillment, &settings.swap);
+    println!("Orderly worker: {} workers on the {} queue", fulfillment.workers, app.fulfillment.queue().backend());
     shutdown_signal().await;
     tracing::info!("shutting down: no new jobs, finishing those in hand");
     background.stop(Duration::from_secs(settings.shutdown_grace_secs)).await;
-    service.store.close().await;
+    app.store.close().await;
     tracing::info!("stopped");
     Ok(())
 }
@@ -189,10 +190,10 @@ async fn check_component(
         .as_deref()
         .map(|text| host::runtime::SlotConfig::parse(text, &config_path.display().to_string()))
     {
-        Some(Err(error)) => host::swap::gate::refused(slot, &host::runtime::digest(&wasm), error.to_string()),
+        Some(Err(error)) => host::rules::swap::gate::refused(slot, &host::runtime::digest(&wasm), error.to_string()),
         parsed => {
             let config = parsed.and_then(Result::ok).unwrap_or_default();
-            host::swap::gate::check(&runtime, slot, wasm, config, config_text, fixtures.as_deref()).await
+            host::rules::swap::gate::check(&runtime, slot, wasm, config, config_text, fixtures.as_deref()).await
         }
     };
     if json {

@@ -8,141 +8,25 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use redis::aio::ConnectionManager;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{BackendSettings, FulfillmentSettings, ServeSettings, SwapSettings};
-use crate::queue::JobQueue;
-use crate::queue::database::DatabaseJobQueue;
-use crate::queue::events::{EventHub, follow_stream};
-use crate::queue::redis_queue::{QueueKeys, RedisJobQueue};
-use crate::queue::relay::{Relay, Sink};
-use crate::runtime::capabilities::{KvBackend, MemoryKv, RedisKv, ReqwestHttp, TracingLogs};
-use crate::runtime::{Capabilities, EngineSettings, Runtime, Slot, SlotRegistry};
-use crate::service::{Policy, Service};
-use crate::store::Store;
-use crate::store::order_cache::{MemoryOrderCache, OrderCache, RedisOrderCache};
-use crate::store::product_cache::{MemoryProductCache, ProductCache, RedisProductCache};
-use crate::swap::Swaps;
-use crate::worker::{Fulfillment, Workers};
-
-/// How long a rendered order stays cached (every change rewrites it).
-const ORDER_CACHE_TTL: Duration = Duration::from_secs(300);
+use crate::api::{ApiSettings, ApiState};
+use crate::app::{App, AppSettings};
+use crate::config::{FulfillmentSettings, ServeSettings, SwapSettings};
+use crate::fulfillment::queue::redis_queue::QueueKeys;
+use crate::fulfillment::relay::{Relay, Sink};
+use crate::fulfillment::{Worker, Workers};
+use crate::orders::OrderPolicy;
+use crate::orders::events::follow_stream;
+use crate::runtime::Runtime;
 
 /// A built service, bound to its port, not yet serving.
 pub struct Application {
     listener: TcpListener,
-    service: Arc<Service>,
+    app: Arc<App>,
     settings: ServeSettings,
-}
-
-/// Connects to Redis, retrying as configured.
-pub async fn connect_redis(
-    url: &str,
-    settings: &BackendSettings,
-) -> anyhow::Result<(redis::Client, ConnectionManager)> {
-    let client = redis::Client::open(url).with_context(|| format!("bad REDIS_URL {url}"))?;
-    // One reconnection attempt per command while Redis is away: requests
-    // fall back to the database at once instead of queueing behind retries.
-    let config = redis::aio::ConnectionManagerConfig::new()
-        .set_connection_timeout(Some(Duration::from_secs(1)))
-        .set_response_timeout(Some(Duration::from_secs(2)))
-        .set_number_of_retries(0);
-    let connection = settings
-        .retry()
-        .run(&format!("Redis at {url}"), || ConnectionManager::new_with_config(client.clone(), config.clone()))
-        .await?;
-    Ok((client, connection))
-}
-
-/// What a service is built from, whichever command runs it.
-pub struct ServiceSettings<'a> {
-    pub backend: &'a BackendSettings,
-    pub components_dir: &'a std::path::Path,
-    pub swap: &'a SwapSettings,
-    pub product_cache_ttl: Duration,
-    pub seed_demo_products: Option<bool>,
-    pub policy: Policy,
-}
-
-/// Connects, migrates and loads the components; on the engine of `engine`
-/// when one is given (several services in one process share compiled components).
-pub async fn build_service(settings: ServiceSettings<'_>, engine: Option<&Runtime>) -> anyhow::Result<Service> {
-    let backend = settings.backend;
-    let store = Store::open(&backend.connect_options()).await?;
-    let redis = match &backend.redis_url {
-        Some(url) => Some(connect_redis(url, backend).await?),
-        None => None,
-    };
-    let namespace = backend.redis_namespace.as_str();
-    let cache_ttl = settings.product_cache_ttl;
-    type Backends = (Arc<dyn KvBackend>, Arc<dyn ProductCache>, Arc<dyn OrderCache>, Arc<dyn JobQueue>);
-    let (kv, cache, orders, queue): Backends = match &redis {
-        Some((client, connection)) => (
-            Arc::new(RedisKv::new(connection.clone()).with_namespace(namespace)),
-            Arc::new(RedisProductCache::new(connection.clone(), namespace, cache_ttl)),
-            Arc::new(RedisOrderCache::new(connection.clone(), namespace, ORDER_CACHE_TTL)),
-            Arc::new(RedisJobQueue::new(client.clone(), connection.clone(), namespace)),
-        ),
-        None => (
-            Arc::new(MemoryKv::default()),
-            Arc::new(MemoryProductCache::new(cache_ttl)),
-            Arc::new(MemoryOrderCache::new(ORDER_CACHE_TTL, 10_000)),
-            Arc::new(DatabaseJobQueue::new(store.clone())),
-        ),
-    };
-    let capabilities = Capabilities {
-        kv,
-        sql: store.components_sql(),
-        http: Arc::new(ReqwestHttp::new()),
-        logs: Arc::new(TracingLogs),
-    };
-    let runtime = match engine {
-        Some(base) => base.with_capabilities(capabilities),
-        None => Runtime::new(&EngineSettings::default(), capabilities)?,
-    };
-    let seed = settings.seed_demo_products.unwrap_or(store.backend() == crate::store::Backend::Sqlite);
-    if seed {
-        let seeded = store.seed_demo_products(&settings.policy.default_currency).await?;
-        if seeded > 0 {
-            tracing::info!(products = seeded, "seeded demo products into the empty catalogue");
-        }
-    }
-    let (redis_client, redis) = match redis {
-        Some((client, connection)) => (Some(client), Some(connection)),
-        None => (None, None),
-    };
-    let service = Service {
-        store,
-        cache,
-        orders,
-        runtime,
-        slots: SlotRegistry::new(),
-        redis,
-        redis_client,
-        redis_namespace: namespace.to_owned(),
-        queue,
-        events: EventHub::default(),
-        stopping: CancellationToken::new(),
-        swaps: Swaps::new(settings.components_dir.to_path_buf(), settings.swap.policy()),
-        policy: settings.policy,
-    };
-    // Through the gate, as every later version: a component that fails its
-    // fixtures does not serve, not even at start-up.
-    let filled = service
-        .load_folder()
-        .await
-        .with_context(|| format!("cannot read the components in {}", settings.components_dir.display()))?;
-    for slot in Slot::ALL.into_iter().filter(|slot| !filled.contains(slot)) {
-        tracing::warn!(
-            slot = slot.name(),
-            dir = %settings.components_dir.display(),
-            "no component serves this slot: work that needs it fails until one is dropped in (run `just build`)"
-        );
-    }
-    Ok(service)
 }
 
 /// The work a process does besides answering requests: the outbox relay,
@@ -157,34 +41,36 @@ impl Background {
     /// Starts the components folder's watcher (unless off), the relay, the
     /// event feed (with Redis), and `settings.workers` workers with the
     /// queue upkeep (when there are any).
-    pub fn start(service: Arc<Service>, settings: &FulfillmentSettings, swap: &SwapSettings) -> Self {
+    pub fn start(app: Arc<App>, settings: &FulfillmentSettings, swap: &SwapSettings) -> Self {
         let stop = CancellationToken::new();
         let mut tasks = JoinSet::new();
         if swap.watch_components {
             let debounce = Duration::from_millis(swap.watch_debounce_ms);
-            tasks.spawn(crate::swap::watch::watch(service.clone(), debounce, stop.clone()));
+            tasks.spawn(crate::rules::swap::watch::watch(app.rules.clone(), debounce, stop.clone()));
         }
-        let stream = format!("{}order_events", service.redis_namespace);
-        let sink = match (&service.redis, &service.redis_client) {
-            (Some(connection), Some(client)) => {
-                tasks.spawn(follow_stream(client.clone(), stream.clone(), service.events.clone(), stop.clone()));
+        let hub = app.orders.events().clone();
+        let sink = match &app.redis {
+            Some(redis) => {
+                let stream = format!("{}order_events", redis.namespace);
+                tasks.spawn(follow_stream(redis.client.clone(), stream.clone(), hub, stop.clone()));
                 Sink::Redis {
-                    connection: connection.clone(),
-                    queue: QueueKeys::new(&service.redis_namespace).queue,
+                    connection: redis.connection.clone(),
+                    queue: QueueKeys::new(&redis.namespace).queue,
                     stream,
                     max_len: settings.events_max_len,
                 }
             }
-            _ => Sink::Local(service.events.clone()),
+            None => Sink::Local(hub),
         };
-        tasks.spawn(Relay::new(service.store.clone(), sink).run(stop.clone()));
+        tasks.spawn(Relay::new(app.store.clone(), sink).run(stop.clone()));
+        let queue = app.fulfillment.queue().clone();
         let workers = (settings.workers > 0).then(|| {
-            let queue = service.queue.clone();
-            tasks.spawn(crate::queue::maintenance::run(service.clone(), queue.clone(), settings.clone(), stop.clone()));
-            Workers::start(Fulfillment::new(service.clone(), queue, settings.clone()), settings.workers)
+            let upkeep = crate::fulfillment::upkeep::run(app.fulfillment.clone(), settings.clone(), stop.clone());
+            tasks.spawn(upkeep);
+            Workers::start(Worker::new(app.fulfillment.clone(), queue.clone(), settings.clone()), settings.workers)
         });
-        if let Some(count) = workers.as_ref().map(|_| settings.workers) {
-            tracing::info!(workers = count, queue = service.queue.backend(), "fulfillment workers started");
+        if workers.is_some() {
+            tracing::info!(workers = settings.workers, queue = queue.backend(), "fulfillment workers started");
         }
         Self { stop, tasks, workers }
     }
@@ -211,20 +97,19 @@ impl Application {
     /// Like [`Application::build`], on the engine of an existing runtime when
     /// one is given (several services in one process share compiled components).
     pub async fn build_on(settings: ServeSettings, engine: Option<&Runtime>) -> anyhow::Result<Self> {
-        let policy = Policy {
+        let orders = OrderPolicy {
             default_currency: settings.default_currency.clone(),
             idempotency_ttl: Duration::from_secs(settings.idempotency_ttl_secs),
-            admin_token: settings.admin_token.clone().filter(|token| !token.is_empty()),
-            ..Policy::default()
+            ..OrderPolicy::default()
         };
-        let service = build_service(
-            ServiceSettings {
+        let app = App::build(
+            AppSettings {
                 backend: &settings.backend,
                 components_dir: &settings.components_dir,
                 swap: &settings.swap,
                 product_cache_ttl: Duration::from_secs(settings.product_cache_ttl_secs),
                 seed_demo_products: settings.seed_demo_products,
-                policy,
+                orders,
             },
             engine,
         )
@@ -232,7 +117,7 @@ impl Application {
         let listener = TcpListener::bind(settings.listen_addr)
             .await
             .with_context(|| format!("cannot listen on {}", settings.listen_addr))?;
-        Ok(Self { listener, service: Arc::new(service), settings })
+        Ok(Self { listener, app: Arc::new(app), settings })
     }
 
     /// The address actually bound (useful with port 0).
@@ -240,9 +125,25 @@ impl Application {
         self.listener.local_addr().expect("a bound listener has an address")
     }
 
-    /// The shared state (tests inspect the store through it).
-    pub fn service(&self) -> Arc<Service> {
-        self.service.clone()
+    /// The service's parts (tests inspect the store and the rules through them).
+    pub fn app(&self) -> Arc<App> {
+        self.app.clone()
+    }
+
+    /// What the REST API holds.
+    fn api_state(&self) -> ApiState {
+        let app = &self.app;
+        ApiState {
+            orders: app.orders.clone(),
+            rules: app.rules.clone(),
+            fulfillment: app.fulfillment.clone(),
+            health: app.health.clone(),
+            settings: Arc::new(ApiSettings {
+                admin_token: self.settings.admin_token.clone().filter(|token| !token.is_empty()),
+                ..ApiSettings::default()
+            }),
+            stopping: app.stopping.clone(),
+        }
     }
 
     /// Serves until `shutdown` resolves, then lets requests and jobs in
@@ -252,19 +153,19 @@ impl Application {
             max_body_bytes: self.settings.max_body_bytes,
             request_timeout: Duration::from_millis(self.settings.request_timeout_ms.max(1)),
         };
-        let router = crate::api::router(self.service.clone(), limits);
-        let background = Background::start(self.service.clone(), &self.settings.fulfillment, &self.settings.swap);
-        let purge = tokio::spawn(purge_idempotency_keys(self.service.clone()));
+        let router = crate::api::router(self.api_state(), limits);
+        let background = Background::start(self.app.clone(), &self.settings.fulfillment, &self.settings.swap);
+        let purge = tokio::spawn(purge_idempotency_keys(self.app.clone()));
         let grace = Duration::from_secs(self.settings.shutdown_grace_secs);
         let stopping = CancellationToken::new();
         let server = axum::serve(self.listener, router).with_graceful_shutdown({
             let stopping = stopping.clone();
-            let service = self.service.clone();
+            let app = self.app.clone();
             async move {
                 shutdown.await;
                 tracing::info!("shutting down: no new connections or jobs, finishing those in flight");
                 stopping.cancel();
-                service.stopping.cancel();
+                app.stopping.cancel();
             }
         });
         let served = async {
@@ -293,7 +194,7 @@ impl Application {
         stopping.cancel();
         let _ = drained.await;
         purge.abort();
-        self.service.store.close().await;
+        self.app.store.close().await;
         tracing::info!("stopped");
         outcome
     }
@@ -327,11 +228,11 @@ pub async fn shutdown_signal() {
 }
 
 /// Deletes expired idempotency keys every ten minutes.
-async fn purge_idempotency_keys(service: Arc<Service>) {
+async fn purge_idempotency_keys(app: Arc<App>) {
     let mut every = tokio::time::interval(Duration::from_secs(600));
     loop {
         every.tick().await;
-        match service.store.purge_idempotency_keys().await {
+        match app.orders.purge_expired_keys().await {
             Ok(0) => {}
             Ok(purged) => tracing::info!(purged, "expired idempotency keys deleted"),
             Err(error) => tracing::warn!(%error, "cannot purge idempotency keys"),

@@ -2,8 +2,6 @@
 //! bearer token (`ADMIN_TOKEN`): 401 without one, 403 with a wrong one, and
 //! the whole API answers 404 when no token is configured.
 
-use std::sync::Arc;
-
 use axum::extract::{FromRequestParts, State};
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
@@ -15,22 +13,22 @@ use utoipa_axum::routes;
 
 use super::extract::{ApiPath, ApiQuery};
 use super::problem::{ApiError, Problem, Result, correlation_id};
-use crate::queue::{DeadLetter, QueueDepth};
-use crate::service::Service;
+use super::state::ApiState;
+use crate::fulfillment::{DeadLetter, QueueDepth};
 
 /// The admin routes.
-pub fn router() -> OpenApiRouter<Arc<Service>> {
+pub fn router() -> OpenApiRouter<ApiState> {
     OpenApiRouter::new().routes(routes!(queue_status)).routes(routes!(dead_letters)).routes(routes!(requeue))
 }
 
 /// Proof that the request carries the admin token.
 pub struct Admin;
 
-impl FromRequestParts<Arc<Service>> for Admin {
+impl FromRequestParts<ApiState> for Admin {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, service: &Arc<Service>) -> Result<Self> {
-        let Some(expected) = &service.policy.admin_token else {
+    async fn from_request_parts(parts: &mut Parts, api: &ApiState) -> Result<Self> {
+        let Some(expected) = &api.settings.admin_token else {
             return Err(ApiError::not_found("the admin API is disabled: set ADMIN_TOKEN to enable it"));
         };
         let header = parts.headers.get(AUTHORIZATION).and_then(|value| value.to_str().ok());
@@ -64,9 +62,9 @@ pub struct QueueStatus {
         (status = 403, description = "Wrong token", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "The queue is unavailable", body = Problem, content_type = "application/problem+json"),
     ))]
-async fn queue_status(_: Admin, State(service): State<Arc<Service>>) -> Result<axum::Json<QueueStatus>> {
-    let depth = service.queue.depth().await?;
-    Ok(axum::Json(QueueStatus { backend: service.queue.backend().into(), depth }))
+async fn queue_status(_: Admin, State(api): State<ApiState>) -> Result<axum::Json<QueueStatus>> {
+    let depth = api.fulfillment.depth().await?;
+    Ok(axum::Json(QueueStatus { backend: api.fulfillment.queue().backend().into(), depth }))
 }
 
 /// `?limit=`.
@@ -86,11 +84,11 @@ pub struct DeadLetterQuery {
     ))]
 async fn dead_letters(
     _: Admin,
-    State(service): State<Arc<Service>>,
+    State(api): State<ApiState>,
     ApiQuery(query): ApiQuery<DeadLetterQuery>,
 ) -> Result<axum::Json<Vec<DeadLetter>>> {
     let limit = query.limit.unwrap_or(100).clamp(1, 1000);
-    Ok(axum::Json(service.queue.dead_letters(limit).await?))
+    Ok(axum::Json(api.fulfillment.dead_letters(limit).await?))
 }
 
 /// Puts a dead letter back to work; its held order returns to `processing`.
@@ -104,10 +102,10 @@ async fn dead_letters(
     ))]
 async fn requeue(
     _: Admin,
-    State(service): State<Arc<Service>>,
+    State(api): State<ApiState>,
     ApiPath(id): ApiPath<String>,
 ) -> Result<axum::Json<DeadLetter>> {
-    let requeued = crate::worker::requeue_dead_letter(&service, &id, &correlation_id()).await?;
+    let requeued = api.fulfillment.requeue_dead_letter(&id, &correlation_id()).await?;
     let letter = requeued.ok_or_else(|| ApiError::not_found(format!("no dead letter {id}")))?;
     tracing::info!(dead_letter = %id, order_id = letter.order_id, "dead letter requeued");
     Ok(axum::Json(letter))

@@ -1,8 +1,6 @@
 //! `/health` (liveness) and `/ready` (can this instance serve?).
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
-use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -11,16 +9,12 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::runtime::Slot;
-use crate::service::Service;
+use super::state::ApiState;
 
 /// The health routes (outside `/api/v1`).
-pub fn router() -> OpenApiRouter<Arc<Service>> {
+pub fn router() -> OpenApiRouter<ApiState> {
     OpenApiRouter::new().routes(routes!(health)).routes(routes!(ready))
 }
-
-/// How long a dependency may take to answer a readiness probe.
-const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Liveness.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -54,44 +48,18 @@ async fn health() -> axum::Json<Health> {
     axum::Json(Health { status: "ok".into() })
 }
 
-fn check(status: &str, detail: impl Into<Option<String>>) -> Check {
-    Check { status: status.into(), detail: detail.into() }
-}
-
-/// Readiness: the database, Redis and each slot; 503 when one is not there.
+/// Readiness: 200 when the database and Redis answer and every slot holds a
+/// component, 503 otherwise (with each check).
 #[utoipa::path(get, path = "/ready", tag = "health",
     responses((status = 200, body = Readiness), (status = 503, body = Readiness)))]
-async fn ready(State(service): State<Arc<Service>>) -> (StatusCode, axum::Json<Readiness>) {
-    let mut checks = BTreeMap::new();
-    let backend = service.store.backend().name().to_owned();
-    let database = match tokio::time::timeout(PROBE_TIMEOUT, service.store.ping()).await {
-        Ok(Ok(())) => check("up", backend),
-        Ok(Err(error)) => check("down", format!("{backend}: {error}")),
-        Err(_) => check("down", format!("{backend}: no answer within {PROBE_TIMEOUT:?}")),
-    };
-    checks.insert("database".into(), database);
-    let redis = match &service.redis {
-        None => check("embedded", "in-process cache".to_owned()),
-        Some(connection) => {
-            let mut connection = connection.clone();
-            let command = redis::cmd("PING");
-            let ping = command.query_async::<String>(&mut connection);
-            match tokio::time::timeout(PROBE_TIMEOUT, ping).await {
-                Ok(Ok(_)) => check("up", None),
-                Ok(Err(error)) => check("down", error.to_string()),
-                Err(_) => check("down", format!("no answer within {PROBE_TIMEOUT:?}")),
-            }
-        }
-    };
-    checks.insert("redis".into(), redis);
-    for slot in Slot::ALL {
-        let state = match service.slots.get(slot) {
-            Some(component) => check("up", format!("{}@{}", component.name, component.version)),
-            None => check("empty", None),
-        };
-        checks.insert(format!("slot:{}", slot.name()), state);
-    }
-    let ready = checks.values().all(|check| check.status == "up" || check.status == "embedded");
+async fn ready(State(api): State<ApiState>) -> (StatusCode, axum::Json<Readiness>) {
+    let readiness = api.health.readiness().await;
+    let ready = readiness.is_ready();
+    let checks = readiness
+        .checks
+        .into_iter()
+        .map(|(name, check)| (name, Check { status: check.status.into(), detail: check.detail }))
+        .collect();
     let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     let readiness = Readiness { status: if ready { "ready" } else { "unavailable" }.into(), checks };
     (status, axum::Json(readiness))

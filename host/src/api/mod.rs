@@ -12,6 +12,7 @@ pub mod page;
 pub mod problem;
 pub mod products;
 pub mod slots;
+pub mod state;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,8 +24,8 @@ use axum::response::Response;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 
-use crate::service::Service;
 use problem::{ApiError, Problem, problem_response};
+pub use state::{ApiSettings, ApiState};
 
 /// The document's frame; paths come from the routers themselves, so the
 /// document lists exactly the routes that are served.
@@ -65,7 +66,7 @@ pub struct HttpLimits {
 }
 
 /// The OpenAPI 3.1 document and the router, built together.
-pub fn router(service: Arc<Service>, limits: HttpLimits) -> Router {
+pub fn router(state: ApiState, limits: HttpLimits) -> Router {
     let bounded = products::router()
         .merge(orders::router())
         .merge(admin::router())
@@ -85,7 +86,7 @@ pub fn router(service: Arc<Service>, limits: HttpLimits) -> Router {
     )
     .fallback(not_found)
     .method_not_allowed_fallback(method_not_allowed)
-    .with_state(service)
+    .with_state(state)
     .layer(DefaultBodyLimit::max(limits.max_body_bytes))
     .layer(tower_http::catch_panic::CatchPanicLayer::custom(panicked))
     .layer(axum::middleware::from_fn(correlation::middleware))

@@ -1,14 +1,10 @@
 //! `/api/v1/orders`: placing, reading, listing and moving orders.
 
-use std::sync::Arc;
-use std::time::Instant;
-
 use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -16,13 +12,13 @@ use utoipa_axum::routes;
 use super::extract::{ApiJson, ApiPath, ApiQuery};
 use super::page::{PageQuery, next_cursor};
 use super::problem::{ApiError, Problem, Result, correlation_id};
+use super::state::ApiState;
 use crate::domain::input::{CreateOrderRequest, StatusChangeRequest};
 use crate::domain::{OrderDetail, OrderStatus, OrderSummary};
-use crate::service::Service;
-use crate::store::{Claim, OrderFilter, StoreError};
+use crate::store::OrderFilter;
 
 /// The order routes.
-pub fn router() -> OpenApiRouter<Arc<Service>> {
+pub fn router() -> OpenApiRouter<ApiState> {
     OpenApiRouter::new()
         .routes(routes!(create_order, list_orders))
         .routes(routes!(get_order))
@@ -41,13 +37,6 @@ pub struct OrderPage {
     pub items: Vec<OrderSummary>,
     /// Pass as `cursor` for the next page; absent on the last page.
     pub next_cursor: Option<String>,
-}
-
-fn order_not_found(id: i64) -> impl FnOnce(StoreError) -> ApiError {
-    move |error| match error {
-        StoreError::NotFound => ApiError::not_found(format!("order {id} does not exist")),
-        other => other.into(),
-    }
 }
 
 fn created(body: Vec<u8>, id: i64, replayed: bool) -> Response {
@@ -99,76 +88,13 @@ impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
         (status = 503, description = "A rule component failed; nothing was stored", body = Problem, content_type = "application/problem+json"),
     ))]
 async fn create_order(
-    State(service): State<Arc<Service>>,
+    State(api): State<ApiState>,
     IdempotencyKey(key): IdempotencyKey,
     ApiJson(request): ApiJson<CreateOrderRequest>,
 ) -> Result<Response> {
-    // The request as understood, not as spelled: the same order sent with
-    // other whitespace or field order is the same request.
-    let canonical = serde_json::to_vec(&request).map_err(anyhow::Error::from)?;
-    let parsed = request.parse(&service.policy.default_currency).map_err(ApiError::violations)?;
-    let correlation_id = correlation_id();
-    let Some(key) = key else {
-        let order = service.place_order(parsed, &correlation_id, None).await?;
-        return Ok(created(serde_json::to_vec(&order).map_err(anyhow::Error::from)?, order.id, false));
-    };
-    let hash = hex::encode(Sha256::digest(&canonical));
-    let policy = &service.policy;
-    let ttl = chrono::Duration::from_std(policy.idempotency_ttl).map_err(anyhow::Error::from)?;
-    let abandon = chrono::Duration::from_std(policy.idempotency_abandon_after).map_err(anyhow::Error::from)?;
-    let waiting_since = Instant::now();
-    loop {
-        match service.store.claim_idempotency_key(&key, &hash, ttl, abandon).await? {
-            Claim::Fresh => break,
-            Claim::Replay { body, .. } => {
-                let id = serde_json::from_str::<OrderDetail>(&body).map(|order| order.id).unwrap_or_default();
-                return Ok(created(body.into_bytes(), id, true));
-            }
-            Claim::Mismatch => return Err(ApiError::KeyReused),
-            Claim::InProgress if waiting_since.elapsed() < policy.idempotency_wait => {
-                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-            }
-            Claim::InProgress => {
-                return Err(ApiError::Conflict {
-                    detail: "a request with this Idempotency-Key is still running".into(),
-                });
-            }
-        }
-    }
-    let held = HeldKey { service: service.clone(), key: Some(key.clone()) };
-    let order = service.place_order(parsed, &correlation_id, Some(key)).await?;
-    held.keep();
-    Ok(created(serde_json::to_vec(&order).map_err(anyhow::Error::from)?, order.id, false))
-}
-
-/// A claimed `Idempotency-Key` that is freed unless the request placed its
-/// order: failed requests are not remembered, and neither is one stopped at
-/// the server's time limit or dropped by a client that went away, so the
-/// client may retry with the same key. Freeing touches only a key still in
-/// progress: a key whose order committed was completed in that transaction.
-struct HeldKey {
-    service: Arc<Service>,
-    key: Option<String>,
-}
-
-impl HeldKey {
-    /// The order was placed: the key stays, completed with its answer.
-    fn keep(mut self) {
-        self.key = None;
-    }
-}
-
-impl Drop for HeldKey {
-    fn drop(&mut self) {
-        let Some(key) = self.key.take() else { return };
-        let service = self.service.clone();
-        // Drop cannot wait; the release runs on its own.
-        tokio::spawn(async move {
-            if let Err(error) = service.store.release_idempotency_key(&key).await {
-                tracing::warn!(%error, "cannot release an idempotency key");
-            }
-        });
-    }
+    let parsed = request.parse(api.orders.default_currency()).map_err(ApiError::violations)?;
+    let placed = api.orders.place(parsed, &correlation_id(), key).await?;
+    Ok(created(placed.json.into_bytes(), placed.order.id, placed.replayed))
 }
 
 /// The order's id in a path.
@@ -186,8 +112,8 @@ pub struct OrderId(
         (status = 400, description = "The id is not a number", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such order", body = Problem, content_type = "application/problem+json"),
     ))]
-async fn get_order(State(service): State<Arc<Service>>, ApiPath(id): ApiPath<i64>) -> Result<Response> {
-    let json = service.order_json(id).await.map_err(order_not_found(id))?;
+async fn get_order(State(api): State<ApiState>, ApiPath(id): ApiPath<i64>) -> Result<Response> {
+    let json = api.orders.order_json(id).await?;
     Ok(([(header::CONTENT_TYPE, "application/json")], json).into_response())
 }
 
@@ -212,11 +138,11 @@ pub struct OrderQuery {
         (status = 400, description = "Bad filter, limit or cursor", body = Problem, content_type = "application/problem+json"),
     ))]
 async fn list_orders(
-    State(service): State<Arc<Service>>,
+    State(api): State<ApiState>,
     ApiQuery(query): ApiQuery<OrderQuery>,
 ) -> Result<axum::Json<OrderPage>> {
     let page = PageQuery { limit: query.limit, cursor: query.cursor.clone() };
-    let (limit, before) = page.resolve(&service.policy)?;
+    let (limit, before) = page.resolve(&api.settings)?;
     let status = match query.status.as_deref() {
         None => None,
         Some(name) => Some(OrderStatus::parse(name).ok_or_else(|| ApiError::BadRequest {
@@ -226,7 +152,7 @@ async fn list_orders(
         })?),
     };
     let filter = OrderFilter { user_id: query.user_id, status, before, limit };
-    let items = service.store.list_orders(&filter).await?;
+    let items = api.orders.list(&filter).await?;
     let next_cursor = next_cursor(&items, limit, |order| order.id);
     Ok(axum::Json(OrderPage { items, next_cursor }))
 }
@@ -243,13 +169,12 @@ async fn list_orders(
         (status = 422, description = "Unknown status", body = Problem, content_type = "application/problem+json"),
     ))]
 async fn change_status(
-    State(service): State<Arc<Service>>,
+    State(api): State<ApiState>,
     ApiPath(id): ApiPath<i64>,
     ApiJson(request): ApiJson<StatusChangeRequest>,
 ) -> Result<axum::Json<OrderDetail>> {
     let reason = request.reason.as_deref().map(|reason| crate::runtime::call::truncate(reason, 500));
-    let order =
-        service.change_status(id, request.status, reason, &correlation_id()).await.map_err(order_not_found(id))?;
+    let order = api.orders.change_status(id, request.status, reason, &correlation_id()).await?;
     tracing::info!(order_id = id, status = %order.status, "order status changed");
     Ok(axum::Json(order))
 }

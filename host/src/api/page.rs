@@ -5,7 +5,7 @@ use serde::Deserialize;
 use utoipa::IntoParams;
 
 use super::problem::ApiError;
-use crate::service::Policy;
+use super::state::ApiSettings;
 
 /// `?limit=&cursor=`.
 #[derive(Debug, Default, Deserialize, IntoParams)]
@@ -19,7 +19,7 @@ pub struct PageQuery {
 
 impl PageQuery {
     /// The page size (capped) and the position after which the page starts.
-    pub fn resolve(&self, policy: &Policy) -> Result<(i64, Option<i64>), ApiError> {
+    pub fn resolve(&self, policy: &ApiSettings) -> Result<(i64, Option<i64>), ApiError> {
         let limit = match self.limit {
             None => policy.default_page,
             Some(limit) if limit < 1 => {

@@ -10,7 +10,8 @@ use utoipa::ToSchema;
 
 use crate::domain::OrderStatus;
 use crate::domain::input::Violation;
-use crate::store::StoreError;
+use crate::fulfillment::QueueError;
+use crate::orders::OrderError;
 
 pub type Result<T, E = ApiError> = std::result::Result<T, E>;
 
@@ -215,10 +216,10 @@ impl IntoResponse for ApiError {
     }
 }
 
-impl From<crate::queue::QueueError> for ApiError {
-    fn from(error: crate::queue::QueueError) -> Self {
+impl From<QueueError> for ApiError {
+    fn from(error: QueueError) -> Self {
         match error {
-            crate::queue::QueueError::Store(store) => store.into(),
+            QueueError::Store(store) => OrderError::from(store).into(),
             other => ApiError::Unavailable { cause: format!("queue: {other}") },
         }
     }
@@ -235,38 +236,25 @@ pub fn problem_response(status: StatusCode, problem: &Problem, cause: Option<Str
     response
 }
 
-impl From<StoreError> for ApiError {
-    fn from(error: StoreError) -> Self {
+impl From<OrderError> for ApiError {
+    fn from(error: OrderError) -> Self {
+        let detail = error.to_string();
         match error {
-            StoreError::NotFound => ApiError::not_found("no such record"),
-            StoreError::Conflict(what) => ApiError::Conflict { detail: format!("{what} already exists") },
-            StoreError::UnknownProduct(id) => ApiError::not_found(format!("product {id} does not exist")),
-            StoreError::InactiveProduct(id) => {
-                ApiError::Conflict { detail: format!("product {id} is not available for ordering") }
+            OrderError::Invalid(violations) => ApiError::violations(violations),
+            OrderError::NotFound(detail) => ApiError::NotFound { detail },
+            OrderError::Unavailable(_) | OrderError::Duplicate(_) | OrderError::KeyInProgress | OrderError::KeyLost => {
+                ApiError::Conflict { detail }
             }
-            StoreError::InsufficientStock { product_id, requested, available } => ApiError::InsufficientStock {
-                detail: format!("product {product_id}: {requested} requested, {available} in stock"),
-                product_id,
-                requested,
-                available,
-            },
-            StoreError::IllegalTransition { current, requested } => ApiError::IllegalTransition {
-                detail: format!("the order is {current}; it cannot become {requested}"),
-                current,
-                requested,
-            },
-            StoreError::KeyLost => {
-                ApiError::Conflict { detail: "the idempotency key expired while the request ran; retry".into() }
+            OrderError::InsufficientStock { product_id, requested, available } => {
+                ApiError::InsufficientStock { detail, product_id, requested, available }
             }
-            StoreError::Database(error) if is_unavailable(&error) => {
-                ApiError::Unavailable { cause: format!("database: {error}") }
+            OrderError::IllegalTransition { current, requested } => {
+                ApiError::IllegalTransition { detail, current, requested }
             }
-            other => ApiError::Internal(other.into()),
+            OrderError::KeyReused => ApiError::KeyReused,
+            OrderError::Rule { slot, cause } => ApiError::Component { slot: slot.name(), cause },
+            OrderError::Down(cause) => ApiError::Unavailable { cause },
+            OrderError::Internal(error) => ApiError::Internal(error),
         }
     }
-}
-
-/// Whether a database error means "down or overloaded" rather than "a bug".
-fn is_unavailable(error: &sqlx::Error) -> bool {
-    matches!(error, sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Tls(_))
 }

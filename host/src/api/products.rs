@@ -1,7 +1,5 @@
 //! `/api/v1/products`: the catalogue.
 
-use std::sync::Arc;
-
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
@@ -13,13 +11,12 @@ use utoipa_axum::routes;
 use super::extract::{ApiJson, ApiPath, ApiQuery};
 use super::page::{PageQuery, next_cursor};
 use super::problem::{ApiError, Problem, Result};
+use super::state::ApiState;
 use crate::domain::Product;
 use crate::domain::input::{CreateProductRequest, UpdateProductRequest};
-use crate::service::Service;
-use crate::store::StoreError;
 
 /// The product routes.
-pub fn router() -> OpenApiRouter<Arc<Service>> {
+pub fn router() -> OpenApiRouter<ApiState> {
     OpenApiRouter::new().routes(routes!(create_product, list_products)).routes(routes!(get_product, update_product))
 }
 
@@ -32,13 +29,6 @@ pub struct ProductPage {
     pub next_cursor: Option<String>,
 }
 
-fn product_not_found(id: i64) -> impl FnOnce(StoreError) -> ApiError {
-    move |error| match error {
-        StoreError::NotFound => ApiError::not_found(format!("product {id} does not exist")),
-        other => other.into(),
-    }
-}
-
 /// Adds a product to the catalogue.
 #[utoipa::path(post, path = "/products", tag = "products", request_body = CreateProductRequest,
     responses(
@@ -47,11 +37,11 @@ fn product_not_found(id: i64) -> impl FnOnce(StoreError) -> ApiError {
         (status = 422, description = "Invalid fields", body = Problem, content_type = "application/problem+json"),
     ))]
 async fn create_product(
-    State(service): State<Arc<Service>>,
+    State(api): State<ApiState>,
     ApiJson(request): ApiJson<CreateProductRequest>,
 ) -> Result<impl IntoResponse> {
-    let product = request.parse(&service.policy.default_currency).map_err(ApiError::violations)?;
-    let created = service.store.create_product(&product).await?;
+    let product = request.parse(api.orders.default_currency()).map_err(ApiError::violations)?;
+    let created = api.orders.create_product(&product).await?;
     let location = format!("/api/v1/products/{}", created.id);
     Ok((StatusCode::CREATED, [(header::LOCATION, location)], axum::Json(created)))
 }
@@ -63,11 +53,11 @@ async fn create_product(
         (status = 400, description = "Bad limit or cursor", body = Problem, content_type = "application/problem+json"),
     ))]
 async fn list_products(
-    State(service): State<Arc<Service>>,
+    State(api): State<ApiState>,
     ApiQuery(query): ApiQuery<PageQuery>,
 ) -> Result<axum::Json<ProductPage>> {
-    let (limit, after) = query.resolve(&service.policy)?;
-    let items = service.store.list_products(after, limit).await?;
+    let (limit, after) = query.resolve(&api.settings)?;
+    let items = api.orders.list_products(after, limit).await?;
     let next_cursor = next_cursor(&items, limit, |product| product.id);
     Ok(axum::Json(ProductPage { items, next_cursor }))
 }
@@ -86,8 +76,8 @@ pub struct ProductId(
         (status = 200, description = "The product", body = Product),
         (status = 404, description = "No such product", body = Problem, content_type = "application/problem+json"),
     ))]
-async fn get_product(State(service): State<Arc<Service>>, ApiPath(id): ApiPath<i64>) -> Result<axum::Json<Product>> {
-    Ok(axum::Json(service.store.product(id).await.map_err(product_not_found(id))?))
+async fn get_product(State(api): State<ApiState>, ApiPath(id): ApiPath<i64>) -> Result<axum::Json<Product>> {
+    Ok(axum::Json(api.orders.product(id).await?))
 }
 
 /// Changes a product's name, price, stock or availability; the cached copy is dropped.
@@ -99,12 +89,11 @@ async fn get_product(State(service): State<Arc<Service>>, ApiPath(id): ApiPath<i
         (status = 422, description = "Nothing to change, or invalid fields", body = Problem, content_type = "application/problem+json"),
     ))]
 async fn update_product(
-    State(service): State<Arc<Service>>,
+    State(api): State<ApiState>,
     ApiPath(id): ApiPath<i64>,
     ApiJson(changes): ApiJson<UpdateProductRequest>,
 ) -> Result<axum::Json<Product>> {
     changes.check().map_err(ApiError::violations)?;
-    let updated = service.store.update_product(id, &changes).await.map_err(product_not_found(id))?;
-    service.cache.invalidate(id).await;
+    let updated = api.orders.update_product(id, &changes).await?;
     Ok(axum::Json(updated))
 }

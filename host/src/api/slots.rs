@@ -2,8 +2,6 @@
 //! uploading a component (through the same gate as the components folder)
 //! and rolling a slot back. Behind the admin token.
 
-use std::sync::Arc;
-
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
@@ -16,13 +14,13 @@ use utoipa_axum::routes;
 use super::admin::Admin;
 use super::extract::ApiPath;
 use super::problem::{ApiError, Problem, Result};
+use super::state::ApiState;
+use crate::rules::swap::gate::MAX_COMPONENT_BYTES;
+use crate::rules::swap::{GateReport, Proposal, RollbackError, SlotHistoryView, SlotStatus, Source};
 use crate::runtime::Slot;
-use crate::service::Service;
-use crate::swap::gate::MAX_COMPONENT_BYTES;
-use crate::swap::{GateReport, Proposal, RollbackError, SlotHistoryView, SlotStatus, Source};
 
 /// The slot routes.
-pub fn router() -> OpenApiRouter<Arc<Service>> {
+pub fn router() -> OpenApiRouter<ApiState> {
     OpenApiRouter::new()
         .routes(routes!(list_slots))
         .routes(routes!(slot_history))
@@ -42,8 +40,8 @@ fn slot(name: &str) -> Result<Slot> {
         (status = 401, description = "No token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Wrong token", body = Problem, content_type = "application/problem+json"),
     ))]
-async fn list_slots(_: Admin, State(service): State<Arc<Service>>) -> axum::Json<Vec<SlotStatus>> {
-    axum::Json(service.slot_statuses())
+async fn list_slots(_: Admin, State(api): State<ApiState>) -> axum::Json<Vec<SlotStatus>> {
+    axum::Json(api.rules.slot_statuses())
 }
 
 /// A slot's versions (oldest first) and what happened to it: activations,
@@ -56,10 +54,10 @@ async fn list_slots(_: Admin, State(service): State<Arc<Service>>) -> axum::Json
     ))]
 async fn slot_history(
     _: Admin,
-    State(service): State<Arc<Service>>,
+    State(api): State<ApiState>,
     ApiPath(name): ApiPath<String>,
 ) -> Result<axum::Json<SlotHistoryView>> {
-    Ok(axum::Json(service.slot_history(slot(&name)?)))
+    Ok(axum::Json(api.rules.slot_history(slot(&name)?)))
 }
 
 /// The outcome of an upload.
@@ -85,7 +83,7 @@ pub struct UploadOutcome {
     ))]
 async fn upload(
     _: Admin,
-    State(service): State<Arc<Service>>,
+    State(api): State<ApiState>,
     ApiPath(name): ApiPath<String>,
     wasm: Bytes,
 ) -> Result<Response> {
@@ -93,9 +91,9 @@ async fn upload(
     if wasm.is_empty() {
         return Err(ApiError::BadRequest { detail: "send the component's .wasm bytes as the body".into() });
     }
-    let (_, toml) = crate::runtime::slot::slot_files(&service.swaps.dir, slot);
+    let (_, toml) = crate::runtime::slot::slot_files(&api.rules.swaps().dir, slot);
     let config_text = tokio::fs::read_to_string(&toml).await.ok();
-    let (status, outcome, report) = match service.propose(slot, wasm.to_vec(), config_text, Source::Upload).await {
+    let (status, outcome, report) = match api.rules.propose(slot, wasm.to_vec(), config_text, Source::Upload).await {
         Proposal::Activated(report) => (StatusCode::OK, "activated", Some(report)),
         Proposal::Unchanged => (StatusCode::OK, "unchanged", None),
         Proposal::Rejected(report) => (StatusCode::UNPROCESSABLE_ENTITY, "rejected", Some(report)),
@@ -115,13 +113,13 @@ async fn upload(
     ))]
 async fn roll_back(
     _: Admin,
-    State(service): State<Arc<Service>>,
+    State(api): State<ApiState>,
     ApiPath(name): ApiPath<String>,
 ) -> Result<axum::Json<SlotStatus>> {
     let slot = slot(&name)?;
-    service.roll_back(slot, "rolled back by an operator").await.map_err(|error| match error {
+    api.rules.roll_back(slot, "rolled back by an operator").await.map_err(|error| match error {
         RollbackError::NothingToRestore(_) => ApiError::Conflict { detail: error.to_string() },
     })?;
-    let status = service.slot_statuses().into_iter().find(|status| status.slot == slot.name());
+    let status = api.rules.slot_statuses().into_iter().find(|status| status.slot == slot.name());
     Ok(axum::Json(status.expect("every slot has a status")))
 }

@@ -61,8 +61,9 @@ pub struct CreateOrderRequest {
     pub attributes: BTreeMap<String, String>,
 }
 
-/// A create-order request after the edge checks.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A create-order request after the edge checks. Serialised, it names the
+/// request as understood (what an idempotency key is bound to).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct OrderRequest {
     pub user_id: i64,
     pub currency: String,

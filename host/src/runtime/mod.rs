@@ -16,6 +16,7 @@ pub mod fakes;
 pub mod fixtures;
 pub mod slot;
 pub mod slot_config;
+pub mod stats;
 mod wasi;
 
 use std::path::Path;

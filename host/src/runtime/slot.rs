@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use super::bindings::{fulfillment::FulfillmentPolicyPre, pricer::PricerPre, validator::OrderValidatorPre};
 use super::call::CallState;
 use super::slot_config::SlotConfig;
-use crate::swap::CallStats;
+use super::stats::CallStats;
 
 /// A place in the order flow where a component decides.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]

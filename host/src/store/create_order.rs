@@ -21,7 +21,7 @@ use sqlx::PgPool;
 use super::StoreError;
 use super::orders::{EVENTS_TOPIC, FULFILLMENT_TOPIC, NewOrder, component_label, order_event};
 use crate::domain::{OrderDetail, OrderStatus};
-use crate::queue::Job;
+use crate::domain::Job;
 
 const CREATE: &str = r#"
 WITH locked AS (

@@ -10,10 +10,8 @@
 mod connect;
 mod create_order;
 pub mod idempotency;
-pub mod order_cache;
 pub mod orders;
 pub mod outbox;
-pub mod product_cache;
 pub mod products;
 mod rows;
 pub mod transitions;
@@ -114,6 +112,11 @@ pub enum StoreError {
     /// The database failed or could not be reached.
     #[error(transparent)]
     Database(#[from] sqlx::Error),
+}
+
+/// Whether a database error means "down or overloaded" rather than "a bug".
+pub fn is_unavailable(error: &sqlx::Error) -> bool {
+    matches!(error, sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Tls(_))
 }
 
 impl Store {

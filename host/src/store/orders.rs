@@ -2,13 +2,13 @@
 
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, SubsecRound, Utc};
+use chrono::{DateTime, Utc};
 use serde_json::json;
 
 use super::rows::{DecisionRow, HistoryRow, LINE_COLUMNS, LineRow, ORDER_COLUMNS, OrderRow};
 use super::{Store, StoreError, with_pool};
+use crate::domain::Job;
 use crate::domain::{ComponentRecord, HistoryEntry, OrderDetail, OrderLine, OrderStatus, OrderSummary};
-use crate::queue::Job;
 
 /// The outbox topic of fulfillment jobs (relayed to the `fulfillment_queue` list).
 pub const FULFILLMENT_TOPIC: &str = "fulfillment";
@@ -57,11 +57,7 @@ pub struct OrderFilter {
     pub limit: i64,
 }
 
-/// The current time at the database's precision, so an answer built in
-/// memory equals the same order read back.
-pub(crate) fn now() -> DateTime<Utc> {
-    Utc::now().trunc_subsecs(6)
-}
+pub(crate) use crate::domain::now;
 
 pub(super) fn placeholders(rows: usize, columns: usize) -> String {
     (0..rows)

@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 
 use super::orders::{INSERT_OUTBOX, now, placeholders};
 use super::{Pool, Store, StoreError, with_pool};
-use crate::queue::job::{Job, JobItem};
+use crate::domain::{Job, JobItem};
 use crate::store::orders::FULFILLMENT_TOPIC;
 
 /// One outbox message.

@@ -58,8 +58,9 @@ on_both_backends!(a_trapping_policy_is_retried_dead_lettered_and_requeued, optio
     assert_eq!(queue["backend"], if app.backend == Backend::Postgres { "redis" } else { "database" });
 
     // The policy is fixed; the operator requeues the dead letter.
-    let standard = app.service.runtime.load_file(Slot::Fulfillment, &wasm("fulfillment-standard")).await.unwrap();
-    app.service.slots.install(standard);
+    let standard =
+        app.service.rules.runtime().load_file(Slot::Fulfillment, &wasm("fulfillment-standard")).await.unwrap();
+    app.service.rules.slots().install(standard);
     let id = letter["id"].as_str().unwrap();
     let requeue = app.client.post(app.url(&format!("/api/v1/admin/dead-letters/{id}/requeue"))).bearer_auth(TOKEN);
     let requeued = requeue.send().await.unwrap();

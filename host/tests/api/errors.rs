@@ -92,21 +92,22 @@ async fn a_body_over_the_cap_is_413() {
 async fn failing_component(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let id = app.product("TRAPPED", 100, 5).await;
-    let healthy = app.service.slots.get(Slot::Pricing).unwrap();
+    let healthy = app.service.rules.slots().get(Slot::Pricing).unwrap();
     let trap = app
         .service
-        .runtime
+        .rules
+        .runtime()
         .load(Slot::Pricing, std::fs::read(wasm("fixtures/trap")).unwrap(), SlotConfig::default())
         .await
         .unwrap();
-    app.service.slots.install(trap);
+    app.service.rules.slots().install(trap);
     let body = problem(app.order(&[(id, 1)]).await, 503).await;
     let detail = body["detail"].as_str().unwrap();
     assert!(detail.contains("pricing") && !detail.contains("trap") && !detail.contains("wasm"), "{detail}");
     assert_eq!(app.stock(id).await, 5);
     assert_eq!(app.order_count().await, 0);
 
-    app.service.slots.install((*healthy).clone());
+    app.service.rules.slots().install((*healthy).clone());
     assert_eq!(app.order(&[(id, 1)]).await.status(), 201);
 }
 

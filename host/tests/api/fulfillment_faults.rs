@@ -12,8 +12,8 @@ use serde_json::json;
 
 use crate::helpers::{Backend, Options, TestApp, fast_fulfillment};
 use host::config::{FulfillmentSettings, SwapSettings};
+use host::fulfillment::{Worker, Workers};
 use host::startup::Background;
-use host::worker::{Fulfillment, Workers};
 
 /// `host worker` on `app`'s database, Redis and components, with `settings` as
 /// environment variables.
@@ -97,8 +97,14 @@ async fn two_workers_fulfil_a_thousand_orders_exactly_once() {
     assert_eq!(placed.len(), 1000);
     // Two independent workers (as two processes would be), two tasks each.
     let settings = FulfillmentSettings { workers: 2, ..fast_fulfillment(2) };
-    let first = Workers::start(Fulfillment::new(app.service.clone(), app.service.queue.clone(), settings.clone()), 2);
-    let second = Workers::start(Fulfillment::new(app.service.clone(), app.service.queue.clone(), settings), 2);
+    let first = Workers::start(
+        Worker::new(app.service.fulfillment.clone(), app.service.fulfillment.queue().clone(), settings.clone()),
+        2,
+    );
+    let second = Workers::start(
+        Worker::new(app.service.fulfillment.clone(), app.service.fulfillment.queue().clone(), settings),
+        2,
+    );
     wait_for_count(&app, "fulfilled", 1000, Duration::from_secs(180)).await;
     assert_eq!(first.drain(Duration::from_secs(5)).await + second.drain(Duration::from_secs(5)).await, 0);
     assert_fulfilled_exactly_once(&app, 1000).await;
@@ -155,7 +161,10 @@ async fn sigterm_lets_jobs_in_hand_finish_and_loses_none() {
     assert_eq!(list_len(&app, "fulfillment_queue").await, 2);
     assert_eq!(list_len(&app, "fulfillment_queue:processing").await, 0);
     // The next worker picks up the rest.
-    let rest = Workers::start(Fulfillment::new(app.service.clone(), app.service.queue.clone(), fast_fulfillment(1)), 1);
+    let rest = Workers::start(
+        Worker::new(app.service.fulfillment.clone(), app.service.fulfillment.queue().clone(), fast_fulfillment(1)),
+        1,
+    );
     wait_for_count(&app, "fulfilled", 4, Duration::from_secs(30)).await;
     rest.drain(Duration::from_secs(5)).await;
     assert_fulfilled_exactly_once(&app, 4).await;

@@ -8,9 +8,9 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 
+use host::app::App;
 use host::config::{BackendSettings, FulfillmentSettings, ServeSettings, SwapSettings};
 use host::runtime::{Capabilities, EngineSettings, Runtime, Slot};
-use host::service::Service;
 use host::startup::Application;
 use serde_json::{Value, json};
 
@@ -104,7 +104,7 @@ pub fn logs_of(correlation_id: &str) -> Vec<Value> {
 pub struct TestApp {
     pub address: SocketAddr,
     pub client: reqwest::Client,
-    pub service: Arc<Service>,
+    pub service: Arc<App>,
     pub backend: Backend,
     /// Prefix of this app's Redis keys.
     pub namespace: String,
@@ -218,7 +218,7 @@ impl TestApp {
         };
         let app = Application::build_on(settings, Some(engine())).await.expect("the service starts");
         let address = app.local_addr();
-        let service = app.service();
+        let service = app.app();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(app.run_until(async move {
             let _ = stopped.await;

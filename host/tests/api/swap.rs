@@ -145,8 +145,8 @@ async fn a_dropped_policy_goes_live_new_orders_follow_it_and_it_rolls_back() {
         files_in(&component_dir("fulfillment-standard").join("fixtures"))
     );
     let toml = std::fs::read_to_string(app.components_dir.join("fulfillment.toml")).unwrap();
-    let verdict = host::swap::gate::check(
-        &app.service.runtime,
+    let verdict = host::rules::swap::gate::check(
+        app.service.rules.runtime(),
         host::runtime::Slot::Fulfillment,
         std::fs::read(app.components_dir.join("fulfillment.wasm")).unwrap(),
         host::runtime::SlotConfig::parse(&toml, "fulfillment.toml").unwrap(),

@@ -11,7 +11,6 @@
 
 pub mod folder;
 pub mod gate;
-pub mod stats;
 pub mod watch;
 
 use std::collections::VecDeque;
@@ -23,10 +22,10 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use super::Rules;
+pub use crate::runtime::stats::{CallStats, StatsSnapshot};
 use crate::runtime::{CallError, LoadedComponent, Slot, SlotConfig};
-use crate::service::Service;
 pub use gate::{FixtureResult, GateReport};
-pub use stats::{CallStats, StatsSnapshot};
 
 /// Versions kept per slot for rollbacks and the history.
 const KEPT_VERSIONS: usize = 16;
@@ -221,7 +220,7 @@ fn event(kind: EventKind, component: &LoadedComponent, source: Source, reason: O
     }
 }
 
-impl Service {
+impl Rules {
     /// Proposes `wasm` (with its `.toml` text) for `slot`: gate, then swap.
     pub async fn propose(&self, slot: Slot, wasm: Vec<u8>, config_text: Option<String>, source: Source) -> Proposal {
         let _turn = self.swaps.turns[slot as usize].lock().await;
@@ -403,12 +402,12 @@ impl Service {
             policy.window,
             error.map(ToString::to_string).unwrap_or_default()
         );
-        let (service, component) = (self.clone(), component.clone());
+        let (rules, component) = (self.clone(), component.clone());
         tokio::spawn(async move {
             let slot = component.slot;
-            let _turn = service.swaps.turns[slot as usize].lock().await;
+            let _turn = rules.swaps.turns[slot as usize].lock().await;
             if let Err(error) =
-                service.roll_back_in_turn(slot, Some(&component), EventKind::AutoRolledBack, &reason).await
+                rules.roll_back_in_turn(slot, Some(&component), EventKind::AutoRolledBack, &reason).await
             {
                 tracing::error!(slot = slot.name(), %error, %reason, "a failing version cannot be rolled back");
             }

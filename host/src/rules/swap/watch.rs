@@ -11,15 +11,15 @@ use notify::{RecursiveMode, Watcher};
 use tokio_util::sync::CancellationToken;
 
 use super::folder::slot_of;
+use crate::rules::Rules;
 use crate::runtime::Slot;
-use crate::service::Service;
 
 /// How often the folder is looked at without a notification.
 const RESCAN: Duration = Duration::from_secs(5);
 
 /// Watches until `stop`; `debounce` is how long the folder must be quiet.
-pub async fn watch(service: Arc<Service>, debounce: Duration, stop: CancellationToken) {
-    let dir = service.swaps.dir.clone();
+pub async fn watch(rules: Arc<Rules>, debounce: Duration, stop: CancellationToken) {
+    let dir = rules.swaps().dir.clone();
     let (sender, mut changes) = tokio::sync::mpsc::unbounded_channel();
     let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
         if let Ok(event) = event {
@@ -55,12 +55,12 @@ pub async fn watch(service: Arc<Service>, debounce: Duration, stop: Cancellation
             }
             () = &mut quiet, if !pending.is_empty() => {
                 for slot in std::mem::take(&mut pending) {
-                    service.sync_slot(slot, debounce).await;
+                    rules.sync_slot(slot, debounce).await;
                 }
             }
             _ = rescan.tick() => {
                 for slot in Slot::ALL {
-                    service.sync_slot(slot, debounce).await;
+                    rules.sync_slot(slot, debounce).await;
                 }
             }
         }

@@ -49,7 +49,7 @@ impl Job {
             quantity: items.first().map(|item| item.quantity),
             items,
             correlation_id: correlation_id.to_owned(),
-            timestamp: crate::store::orders::now().to_rfc3339(),
+            timestamp: super::now().to_rfc3339(),
         }
     }
 

@@ -1,24 +1,8 @@
-//! The fulfillment queue and the order event feed.
-//!
-//! ```text
-//! create / transition ──(same transaction)──► outbox rows
-//! relay:  outbox ──► LPUSH fulfillment_queue (jobs) + XADD order_events (events)     with Redis
-//!         outbox ──► in-process event hub; job rows stay put as the queue            without
-//! worker: claim (BLMOVE into fulfillment_queue:processing, or a row claim) ──►
-//!         fulfillment slot ──► guarded transition ──► ack (LREM, or mark the row done)
-//! maintenance: due retries back to the queue, stale claims requeued (then dead
-//!         letters), pending orders whose job was lost published again
-//! ```
-//!
-//! Delivery is at least once everywhere; the worker is idempotent (guarded
-//! transitions, a job id held by the order while it is processing).
+//! The fulfillment queue: a reliable job queue on Redis lists, or on the
+//! outbox's rows when there is no Redis (see the parent module's diagram).
 
 pub mod database;
-pub mod events;
-pub mod job;
-pub mod maintenance;
 pub mod redis_queue;
-pub mod relay;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,7 +12,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-pub use job::Job;
+pub use crate::domain::Job;
 
 use crate::store::StoreError;
 

@@ -11,7 +11,7 @@ use std::time::Duration;
 use ::redis::aio::ConnectionManager;
 use tokio_util::sync::CancellationToken;
 
-use super::events::{EventHub, OrderEvent, pause};
+use crate::orders::events::{EventHub, OrderEvent, pause};
 use crate::store::orders::{EVENTS_TOPIC, FULFILLMENT_TOPIC};
 use crate::store::{OutboxMessage, Store};
 

@@ -1,0 +1,106 @@
+//! What placing, reading or changing an order (or a product) can answer
+//! besides success, in the application's terms. Each front end maps these
+//! to its own protocol: problem+json over HTTP, a status with details over gRPC.
+
+use crate::domain::OrderStatus;
+use crate::domain::input::Violation;
+use crate::rules::RuleError;
+use crate::runtime::Slot;
+use crate::store::StoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum OrderError {
+    /// The request breaks rules (the service's own or a rule component's).
+    #[error("{}", join(.0))]
+    Invalid(Vec<Violation>),
+    /// The order or product named does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// A line names a product that cannot be ordered now.
+    #[error("product {0} is not available for ordering")]
+    Unavailable(i64),
+    /// Not enough units left.
+    #[error("product {product_id}: {requested} requested, {available} in stock")]
+    InsufficientStock { product_id: i64, requested: i64, available: i64 },
+    /// The state machine forbids the change, given the order's state now.
+    #[error("the order is {current}; it cannot become {requested}")]
+    IllegalTransition { current: OrderStatus, requested: OrderStatus },
+    /// A unique value is taken (a product's SKU).
+    #[error("{0} already exists")]
+    Duplicate(&'static str),
+    /// The idempotency key was used before with another request.
+    #[error("the idempotency key was already used with a different request body")]
+    KeyReused,
+    /// A request with the same idempotency key is still running.
+    #[error("a request with this Idempotency-Key is still running")]
+    KeyInProgress,
+    /// The idempotency key this request held expired while it ran.
+    #[error("the idempotency key expired while the request ran; retry")]
+    KeyLost,
+    /// A rule gave no answer (its slot is empty, or the call failed):
+    /// nothing was stored.
+    #[error("{slot} component failed: {cause}")]
+    Rule { slot: Slot, cause: String },
+    /// A server the service depends on is down.
+    #[error("{0}")]
+    Down(String),
+    /// A bug or inconsistent data.
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+fn join(violations: &[Violation]) -> String {
+    violations.iter().map(|violation| violation.message.as_str()).collect::<Vec<_>>().join("; ")
+}
+
+impl OrderError {
+    /// The answer to a lookup of order `id` that found nothing.
+    pub fn order_not_found(id: i64) -> impl FnOnce(StoreError) -> OrderError {
+        move |error| match error {
+            StoreError::NotFound => OrderError::NotFound(format!("order {id} does not exist")),
+            other => other.into(),
+        }
+    }
+
+    /// The answer to a lookup of product `id` that found nothing.
+    pub fn product_not_found(id: i64) -> impl FnOnce(StoreError) -> OrderError {
+        move |error| match error {
+            StoreError::NotFound => OrderError::NotFound(format!("product {id} does not exist")),
+            other => other.into(),
+        }
+    }
+}
+
+impl From<StoreError> for OrderError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::NotFound => OrderError::NotFound("no such record".into()),
+            StoreError::Conflict(what) => OrderError::Duplicate(what),
+            StoreError::UnknownProduct(id) => OrderError::NotFound(format!("product {id} does not exist")),
+            StoreError::InactiveProduct(id) => OrderError::Unavailable(id),
+            StoreError::InsufficientStock { product_id, requested, available } => {
+                OrderError::InsufficientStock { product_id, requested, available }
+            }
+            StoreError::IllegalTransition { current, requested } => {
+                OrderError::IllegalTransition { current, requested }
+            }
+            StoreError::KeyLost => OrderError::KeyLost,
+            StoreError::Database(error) if crate::store::is_unavailable(&error) => {
+                OrderError::Down(format!("database: {error}"))
+            }
+            other => OrderError::Internal(other.into()),
+        }
+    }
+}
+
+impl From<RuleError> for OrderError {
+    fn from(error: RuleError) -> Self {
+        match error {
+            RuleError::Unrepresentable(unfit) => {
+                OrderError::Invalid(vec![Violation::new("out-of-range", unfit.field.clone(), unfit.to_string())])
+            }
+            RuleError::Empty { slot } => OrderError::Rule { slot, cause: "the slot is empty".into() },
+            RuleError::Failed { slot, .. } => OrderError::Rule { slot, cause: error.to_string() },
+        }
+    }
+}

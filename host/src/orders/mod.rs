@@ -1,0 +1,149 @@
+//! Orders and the catalogue as a front end uses them: place an order
+//! (idempotency included), read and list orders, move an order along its
+//! lifecycle, follow orders as they change, manage products. It keeps both caches (products, rendered
+//! orders) in step with every change it or the fulfillment workers make,
+//! and answers in its own error type, whatever the transport.
+
+pub mod catalog;
+pub mod error;
+pub mod events;
+pub mod order_cache;
+pub mod place;
+pub mod product_cache;
+pub mod watch;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use error::OrderError;
+use events::EventHub;
+use order_cache::OrderCache;
+pub use place::Placed;
+use product_cache::ProductCache;
+pub use watch::{Snapshot, Watched};
+
+use crate::domain::{OrderDetail, OrderStatus, OrderSummary};
+use crate::rules::Rules;
+use crate::store::{OrderFilter, Store, StoreError};
+
+/// How orders are taken.
+#[derive(Debug, Clone)]
+pub struct OrderPolicy {
+    /// Currency of orders and products that name none.
+    pub default_currency: String,
+    /// How long a completed idempotency key is remembered.
+    pub idempotency_ttl: Duration,
+    /// After how long an unfinished idempotent request is presumed dead.
+    pub idempotency_abandon_after: Duration,
+    /// How long a request waits for a concurrent request with the same key.
+    pub idempotency_wait: Duration,
+}
+
+impl Default for OrderPolicy {
+    fn default() -> Self {
+        Self {
+            default_currency: "EUR".into(),
+            idempotency_ttl: Duration::from_secs(24 * 3600),
+            idempotency_abandon_after: Duration::from_secs(60),
+            idempotency_wait: Duration::from_secs(10),
+        }
+    }
+}
+
+/// The order and catalogue operations, over the store, the rules and the caches.
+pub struct Orders {
+    store: Store,
+    rules: Arc<Rules>,
+    products: Arc<dyn ProductCache>,
+    cache: Arc<dyn OrderCache>,
+    events: EventHub,
+    policy: OrderPolicy,
+}
+
+impl Orders {
+    pub fn new(
+        store: Store,
+        rules: Arc<Rules>,
+        products: Arc<dyn ProductCache>,
+        cache: Arc<dyn OrderCache>,
+        events: EventHub,
+        policy: OrderPolicy,
+    ) -> Self {
+        Self { store, rules, products, cache, events, policy }
+    }
+
+    /// Order events for followers in this process; the relay and the event
+    /// feed publish into it.
+    pub fn events(&self) -> &EventHub {
+        &self.events
+    }
+
+    /// Currency of orders and products that name none.
+    pub fn default_currency(&self) -> &str {
+        &self.policy.default_currency
+    }
+
+    /// The order as rendered for readers: from the cache, or from the
+    /// database (then cached).
+    pub async fn order_json(&self, id: i64) -> Result<String, OrderError> {
+        if let Some(json) = self.cache.get(id).await {
+            return Ok(json);
+        }
+        let order = self.store.order(id).await.map_err(OrderError::order_not_found(id))?;
+        let json = render(&order)?;
+        self.cache.put(id, order.version, &json).await;
+        Ok(json)
+    }
+
+    /// The order, read like [`Orders::order_json`].
+    pub async fn order(&self, id: i64) -> Result<OrderDetail, OrderError> {
+        let json = self.order_json(id).await?;
+        Ok(serde_json::from_str(&json).map_err(anyhow::Error::from)?)
+    }
+
+    /// A page of orders, newest first.
+    pub async fn list(&self, filter: &OrderFilter) -> Result<Vec<OrderSummary>, OrderError> {
+        Ok(self.store.list_orders(filter).await?)
+    }
+
+    /// Moves an order along its lifecycle (of two concurrent changes exactly
+    /// one wins; cancelling returns the stock) and refreshes its rendering.
+    pub async fn change_status(
+        &self,
+        id: i64,
+        to: OrderStatus,
+        reason: Option<&str>,
+        correlation_id: &str,
+    ) -> Result<OrderDetail, OrderError> {
+        let order =
+            self.store.change_status(id, to, reason, correlation_id).await.map_err(OrderError::order_not_found(id))?;
+        self.remember(&order).await;
+        Ok(order)
+    }
+
+    /// Re-reads an order after a change committed elsewhere (a worker) and
+    /// caches its rendering; a failure only costs a cache miss.
+    pub async fn refresh(&self, id: i64) {
+        match self.store.order(id).await {
+            Ok(order) => self.remember(&order).await,
+            Err(error) => tracing::warn!(order_id = id, %error, "cannot refresh the cached order"),
+        }
+    }
+
+    /// Caches the rendering of an order a change just committed (an older
+    /// version never replaces a newer one).
+    pub async fn remember(&self, order: &OrderDetail) {
+        if let Ok(json) = render(order) {
+            self.cache.put(order.id, order.version, &json).await;
+        }
+    }
+
+    /// Deletes expired idempotency keys; how many.
+    pub async fn purge_expired_keys(&self) -> Result<u64, OrderError> {
+        Ok(self.store.purge_idempotency_keys().await?)
+    }
+}
+
+fn render(order: &OrderDetail) -> Result<String, StoreError> {
+    serde_json::to_string(order).map_err(|error| StoreError::Corrupt(error.to_string()))
+}

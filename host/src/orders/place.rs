@@ -1,0 +1,240 @@
+//! Placing an order: `validation` rule -> products (cache-aside) ->
+//! `pricing` rule -> one transaction. Nothing is written unless every step
+//! succeeds; the rules see the order but never the database's stock.
+//!
+//! With an idempotency key the same request (as understood, not as spelled)
+//! replays the first answer, the key with another request is refused, and a
+//! request arriving while the first still runs waits for its answer.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+
+use super::{OrderError, Orders};
+use crate::domain::decision::{DraftLine, DraftOrder, Quote};
+use crate::domain::input::{OrderRequest, Violation};
+use crate::domain::{ComponentRecord, OrderDetail, Product};
+use crate::runtime::CallContext;
+use crate::store::{Claim, NewOrder, PricedLine, Store};
+
+/// How often a request waiting for another with the same key looks again.
+const KEY_POLL: Duration = Duration::from_millis(20);
+
+/// A placed order, as stored or as replayed.
+#[derive(Debug, Clone)]
+pub struct Placed {
+    pub order: OrderDetail,
+    /// Its rendering: for a replay, exactly the first answer.
+    pub json: String,
+    /// Whether this answers a repeat of an earlier request.
+    pub replayed: bool,
+}
+
+impl Placed {
+    fn fresh(order: OrderDetail) -> Result<Self, OrderError> {
+        let json = serde_json::to_string(&order).map_err(anyhow::Error::from)?;
+        Ok(Self { order, json, replayed: false })
+    }
+
+    fn replayed(json: String) -> Result<Self, OrderError> {
+        let order = serde_json::from_str(&json).map_err(anyhow::Error::from)?;
+        Ok(Self { order, json, replayed: true })
+    }
+}
+
+impl Orders {
+    /// Validates, prices and stores an order; with `key`, at most once.
+    pub async fn place(
+        self: &Arc<Self>,
+        request: OrderRequest,
+        correlation_id: &str,
+        key: Option<String>,
+    ) -> Result<Placed, OrderError> {
+        let Some(key) = key else { return self.place_new(request, correlation_id, None).await };
+        if let Some(replay) = self.claim_key(&key, &request_hash(&request)?).await? {
+            return Ok(replay);
+        }
+        let held = HeldKey { store: self.store.clone(), key: Some(key.clone()) };
+        let placed = self.place_new(request, correlation_id, Some(key)).await?;
+        held.keep();
+        Ok(placed)
+    }
+
+    /// Takes `key` for this request: `None` when it is ours to use, the first
+    /// answer when this request was placed before.
+    async fn claim_key(&self, key: &str, hash: &str) -> Result<Option<Placed>, OrderError> {
+        let policy = &self.policy;
+        let ttl = chrono::Duration::from_std(policy.idempotency_ttl).map_err(anyhow::Error::from)?;
+        let abandon = chrono::Duration::from_std(policy.idempotency_abandon_after).map_err(anyhow::Error::from)?;
+        let waiting_since = Instant::now();
+        loop {
+            match self.store.claim_idempotency_key(key, hash, ttl, abandon).await? {
+                Claim::Fresh => return Ok(None),
+                Claim::Replay { body, .. } => return Placed::replayed(body).map(Some),
+                Claim::Mismatch => return Err(OrderError::KeyReused),
+                Claim::InProgress if waiting_since.elapsed() < policy.idempotency_wait => {
+                    tokio::time::sleep(KEY_POLL).await;
+                }
+                Claim::InProgress => return Err(OrderError::KeyInProgress),
+            }
+        }
+    }
+
+    async fn place_new(
+        self: &Arc<Self>,
+        request: OrderRequest,
+        correlation_id: &str,
+        key: Option<String>,
+    ) -> Result<Placed, OrderError> {
+        let context = CallContext::new(correlation_id);
+        let mut draft = draft(&request);
+        let validated = self.rules.validate(&context, &draft).await?;
+        if !validated.value.is_empty() {
+            return Err(OrderError::Invalid(validated.value));
+        }
+        let products = self.ordered_products(&request).await?;
+        fill_from_catalogue(&mut draft, &products);
+        let priced = self.rules.price(&context, &draft).await?;
+        let quote = priced.value.map_err(OrderError::Invalid)?;
+        let records = vec![validated.record, priced.record];
+        let stored = self.store.create_order(&new_order(&draft, quote, records, correlation_id, key)).await?;
+        self.remember(&stored).await;
+        Placed::fresh(stored)
+    }
+
+    /// The ordered products, from the cache where possible; every one must
+    /// exist, be active and be sold in the order's currency.
+    async fn ordered_products(&self, request: &OrderRequest) -> Result<HashMap<i64, Product>, OrderError> {
+        let mut ids: Vec<i64> = request.lines.iter().map(|line| line.product_id).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let found = self.products_by_id(&ids).await?;
+        let mut violations = Vec::new();
+        for (index, line) in request.lines.iter().enumerate() {
+            let Some(product) = found.get(&line.product_id) else {
+                return Err(OrderError::NotFound(format!("product {} does not exist", line.product_id)));
+            };
+            if !product.active {
+                return Err(OrderError::Unavailable(product.id));
+            }
+            if product.currency != request.currency {
+                violations.push(Violation::new(
+                    "currency-mismatch",
+                    format!("items/{index}/product_id"),
+                    format!(
+                        "product {} is sold in {}, the order is in {}",
+                        product.id, product.currency, request.currency
+                    ),
+                ));
+            }
+        }
+        if violations.is_empty() { Ok(found) } else { Err(OrderError::Invalid(violations)) }
+    }
+}
+
+/// What validation sees: what the customer sent (product ids and
+/// quantities); names and prices come from the catalogue before pricing.
+fn draft(request: &OrderRequest) -> DraftOrder {
+    DraftOrder {
+        user_id: request.user_id,
+        currency: request.currency.clone(),
+        lines: request
+            .lines
+            .iter()
+            .map(|line| DraftLine {
+                product_id: line.product_id,
+                sku: String::new(),
+                name: String::new(),
+                unit_price: 0,
+                quantity: line.quantity,
+            })
+            .collect(),
+        attributes: request.attributes.clone(),
+    }
+}
+
+fn fill_from_catalogue(draft: &mut DraftOrder, products: &HashMap<i64, Product>) {
+    for line in &mut draft.lines {
+        let product = &products[&line.product_id];
+        line.sku = product.sku.clone();
+        line.name = product.name.clone();
+        line.unit_price = product.price;
+    }
+}
+
+/// The request as understood: the same order however it was spelled (field
+/// order, whitespace, the one-line shorthand or the default currency).
+fn request_hash(request: &OrderRequest) -> Result<String, OrderError> {
+    let canonical = serde_json::to_vec(request).map_err(anyhow::Error::from)?;
+    Ok(hex::encode(Sha256::digest(&canonical)))
+}
+
+/// The order to store: the draft's lines at the quote's prices.
+fn new_order(
+    draft: &DraftOrder,
+    quote: Quote,
+    components: Vec<ComponentRecord>,
+    correlation_id: &str,
+    idempotency_key: Option<String>,
+) -> NewOrder {
+    let lines = draft
+        .lines
+        .iter()
+        .zip(&quote.lines)
+        .map(|(line, priced)| PricedLine {
+            product_id: line.product_id,
+            sku: line.sku.clone(),
+            name: line.name.clone(),
+            unit_price: priced.unit_price,
+            quantity: priced.quantity,
+            line_total: priced.line_total,
+        })
+        .collect();
+    NewOrder {
+        user_id: draft.user_id,
+        currency: quote.currency,
+        lines,
+        subtotal: quote.subtotal,
+        discount: quote.discount,
+        tax: quote.tax,
+        shipping: quote.shipping,
+        total: quote.total,
+        notes: quote.notes,
+        attributes: draft.attributes.clone(),
+        components,
+        correlation_id: correlation_id.to_owned(),
+        idempotency_key,
+    }
+}
+
+/// A claimed idempotency key that is freed unless the request placed its
+/// order: failed requests are not remembered, and neither is one stopped at
+/// the server's time limit or dropped by a client that went away, so the
+/// client may retry with the same key. Freeing touches only a key still in
+/// progress: a key whose order committed was completed in that transaction.
+struct HeldKey {
+    store: Store,
+    key: Option<String>,
+}
+
+impl HeldKey {
+    /// The order was placed: the key stays, completed with its answer.
+    fn keep(mut self) {
+        self.key = None;
+    }
+}
+
+impl Drop for HeldKey {
+    fn drop(&mut self) {
+        let Some(key) = self.key.take() else { return };
+        let store = self.store.clone();
+        // Drop cannot wait; the release runs on its own.
+        tokio::spawn(async move {
+            if let Err(error) = store.release_idempotency_key(&key).await {
+                tracing::warn!(%error, "cannot release an idempotency key");
+            }
+        });
+    }
+}

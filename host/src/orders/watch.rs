@@ -1,0 +1,70 @@
+//! Following orders as they change: one order (its state now, then every
+//! change after it) or all of them, from this process's event hub, which
+//! sees the changes of every process (see [`super::events`]).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use futures::stream::BoxStream;
+use futures::{Stream, StreamExt};
+use tokio::sync::broadcast::error::RecvError;
+
+use super::events::OrderEvent;
+use super::{OrderError, Orders};
+use crate::domain::OrderStatus;
+
+/// What a follower receives.
+#[derive(Debug, Clone)]
+pub enum Watched {
+    /// An order was created or changed.
+    Event(OrderEvent),
+    /// The follower fell behind and missed this many events.
+    Lagged(u64),
+}
+
+/// An order's state when following it began.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Snapshot {
+    pub order_id: i64,
+    pub status: OrderStatus,
+    pub version: i64,
+}
+
+impl Orders {
+    /// Order `id`'s state now, and its changes after that state. Subscribed
+    /// before reading the state, so no change falls in between; events the
+    /// state already includes (relayed late) are left out.
+    pub async fn watch(&self, id: i64) -> Result<(Snapshot, BoxStream<'static, Watched>), OrderError> {
+        let since = Arc::new(AtomicI64::new(i64::MAX));
+        let changes = self.follow({
+            let since = since.clone();
+            move |event| event.order_id == id && event.version > since.load(Ordering::Relaxed)
+        });
+        let state = self.store.order_state(id).await.map_err(OrderError::order_not_found(id))?;
+        since.store(state.version, Ordering::Relaxed);
+        let snapshot = Snapshot { order_id: id, status: state.status, version: state.version };
+        Ok((snapshot, changes.boxed()))
+    }
+
+    /// Every order's events from now on.
+    pub fn watch_all(&self) -> BoxStream<'static, Watched> {
+        self.follow(|_| true).boxed()
+    }
+
+    fn follow<F>(&self, keep: F) -> impl Stream<Item = Watched> + Send + 'static + use<F>
+    where
+        F: Fn(&OrderEvent) -> bool + Send + Sync + 'static,
+    {
+        let receiver = self.events.subscribe();
+        futures::stream::unfold((receiver, keep), |(mut receiver, keep)| async move {
+            loop {
+                match receiver.recv().await {
+                    Ok(event) if keep(&event) => return Some((Watched::Event(event), (receiver, keep))),
+                    Ok(_) => continue,
+                    Err(RecvError::Lagged(missed)) => return Some((Watched::Lagged(missed), (receiver, keep))),
+                    Err(RecvError::Closed) => return None,
+                }
+            }
+        })
+    }
+}
