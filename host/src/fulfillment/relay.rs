@@ -12,7 +12,7 @@ use ::redis::aio::ConnectionManager;
 use tokio_util::sync::CancellationToken;
 
 use crate::orders::events::{EventHub, OrderEvent, pause};
-use crate::store::orders::{EVENTS_TOPIC, FULFILLMENT_TOPIC};
+use crate::store::statements::{EVENTS_TOPIC, FULFILLMENT_TOPIC};
 use crate::store::{OutboxMessage, Store};
 
 /// Rows published per round.

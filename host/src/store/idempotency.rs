@@ -45,7 +45,7 @@ impl Store {
     ) -> Result<Claim, StoreError> {
         // Two rounds at most: the second follows removing an expired row.
         for _ in 0..3 {
-            let now = super::orders::now();
+            let now = super::statements::now();
             let inserted = with_pool!(self, |pool| {
                 sqlx::query(
                     "INSERT INTO idempotency_keys (key, request_hash, state, created_at, expires_at) \
@@ -112,7 +112,7 @@ impl Store {
     pub async fn purge_idempotency_keys(&self) -> Result<u64, StoreError> {
         let purged = with_pool!(self, |pool| {
             sqlx::query("DELETE FROM idempotency_keys WHERE expires_at < $1")
-                .bind(super::orders::now())
+                .bind(super::statements::now())
                 .execute(pool)
                 .await
                 .map(|done| done.rows_affected())

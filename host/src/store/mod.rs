@@ -8,12 +8,13 @@
 //! SQL lives here and nowhere else.
 
 mod connect;
-mod create_order;
+pub mod create_order;
 pub mod idempotency;
 pub mod orders;
 pub mod outbox;
 pub mod products;
 mod rows;
+pub mod statements;
 pub mod transitions;
 
 use std::sync::Arc;
@@ -21,8 +22,9 @@ use std::sync::Arc;
 use sqlx::{PgPool, SqlitePool};
 
 pub use connect::{ConnectOptions, Retry};
+pub use create_order::{NewOrder, PricedLine};
 pub use idempotency::Claim;
-pub use orders::{NewOrder, OrderFilter, PricedLine};
+pub use orders::OrderFilter;
 pub use outbox::{DeadJobRow, JobCounts, JobRow, OutboxMessage};
 pub use transitions::{Guard, Moved, OrderState, Step};
 

@@ -7,10 +7,9 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 
-use super::orders::{INSERT_OUTBOX, now, placeholders};
+use super::statements::{FULFILLMENT_TOPIC, INSERT_OUTBOX, now, placeholders};
 use super::{Pool, Store, StoreError, with_pool};
 use crate::domain::{Job, JobItem};
-use crate::store::orders::FULFILLMENT_TOPIC;
 
 /// One outbox message.
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]

@@ -6,11 +6,12 @@
 
 use chrono::{DateTime, Utc};
 
-use super::orders::{INSERT_HISTORY, INSERT_OUTBOX, now, order_event, placeholders};
 use super::rows::status;
+use super::statements::{
+    EVENTS_TOPIC, FULFILLMENT_TOPIC, INSERT_HISTORY, INSERT_OUTBOX, now, order_event, placeholders,
+};
 use super::{Store, StoreError, with_pool};
 use crate::domain::{ComponentRecord, OrderDetail, OrderStatus};
-use crate::store::orders::{EVENTS_TOPIC, FULFILLMENT_TOPIC};
 
 /// One move of an order.
 #[derive(Debug, Clone, Copy)]

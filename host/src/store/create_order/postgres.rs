@@ -15,13 +15,17 @@
 //! completes the key, inside a transaction that is rolled back if the key
 //! was lost.
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
+use sqlx::postgres::{PgArguments, Postgres};
+use sqlx::query::QueryAs;
 
-use super::StoreError;
-use super::orders::{EVENTS_TOPIC, FULFILLMENT_TOPIC, NewOrder, component_label, order_event};
-use crate::domain::{OrderDetail, OrderStatus};
-use crate::domain::Job;
+use super::{NewOrder, answer};
+use crate::domain::{Job, OrderDetail, OrderStatus};
+use crate::store::StoreError;
+use crate::store::statements::{EVENTS_TOPIC, FULFILLMENT_TOPIC, order_event};
 
 const CREATE: &str = r#"
 WITH locked AS (
@@ -58,36 +62,108 @@ WITH locked AS (
 SELECT (SELECT count(*) FROM taken), (SELECT count(*) FROM completed)
 "#;
 
+/// The statement, its parameters bound.
+type Create<'q> = QueryAs<'q, Postgres, (i64, i64), PgArguments>;
+
 /// Stores `order` (see the module's description).
-pub(super) async fn create(
-    pool: &PgPool,
-    order: &NewOrder,
-    at: DateTime<Utc>,
-    notes: &str,
-    attributes: &str,
-) -> Result<OrderDetail, StoreError> {
+pub(super) async fn create(pool: &PgPool, order: &NewOrder, at: DateTime<Utc>) -> Result<OrderDetail, StoreError> {
     let id: i64 = sqlx::query_scalar("SELECT nextval(pg_get_serial_sequence('orders', 'id'))").fetch_one(pool).await?;
     let detail = order.detail(id, at);
-    let wanted = order.units_by_product();
-    let (products, units): (Vec<i64>, Vec<i64>) = wanted.iter().map(|(product, units)| (*product, *units)).unzip();
-    let lines = &order.lines;
-    let records = &order.components;
-    let response = match &order.idempotency_key {
-        Some(_) => Some(serde_json::to_string(&detail).map_err(|error| StoreError::Corrupt(error.to_string()))?),
-        None => None,
-    };
-    let job = Job::for_order(&detail, &order.correlation_id).to_json();
-    let event = order_event(id, 1, None, OrderStatus::Pending, None, &order.correlation_id);
+    let parameters = Parameters::of(order, &detail, at)?;
     // A refusal whose cause is gone by the time it is looked into (stock
     // came back), or a deadlock with a concurrent statement, is tried again.
     let mut tries = 0;
     loop {
         tries += 1;
-        let query = sqlx::query_as::<_, (i64, i64)>(CREATE)
-            .bind(&products)
-            .bind(&units)
-            .bind(at)
-            .bind(id)
+        let error = match run(pool, parameters.bind(sqlx::query_as(CREATE)), order.idempotency_key.is_some()).await {
+            Ok(taken) if taken == parameters.products.len() as i64 => return Ok(detail),
+            Ok(_) => return Err(StoreError::Corrupt("the stock of some ordered product was not taken".into())),
+            Err(Failure::KeyLost) => return Err(StoreError::KeyLost),
+            Err(Failure::Refused(error)) => error,
+        };
+        match explain(pool, &parameters.wanted, error).await {
+            Refusal::Known(error) => return Err(error),
+            Refusal::Transient(error) if tries >= 3 => return Err(error.into()),
+            Refusal::Transient(_) => continue,
+        }
+    }
+}
+
+/// Why the statement stored nothing.
+enum Failure {
+    /// The idempotency key was not this request's any more.
+    KeyLost,
+    /// The database refused it.
+    Refused(sqlx::Error),
+}
+
+/// Runs the statement (in a transaction of its own when it completes a key,
+/// so that a lost key undoes it); how many products' stock it took.
+async fn run(pool: &PgPool, create: Create<'_>, keyed: bool) -> Result<i64, Failure> {
+    if !keyed {
+        return create.fetch_one(pool).await.map(|(taken, _)| taken).map_err(Failure::Refused);
+    }
+    let mut tx = pool.begin().await.map_err(Failure::Refused)?;
+    let (taken, completed) = create.fetch_one(&mut *tx).await.map_err(Failure::Refused)?;
+    if completed == 0 {
+        return Err(Failure::KeyLost);
+    }
+    tx.commit().await.map_err(Failure::Refused)?;
+    Ok(taken)
+}
+
+/// Every value of the statement, grouped as its parts use them.
+struct Parameters<'a> {
+    order: &'a NewOrder,
+    wanted: BTreeMap<i64, i64>,
+    /// `$1`, `$2`: units per product, in id order.
+    products: Vec<i64>,
+    units: Vec<i64>,
+    /// `$3`, `$4`.
+    at: DateTime<Utc>,
+    id: i64,
+    /// `$12`, `$13`: JSON text.
+    notes: String,
+    attributes: String,
+    /// `$30`..`$33`: the fulfillment job and the `OrderCreated` event.
+    job: String,
+    event: String,
+    /// `$34`: the answer a key is completed with.
+    answer: Option<String>,
+}
+
+impl<'a> Parameters<'a> {
+    fn of(order: &'a NewOrder, detail: &OrderDetail, at: DateTime<Utc>) -> Result<Self, StoreError> {
+        let wanted = order.units_by_product();
+        let (products, units) = wanted.iter().map(|(product, units)| (*product, *units)).unzip();
+        let (notes, attributes) = order.json_columns()?;
+        Ok(Self {
+            order,
+            wanted,
+            products,
+            units,
+            at,
+            id: detail.id,
+            notes,
+            attributes,
+            job: Job::for_order(detail, &order.correlation_id).to_json(),
+            event: order_event(detail.id, 1, None, OrderStatus::Pending, None, &order.correlation_id),
+            answer: order.idempotency_key.as_ref().map(|_| answer(detail)).transpose()?,
+        })
+    }
+
+    fn bind<'q>(&'q self, create: Create<'q>) -> Create<'q> {
+        let create = create.bind(&self.products).bind(&self.units).bind(self.at).bind(self.id);
+        let create = self.bind_order(create);
+        let create = self.bind_lines(create);
+        let create = self.bind_decisions(create);
+        self.bind_announcements(create)
+    }
+
+    /// `$5`..`$15`: the order row.
+    fn bind_order<'q>(&'q self, create: Create<'q>) -> Create<'q> {
+        let order = self.order;
+        create
             .bind(order.user_id)
             .bind(&order.currency)
             .bind(order.subtotal)
@@ -95,55 +171,51 @@ pub(super) async fn create(
             .bind(order.tax)
             .bind(order.shipping)
             .bind(order.total)
-            .bind(notes)
-            .bind(attributes)
-            .bind(component_label(records, "validation"))
-            .bind(component_label(records, "pricing"))
+            .bind(&self.notes)
+            .bind(&self.attributes)
+            .bind(order.decided_by("validation"))
+            .bind(order.decided_by("pricing"))
+    }
+
+    /// `$16`..`$22`: the lines, a column each.
+    fn bind_lines<'q>(&'q self, create: Create<'q>) -> Create<'q> {
+        let lines = &self.order.lines;
+        let column = |value: fn(&super::PricedLine) -> i64| lines.iter().map(value).collect::<Vec<_>>();
+        create
             .bind((0..lines.len() as i32).collect::<Vec<_>>())
-            .bind(lines.iter().map(|line| line.product_id).collect::<Vec<_>>())
+            .bind(column(|line| line.product_id))
             .bind(lines.iter().map(|line| line.sku.clone()).collect::<Vec<_>>())
             .bind(lines.iter().map(|line| line.name.clone()).collect::<Vec<_>>())
-            .bind(lines.iter().map(|line| line.unit_price).collect::<Vec<_>>())
+            .bind(column(|line| line.unit_price))
             .bind(lines.iter().map(|line| line.quantity).collect::<Vec<_>>())
-            .bind(lines.iter().map(|line| line.line_total).collect::<Vec<_>>())
-            .bind(records.iter().map(|record| record.slot.clone()).collect::<Vec<_>>())
-            .bind(records.iter().map(|record| record.component.clone()).collect::<Vec<_>>())
-            .bind(records.iter().map(|record| record.version.clone()).collect::<Vec<_>>())
-            .bind(records.iter().map(|record| record.digest.clone()).collect::<Vec<_>>())
+            .bind(column(|line| line.line_total))
+    }
+
+    /// `$23`..`$28`: the component records, a column each.
+    fn bind_decisions<'q>(&'q self, create: Create<'q>) -> Create<'q> {
+        let records = &self.order.components;
+        let text = |value: fn(&crate::domain::ComponentRecord) -> &String| {
+            records.iter().map(|record| value(record).clone()).collect::<Vec<_>>()
+        };
+        create
+            .bind(text(|record| &record.slot))
+            .bind(text(|record| &record.component))
+            .bind(text(|record| &record.version))
+            .bind(text(|record| &record.digest))
             .bind(records.iter().map(|record| record.duration_us).collect::<Vec<_>>())
             .bind(records.iter().map(|record| record.at).collect::<Vec<_>>())
-            .bind(&order.correlation_id)
+    }
+
+    /// `$29`..`$35`: the correlation id, the outbox rows and the key.
+    fn bind_announcements<'q>(&'q self, create: Create<'q>) -> Create<'q> {
+        create
+            .bind(&self.order.correlation_id)
             .bind(FULFILLMENT_TOPIC)
-            .bind(&job)
+            .bind(&self.job)
             .bind(EVENTS_TOPIC)
-            .bind(&event)
-            .bind(response.as_deref())
-            .bind(order.idempotency_key.as_deref());
-        let outcome = match &order.idempotency_key {
-            None => query.fetch_one(pool).await,
-            Some(_) => {
-                let mut tx = pool.begin().await?;
-                let outcome = query.fetch_one(&mut *tx).await;
-                if let Ok((_, completed)) = &outcome {
-                    if *completed == 0 {
-                        return Err(StoreError::KeyLost);
-                    }
-                    tx.commit().await?;
-                }
-                outcome
-            }
-        };
-        let error = match outcome {
-            Ok((taken, _)) if taken == products.len() as i64 => return Ok(detail),
-            Ok(_) => return Err(StoreError::Corrupt("the stock of some ordered product was not taken".into())),
-            Err(error) => error,
-        };
-        let retry = tries < 3;
-        match explain(pool, &wanted, error).await {
-            Refusal::Known(error) => return Err(error),
-            Refusal::Transient(error) if !retry => return Err(error.into()),
-            Refusal::Transient(_) => continue,
-        }
+            .bind(&self.event)
+            .bind(self.answer.as_deref())
+            .bind(self.order.idempotency_key.as_deref())
     }
 }
 
@@ -157,7 +229,7 @@ enum Refusal {
 
 /// Turns a refused statement into what went wrong: a product missing,
 /// inactive or short of stock (read after the fact), or the database's error.
-async fn explain(pool: &PgPool, wanted: &std::collections::BTreeMap<i64, i64>, error: sqlx::Error) -> Refusal {
+async fn explain(pool: &PgPool, wanted: &BTreeMap<i64, i64>, error: sqlx::Error) -> Refusal {
     let code = match &error {
         sqlx::Error::Database(db) => db.code().map(|code| code.into_owned()),
         _ => None,
