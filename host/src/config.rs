@@ -153,6 +153,9 @@ pub struct ServeSettings {
     /// Address to listen on (`127.0.0.1:0` picks a free port).
     #[arg(long, env = "LISTEN_ADDR", default_value = "127.0.0.1:8080")]
     pub listen_addr: SocketAddr,
+    /// Address the gRPC API listens on (`127.0.0.1:0` picks a free port).
+    #[arg(long, env = "GRPC_LISTEN_ADDR", default_value = "127.0.0.1:50051")]
+    pub grpc_listen_addr: SocketAddr,
     /// Folder holding `<slot>.wasm` and `<slot>.toml` for each slot.
     #[arg(long, env = "COMPONENTS_DIR", default_value = "data/components")]
     pub components_dir: PathBuf,
@@ -191,6 +194,7 @@ impl Default for ServeSettings {
             fulfillment: FulfillmentSettings::default(),
             swap: SwapSettings::default(),
             listen_addr: "127.0.0.1:8080".parse().expect("a valid address"),
+            grpc_listen_addr: "127.0.0.1:50051".parse().expect("a valid address"),
             components_dir: PathBuf::from("data/components"),
             admin_token: None,
             max_body_bytes: 64 * 1024,

@@ -5,8 +5,8 @@
 //! Layers point one way:
 //!
 //! ```text
-//! transport    api (REST)
-//!                 │
+//! transport    api (REST)          grpc (gRPC)
+//!                 │                   │
 //! application  fulfillment ──► orders ──► rules        health
 //!                 │              │          │             │
 //! platform     store ◄──────────────── runtime (wasmtime, capabilities)
@@ -20,6 +20,7 @@ pub mod app;
 pub mod config;
 pub mod domain;
 pub mod fulfillment;
+pub mod grpc;
 pub mod health;
 pub mod orders;
 pub mod rules;

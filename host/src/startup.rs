@@ -18,6 +18,7 @@ use crate::config::{FulfillmentSettings, ServeSettings, SwapSettings};
 use crate::fulfillment::queue::redis_queue::QueueKeys;
 use crate::fulfillment::relay::{Relay, Sink};
 use crate::fulfillment::{Worker, Workers};
+use crate::grpc::{GrpcLimits, GrpcState};
 use crate::orders::OrderPolicy;
 use crate::orders::events::follow_stream;
 use crate::runtime::Runtime;
@@ -25,6 +26,7 @@ use crate::runtime::Runtime;
 /// A built service, bound to its port, not yet serving.
 pub struct Application {
     listener: TcpListener,
+    grpc_listener: TcpListener,
     app: Arc<App>,
     settings: ServeSettings,
 }
@@ -117,12 +119,26 @@ impl Application {
         let listener = TcpListener::bind(settings.listen_addr)
             .await
             .with_context(|| format!("cannot listen on {}", settings.listen_addr))?;
-        Ok(Self { listener, app: Arc::new(app), settings })
+        let grpc_listener = TcpListener::bind(settings.grpc_listen_addr)
+            .await
+            .with_context(|| format!("cannot listen for gRPC on {}", settings.grpc_listen_addr))?;
+        Ok(Self { listener, grpc_listener, app: Arc::new(app), settings })
     }
 
     /// The address actually bound (useful with port 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.listener.local_addr().expect("a bound listener has an address")
+    }
+
+    /// The address the gRPC API actually listens on.
+    pub fn grpc_addr(&self) -> SocketAddr {
+        self.grpc_listener.local_addr().expect("a bound listener has an address")
+    }
+
+    /// What the gRPC API holds.
+    fn grpc_state(&self) -> GrpcState {
+        let app = &self.app;
+        GrpcState { orders: app.orders.clone(), health: app.health.clone(), stopping: app.stopping.clone() }
     }
 
     /// The service's parts (tests inspect the store and the rules through them).
@@ -154,6 +170,10 @@ impl Application {
             request_timeout: Duration::from_millis(self.settings.request_timeout_ms.max(1)),
         };
         let router = crate::api::router(self.api_state(), limits);
+        let grpc_limits =
+            GrpcLimits { max_message_bytes: limits.max_body_bytes, request_timeout: limits.request_timeout };
+        let grpc_state = self.grpc_state();
+        let grpc = tokio::spawn(crate::grpc::serve(self.grpc_listener, grpc_state, grpc_limits));
         let background = Background::start(self.app.clone(), &self.settings.fulfillment, &self.settings.swap);
         let purge = tokio::spawn(purge_idempotency_keys(self.app.clone()));
         let grace = Duration::from_secs(self.settings.shutdown_grace_secs);
@@ -168,8 +188,11 @@ impl Application {
                 app.stopping.cancel();
             }
         });
+        // Both front ends drain on the same signal: gRPC stops when the
+        // service's `stopping` token is cancelled.
         let served = async {
             server.await.context("the server failed")?;
+            grpc.await.context("the gRPC server stopped")?.context("the gRPC server failed")?;
             anyhow::Ok(())
         };
         // Workers drain while requests finish, both within the grace period.

@@ -22,6 +22,27 @@ use tracing_subscriber::util::SubscriberInitExt;
 /// The `service` field of every line.
 pub const SERVICE: &str = "orderly";
 
+/// The header (HTTP) or metadata key (gRPC) carrying the correlation id, both ways.
+pub const CORRELATION_HEADER: &str = "x-correlation-id";
+
+/// Longest correlation id accepted from a client.
+pub const MAX_CORRELATION_ID: usize = 128;
+
+/// The client's correlation id if it is 1 to 128 visible ASCII characters; otherwise none.
+pub fn sanitize(raw: &[u8]) -> Option<&str> {
+    let acceptable =
+        !raw.is_empty() && raw.len() <= MAX_CORRELATION_ID && raw.iter().all(|byte| byte.is_ascii_graphic());
+    acceptable.then(|| std::str::from_utf8(raw).ok()).flatten()
+}
+
+/// The correlation id of a request: the client's when sane, a new UUID otherwise.
+pub fn correlation_id(given: Option<&[u8]>) -> std::sync::Arc<str> {
+    match given.and_then(sanitize) {
+        Some(given) => given.into(),
+        None => uuid::Uuid::new_v4().to_string().into(),
+    }
+}
+
 /// Installs the JSON subscriber for the process, writing to stdout.
 pub fn init() {
     init_with(std::io::stdout, "info");

@@ -82,6 +82,7 @@ impl BenchDatabase {
             },
             fulfillment,
             listen_addr: "127.0.0.1:0".parse().unwrap(),
+            grpc_listen_addr: "127.0.0.1:0".parse().unwrap(),
             components_dir: components.to_path_buf(),
             seed_demo_products: Some(false),
             ..ServeSettings::default()

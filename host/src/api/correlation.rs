@@ -13,25 +13,14 @@ use axum::response::Response;
 use tracing::Instrument;
 
 use super::problem::{CORRELATION_ID, ErrorCause};
+use crate::telemetry::{CORRELATION_HEADER, correlation_id};
 
 /// The header carrying the correlation id, both ways.
-pub static HEADER: HeaderName = HeaderName::from_static("x-correlation-id");
-
-/// Longest correlation id accepted from a client.
-pub const MAX_LENGTH: usize = 128;
-
-/// The client's id if it is 1 to 128 visible ASCII characters; otherwise none.
-pub fn sanitize(raw: &[u8]) -> Option<&str> {
-    let acceptable = !raw.is_empty() && raw.len() <= MAX_LENGTH && raw.iter().all(|byte| byte.is_ascii_graphic());
-    acceptable.then(|| std::str::from_utf8(raw).ok()).flatten()
-}
+pub static HEADER: HeaderName = HeaderName::from_static(CORRELATION_HEADER);
 
 /// Assigns the correlation id, logs the request, echoes the id.
 pub async fn middleware(request: Request, next: Next) -> Response {
-    let id: Arc<str> = match request.headers().get(&HEADER).and_then(|value| sanitize(value.as_bytes())) {
-        Some(given) => given.into(),
-        None => uuid::Uuid::new_v4().to_string().into(),
-    };
+    let id: Arc<str> = correlation_id(request.headers().get(&HEADER).map(HeaderValue::as_bytes));
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
     let span = tracing::info_span!("request", correlation_id = %id);
@@ -55,7 +44,7 @@ pub async fn middleware(request: Request, next: Next) -> Response {
 
 #[cfg(test)]
 mod tests {
-    use super::sanitize;
+    use crate::telemetry::sanitize;
 
     #[test]
     fn sane_ids_pass_and_others_are_replaced() {

@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use host::app::App;
 use host::config::{BackendSettings, FulfillmentSettings, ServeSettings, SwapSettings};
+use host::grpc::proto::order_service_client::OrderServiceClient;
 use host::runtime::{Capabilities, EngineSettings, Runtime, Slot};
 use host::startup::Application;
 use serde_json::{Value, json};
@@ -103,6 +104,8 @@ pub fn logs_of(correlation_id: &str) -> Vec<Value> {
 /// A running service and a client for it.
 pub struct TestApp {
     pub address: SocketAddr,
+    /// Where its gRPC API listens.
+    pub grpc_address: SocketAddr,
     pub client: reqwest::Client,
     pub service: Arc<App>,
     pub backend: Backend,
@@ -203,6 +206,7 @@ impl TestApp {
         let settings = ServeSettings {
             backend: BackendSettings { connect_tries: 1, ..backend_settings },
             listen_addr: "127.0.0.1:0".parse().unwrap(),
+            grpc_listen_addr: "127.0.0.1:0".parse().unwrap(),
             components_dir: components,
             max_body_bytes: options.max_body_bytes.unwrap_or(64 * 1024),
             seed_demo_products: Some(false),
@@ -218,6 +222,7 @@ impl TestApp {
         };
         let app = Application::build_on(settings, Some(engine())).await.expect("the service starts");
         let address = app.local_addr();
+        let grpc_address = app.grpc_addr();
         let service = app.app();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(app.run_until(async move {
@@ -225,6 +230,7 @@ impl TestApp {
         }));
         Self {
             address,
+            grpc_address,
             client: reqwest::Client::new(),
             service,
             backend,
@@ -235,6 +241,11 @@ impl TestApp {
             _database: database,
             _dir: dir,
         }
+    }
+
+    /// A generated gRPC client of the order service.
+    pub async fn grpc(&self) -> OrderServiceClient<tonic::transport::Channel> {
+        OrderServiceClient::connect(format!("http://{}", self.grpc_address)).await.expect("the gRPC API answers")
     }
 
     /// The absolute URL of `path`.

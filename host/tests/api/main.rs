@@ -9,6 +9,8 @@ mod dead_letters;
 mod errors;
 mod fulfillment;
 mod fulfillment_faults;
+mod grpc;
+mod grpc_python;
 mod health;
 mod idempotency;
 mod observability;

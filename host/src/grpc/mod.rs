@@ -1,0 +1,108 @@
+//! The gRPC front end: `orderly.v1.OrderService` (proto in `proto/`), the
+//! standard `grpc.health.v1` health service (SERVING while the process is
+//! ready, as `GET /ready`) and server reflection, so `grpcurl` works without
+//! the proto. It serves beside the REST API in the same process, on the
+//! same application layer, and drains with it on SIGTERM.
+
+pub mod convert;
+pub mod correlation;
+pub mod events;
+pub mod orders;
+pub mod status;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tokio_util::sync::CancellationToken;
+use tonic::server::NamedService;
+use tonic::transport::Server;
+use tonic_health::ServingStatus;
+use tonic_health::server::HealthReporter;
+
+use crate::health::Health;
+use crate::orders::Orders;
+use orders::OrderApi;
+use proto::order_service_server::OrderServiceServer;
+
+/// The generated messages, client and server of `orderly.v1`.
+pub mod proto {
+    tonic::include_proto!("orderly.v1");
+}
+
+/// The compiled proto, for reflection.
+pub const DESCRIPTOR: &[u8] = tonic::include_file_descriptor_set!("orderly_descriptor");
+
+/// How often health is re-checked for `grpc.health.v1`.
+const HEALTH_EVERY: Duration = Duration::from_secs(1);
+
+/// What the gRPC front end holds.
+#[derive(Clone)]
+pub struct GrpcState {
+    pub orders: Arc<Orders>,
+    pub health: Arc<Health>,
+    /// Cancelled when the process starts shutting down.
+    pub stopping: CancellationToken,
+}
+
+/// Limits on every call.
+#[derive(Debug, Clone, Copy)]
+pub struct GrpcLimits {
+    /// Largest message accepted or sent.
+    pub max_message_bytes: usize,
+    /// How long a call may run (a client's shorter deadline wins).
+    pub request_timeout: Duration,
+}
+
+/// Serves on `listener` until `stopping` is cancelled, then lets calls in
+/// flight finish (watch streams end at once).
+pub async fn serve(listener: TcpListener, state: GrpcState, limits: GrpcLimits) -> Result<(), tonic::transport::Error> {
+    let (reporter, health_service) = tonic_health::server::health_reporter();
+    let reporting = tokio::spawn(report_health(reporter, state.health.clone(), state.stopping.clone()));
+    // Both reflection versions: grpcurl asks for v1, older clients for v1alpha.
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(DESCRIPTOR)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let reflection_v1 = reflection().build_v1().expect("the compiled descriptor sets are valid");
+    let reflection_v1alpha = reflection().build_v1alpha().expect("the compiled descriptor sets are valid");
+    let orders = OrderServiceServer::new(OrderApi::new(state.orders.clone(), state.stopping.clone()))
+        .max_decoding_message_size(limits.max_message_bytes)
+        .max_encoding_message_size(limits.max_message_bytes);
+    let stopping = state.stopping.clone();
+    let served = Server::builder()
+        .timeout(limits.request_timeout)
+        .layer(correlation::CorrelationLayer)
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(orders)
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), stopping.cancelled_owned())
+        .await;
+    reporting.abort();
+    served
+}
+
+/// Keeps `grpc.health.v1` in line with the process's readiness: the whole
+/// server ("") and `orderly.v1.OrderService` are SERVING while every check
+/// passes, NOT_SERVING otherwise and from the moment shutdown begins.
+async fn report_health(reporter: HealthReporter, health: Arc<Health>, stopping: CancellationToken) {
+    let mut every = tokio::time::interval(HEALTH_EVERY);
+    loop {
+        tokio::select! {
+            _ = every.tick() => {}
+            () = stopping.cancelled() => break,
+        }
+        let serving =
+            if health.readiness().await.is_ready() { ServingStatus::Serving } else { ServingStatus::NotServing };
+        set_status(&reporter, serving).await;
+    }
+    set_status(&reporter, ServingStatus::NotServing).await;
+}
+
+async fn set_status(reporter: &HealthReporter, status: ServingStatus) {
+    reporter.set_service_status("", status).await;
+    reporter.set_service_status(<OrderServiceServer<OrderApi> as NamedService>::NAME, status).await;
+}
