@@ -35,8 +35,9 @@ COPY --from=build --chown=orderly /out/components /srv/components
 WORKDIR /srv
 USER orderly
 ENV COMPONENTS_DIR=/srv/components \
-    LISTEN_ADDR=0.0.0.0:8080
-EXPOSE 8080
+    LISTEN_ADDR=0.0.0.0:8080 \
+    GRPC_LISTEN_ADDR=0.0.0.0:50051
+EXPOSE 8080 50051
 HEALTHCHECK --interval=10s --timeout=3s --start-period=10s CMD curl -fsS http://127.0.0.1:8080/health || exit 1
 ENTRYPOINT ["host"]
 CMD ["serve"]

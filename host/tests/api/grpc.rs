@@ -142,6 +142,16 @@ on_both_backends!(the_idempotency_key_replays_and_refuses_like_rest, |app| {
     let bad_key = client.create_order(with(order_of(7, &[(mug, 1)]), &[("idempotency-key", "has space")])).await;
     assert_eq!(bad_key.unwrap_err().code(), Code::InvalidArgument);
     assert_eq!(app.stock(mug).await, 8);
+
+    // One key, one order, whichever front end the retry goes through.
+    let body = serde_json::json!({"user_id": 9, "product_id": mug, "quantity": 1});
+    let rest = app.client.post(app.url("/api/v1/orders")).header("idempotency-key", "both-ways").json(&body).send();
+    let rest: Value = rest.await.unwrap().json().await.unwrap();
+    let shorthand = CreateOrderRequest { user_id: 9, product_id: Some(mug), quantity: Some(1), ..Default::default() };
+    let over_grpc = client.create_order(with(shorthand, &[("idempotency-key", "both-ways")])).await.unwrap();
+    assert_eq!(over_grpc.metadata().get("idempotent-replayed").unwrap(), "true");
+    assert_eq!(over_grpc.into_inner().id, rest["id"].as_i64().unwrap());
+    assert_eq!(app.stock(mug).await, 7, "placed once");
 });
 
 on_both_backends!(a_correlation_id_reaches_the_answer_the_logs_and_the_outbox, |app| {
