@@ -69,13 +69,15 @@ test: build-components
 # against the same transaction issued directly through sqlx; fulfillment
 # throughput and lag against the same transitions issued directly; hot swap
 # (drop to serving, and throughput during swaps against steady state); the
-# `sql` capability's call against the same query issued directly.
+# `sql` capability's call against the same query issued directly; gRPC
+# against REST on the same orders and connections.
 bench: build-components
     cargo bench -p host --bench slot_calls
     cargo bench -p host --bench http_load
     cargo bench -p host --bench fulfillment
     cargo bench -p host --bench swap
     cargo bench -p host --bench sql_capability
+    cargo bench -p host --bench grpc_vs_rest
 
 fmt:
     cargo fmt --all

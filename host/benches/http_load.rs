@@ -20,21 +20,12 @@ use serde_json::{Value, json};
 
 use host::config::FulfillmentSettings;
 use host::domain::Product;
-use host::domain::input::NewProduct;
 use host::startup::Application;
 use host::store::{NewOrder, PricedLine, Store};
 
 mod common;
 use common::load::{Outcome, http_load};
-use common::{BenchDatabase, install_components, setting};
-
-/// Three distinct catalogue positions for the `n`th order.
-fn picks(n: u64) -> [usize; 3] {
-    let first = (n.wrapping_mul(2_654_435_761) % CATALOGUE as u64) as usize;
-    [first, (first + 333) % CATALOGUE, (first + 667) % CATALOGUE]
-}
-
-const CATALOGUE: usize = 1000;
+use common::{BenchDatabase, install_components, load_catalogue, picks, setting};
 
 /// The same create transaction as the service runs, from `tasks` tasks, on
 /// the same spread of products.
@@ -72,23 +63,6 @@ async fn sqlx_baseline(
         }));
     }
     Outcome::gather(started, handles).await
-}
-
-/// Creates `CATALOGUE` products whose SKUs start with `prefix`.
-async fn load_catalogue(store: &Store, prefix: &str) -> Vec<Product> {
-    let mut created = Vec::new();
-    for n in 0..CATALOGUE {
-        let product = NewProduct {
-            sku: format!("{prefix}-{n:04}"),
-            name: format!("Bench product {n}"),
-            price: 500 + (n as i64 * 37) % 5000,
-            currency: "EUR".into(),
-            stock: 1_000_000_000_000,
-            active: true,
-        };
-        created.push(store.create_product(&product).await.unwrap());
-    }
-    created
 }
 
 fn main() {

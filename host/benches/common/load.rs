@@ -1,5 +1,6 @@
-//! A closed-loop HTTP load generator for the benchmarks: keep-alive
-//! HTTP/1.1 connections, each sending requests back to back.
+//! Closed-loop load generators for the benchmarks: keep-alive HTTP/1.1
+//! connections, or gRPC channels (one HTTP/2 connection each), each sending
+//! requests back to back.
 #![allow(dead_code)] // Each benchmark uses its own part of this file.
 
 use std::net::SocketAddr;
@@ -8,9 +9,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use host::grpc::proto::order_service_client::OrderServiceClient;
 use http_body_util::{BodyExt, Full};
 use hyper::Request;
 use hyper_util::rt::TokioIo;
+use tonic::transport::{Channel, Endpoint};
 
 use super::percentile;
 
@@ -85,6 +88,35 @@ pub async fn http_load(
                 let response = sender.send_request(request).await.expect("response");
                 let ok = response.status().is_success();
                 response.into_body().collect().await.expect("body");
+                latencies.push(sent.elapsed());
+                failures += u64::from(!ok);
+            }
+            (latencies, failures)
+        }));
+    }
+    Outcome::gather(started, tasks).await
+}
+
+/// `connections` gRPC channels, each one HTTP/2 connection sending the call
+/// `call(client, n)` makes, back to back, for `duration`.
+pub async fn grpc_load<F, Fut>(address: SocketAddr, connections: usize, duration: Duration, call: F) -> Outcome
+where
+    F: Fn(OrderServiceClient<Channel>, u64) -> Fut + Send + Sync + Clone + 'static,
+    Fut: Future<Output = bool> + Send,
+{
+    let counter = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let deadline = started + duration;
+    let mut tasks = Vec::new();
+    for _ in 0..connections {
+        let (call, counter) = (call.clone(), counter.clone());
+        tasks.push(tokio::spawn(async move {
+            let endpoint = Endpoint::from_shared(format!("http://{address}")).unwrap().tcp_nodelay(true);
+            let client = OrderServiceClient::new(endpoint.connect().await.expect("connect"));
+            let (mut latencies, mut failures) = (Vec::new(), 0u64);
+            while Instant::now() < deadline {
+                let sent = Instant::now();
+                let ok = call(client.clone(), counter.fetch_add(1, Ordering::Relaxed)).await;
                 latencies.push(sent.elapsed());
                 failures += u64::from(!ok);
             }

@@ -8,6 +8,9 @@ pub mod load;
 use std::path::Path;
 
 use host::config::{BackendSettings, FulfillmentSettings, ServeSettings};
+use host::domain::Product;
+use host::domain::input::NewProduct;
+use host::store::Store;
 
 /// Whether `cargo bench` runs us. `cargo test` (so `just test`) runs the
 /// benchmarks too, as a smoke test: they then use small sizes.
@@ -119,4 +122,29 @@ pub fn median_ns(id: &str) -> Option<f64> {
     let text = std::fs::read_to_string(target.join("criterion").join(id).join("new/estimates.json")).ok()?;
     let estimates: serde_json::Value = serde_json::from_str(&text).ok()?;
     estimates["median"]["point_estimate"].as_f64()
+}
+
+/// Three distinct catalogue positions for the `n`th order.
+pub fn picks(n: u64) -> [usize; 3] {
+    let first = (n.wrapping_mul(2_654_435_761) % CATALOGUE as u64) as usize;
+    [first, (first + 333) % CATALOGUE, (first + 667) % CATALOGUE]
+}
+
+pub const CATALOGUE: usize = 1000;
+
+/// Creates `CATALOGUE` products whose SKUs start with `prefix`.
+pub async fn load_catalogue(store: &Store, prefix: &str) -> Vec<Product> {
+    let mut created = Vec::new();
+    for n in 0..CATALOGUE {
+        let product = NewProduct {
+            sku: format!("{prefix}-{n:04}"),
+            name: format!("Bench product {n}"),
+            price: 500 + (n as i64 * 37) % 5000,
+            currency: "EUR".into(),
+            stock: 1_000_000_000_000,
+            active: true,
+        };
+        created.push(store.create_product(&product).await.unwrap());
+    }
+    created
 }

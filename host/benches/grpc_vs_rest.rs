@@ -1,0 +1,120 @@
+//! The gRPC API against the REST API, in the same run, on the same service
+//! (PostgreSQL + Redis, default components, no fulfillment workers): placing
+//! 3-line orders (`CreateOrder` against `POST /api/v1/orders`) and reading
+//! them (`GetOrder` against `GET /api/v1/orders/{id}`), with the same orders,
+//! the same number of connections and the same duration. The phases
+//! alternate REST, gRPC, REST, gRPC, and the tables are vacuumed between
+//! them, so neither front end inherits the other's dead row versions.
+//!
+//! `BENCH_SECONDS` and `BENCH_CONNECTIONS` change the duration and the load.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::Request;
+use serde_json::json;
+
+use host::config::FulfillmentSettings;
+use host::grpc::proto::{CreateOrderRequest, GetOrderRequest, LineRequest};
+use host::startup::Application;
+
+mod common;
+use common::load::{grpc_load, http_load};
+use common::{BenchDatabase, install_components, load_catalogue, picks, setting};
+
+/// The `n`th order's three lines: (product, quantity).
+fn lines(products: &[i64], n: u64) -> [(i64, u32); 3] {
+    let [a, b, c] = picks(n);
+    [(products[a], 1), (products[b], 2), (products[c], 1)]
+}
+
+fn main() {
+    let seconds: u64 = setting("BENCH_SECONDS", 15, 1);
+    let connections: usize = setting("BENCH_CONNECTIONS", 32, 4);
+    let duration = Duration::from_secs(seconds);
+    let server = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let client = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let database = BenchDatabase::create(&client);
+    let dir = tempfile::tempdir().unwrap();
+    install_components(&dir.path().join("components"));
+    let fulfillment = FulfillmentSettings { workers: 0, ..FulfillmentSettings::default() };
+    let settings = database.serve_settings(&dir.path().join("components"), fulfillment);
+    let app = server.block_on(Application::build(settings)).expect("the service starts");
+    let (address, grpc_address, service) = (app.local_addr(), app.grpc_addr(), app.app());
+    server.spawn(app.run_until(std::future::pending()));
+    let products: Arc<Vec<i64>> =
+        Arc::new(server.block_on(load_catalogue(&service.store, "RPC")).iter().map(|product| product.id).collect());
+
+    let post = {
+        let products = products.clone();
+        Arc::new(move |n: u64| {
+            // Users spread wide: the default validation limits orders per user per minute.
+            let items: Vec<_> = lines(&products, n)
+                .iter()
+                .map(|(id, quantity)| json!({"product_id": id, "quantity": quantity}))
+                .collect();
+            let body = json!({"user_id": n % 1_000_000, "items": items});
+            Request::post("/api/v1/orders")
+                .header("host", "bench")
+                .header("content-type", "application/json")
+                .body(Full::new(Bytes::from(body.to_string())))
+                .unwrap()
+        })
+    };
+    let create = {
+        let products = products.clone();
+        move |mut client: host::grpc::proto::order_service_client::OrderServiceClient<_>, n: u64| {
+            let items = lines(&products, n)
+                .iter()
+                .map(|&(product_id, quantity)| LineRequest { product_id, quantity })
+                .collect();
+            // Other users than the REST phase's, so both place the same orders
+            // without meeting the per-user rate rule.
+            let request = CreateOrderRequest { user_id: 1_000_000 + n % 1_000_000, items, ..Default::default() };
+            async move { client.create_order(request).await.is_ok() }
+        }
+    };
+    // Warm up both front ends, then start from vacuumed tables.
+    client.block_on(http_load(address, connections, Duration::from_secs(2), post.clone()));
+    client.block_on(grpc_load(grpc_address, connections, Duration::from_secs(2), create.clone()));
+    database.vacuum(&client);
+
+    println!("POST /api/v1/orders, then CreateOrder, {seconds} s each at {connections} connections ...");
+    let posted = client.block_on(http_load(address, connections, duration, post));
+    database.vacuum(&client);
+    let created = client.block_on(grpc_load(grpc_address, connections, duration, create));
+    database.vacuum(&client);
+
+    let highest =
+        server.block_on(service.store.list_orders(&host::store::OrderFilter { limit: 1, ..Default::default() }));
+    let highest = highest.unwrap().first().map_or(1, |order| order.id);
+    let get = Arc::new(move |n: u64| {
+        let id = 1 + (n as i64 * 7919) % highest;
+        Request::get(format!("/api/v1/orders/{id}")).header("host", "bench").body(Full::new(Bytes::new())).unwrap()
+    });
+    let read = move |mut client: host::grpc::proto::order_service_client::OrderServiceClient<_>, n: u64| {
+        let id = 1 + (n as i64 * 7919) % highest;
+        async move { client.get_order(GetOrderRequest { id }).await.is_ok() }
+    };
+    println!("GET /api/v1/orders/{{id}}, then GetOrder, {seconds} s each at {connections} connections ...");
+    let got = client.block_on(http_load(address, connections, duration, get));
+    let read = client.block_on(grpc_load(grpc_address, connections, duration, read));
+
+    println!();
+    println!("| scenario | requests/s | p50 | p99 | failures |");
+    println!("| --- | --- | --- | --- | --- |");
+    println!("{}", posted.row("REST POST /api/v1/orders (3 lines)"));
+    println!("{}", created.row("gRPC CreateOrder (3 lines)"));
+    println!("{}", got.row("REST GET /api/v1/orders/{id}"));
+    println!("{}", read.row("gRPC GetOrder"));
+    println!();
+    println!(
+        "gRPC / REST: create {:.2}x, get {:.2}x (target: gRPC not slower, >= 1.0x)",
+        created.rate() / posted.rate(),
+        read.rate() / got.rate()
+    );
+    drop(server);
+    database.drop_now(&client);
+}
