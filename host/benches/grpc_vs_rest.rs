@@ -14,6 +14,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::Request;
+use prost::Message;
 use serde_json::json;
 
 use host::config::FulfillmentSettings;
@@ -23,6 +24,9 @@ use host::startup::Application;
 mod common;
 use common::load::{grpc_load, http_load};
 use common::{BenchDatabase, install_components, load_catalogue, picks, setting};
+
+const CREATE: &str = "/orderly.v1.OrderService/CreateOrder";
+const GET: &str = "/orderly.v1.OrderService/GetOrder";
 
 /// The `n`th order's three lines: (product, quantity).
 fn lines(products: &[i64], n: u64) -> [(i64, u32); 3] {
@@ -63,28 +67,27 @@ fn main() {
                 .unwrap()
         })
     };
-    let create = {
+    let create: Arc<dyn Fn(u64) -> Vec<u8> + Send + Sync> = {
         let products = products.clone();
-        move |mut client: host::grpc::proto::order_service_client::OrderServiceClient<_>, n: u64| {
+        Arc::new(move |n: u64| {
             let items = lines(&products, n)
                 .iter()
                 .map(|&(product_id, quantity)| LineRequest { product_id, quantity })
                 .collect();
             // Other users than the REST phase's, so both place the same orders
             // without meeting the per-user rate rule.
-            let request = CreateOrderRequest { user_id: 1_000_000 + n % 1_000_000, items, ..Default::default() };
-            async move { client.create_order(request).await.is_ok() }
-        }
+            CreateOrderRequest { user_id: 1_000_000 + n % 1_000_000, items, ..Default::default() }.encode_to_vec()
+        })
     };
     // Warm up both front ends, then start from vacuumed tables.
     client.block_on(http_load(address, connections, Duration::from_secs(2), post.clone()));
-    client.block_on(grpc_load(grpc_address, connections, Duration::from_secs(2), create.clone()));
+    client.block_on(grpc_load(grpc_address, connections, Duration::from_secs(2), CREATE, create.clone()));
     database.vacuum(&client);
 
     println!("POST /api/v1/orders, then CreateOrder, {seconds} s each at {connections} connections ...");
     let posted = client.block_on(http_load(address, connections, duration, post));
     database.vacuum(&client);
-    let created = client.block_on(grpc_load(grpc_address, connections, duration, create));
+    let created = client.block_on(grpc_load(grpc_address, connections, duration, CREATE, create));
     database.vacuum(&client);
 
     let highest =
@@ -94,13 +97,11 @@ fn main() {
         let id = 1 + (n as i64 * 7919) % highest;
         Request::get(format!("/api/v1/orders/{id}")).header("host", "bench").body(Full::new(Bytes::new())).unwrap()
     });
-    let read = move |mut client: host::grpc::proto::order_service_client::OrderServiceClient<_>, n: u64| {
-        let id = 1 + (n as i64 * 7919) % highest;
-        async move { client.get_order(GetOrderRequest { id }).await.is_ok() }
-    };
+    let read: Arc<dyn Fn(u64) -> Vec<u8> + Send + Sync> =
+        Arc::new(move |n: u64| GetOrderRequest { id: 1 + (n as i64 * 7919) % highest }.encode_to_vec());
     println!("GET /api/v1/orders/{{id}}, then GetOrder, {seconds} s each at {connections} connections ...");
     let got = client.block_on(http_load(address, connections, duration, get));
-    let read = client.block_on(grpc_load(grpc_address, connections, duration, read));
+    let read = client.block_on(grpc_load(grpc_address, connections, duration, GET, read));
 
     println!();
     println!("| scenario | requests/s | p50 | p99 | failures |");

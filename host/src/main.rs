@@ -76,9 +76,10 @@ async fn main() -> anyhow::Result<()> {
 
 async fn serve(settings: ServeSettings) -> anyhow::Result<()> {
     let app = Application::build(settings).await?;
-    let address = app.local_addr();
-    tracing::info!(%address, "serving");
+    let (address, grpc) = (app.local_addr(), app.grpc_addr());
+    tracing::info!(%address, %grpc, "serving");
     println!("Orderly is serving on http://{address}");
+    println!("gRPC (orderly.v1.OrderService) on http://{grpc}");
     println!("Try: curl -s -X POST http://{address}/api/v1/orders -H 'content-type: application/json' \\");
     println!("       -d '{{\"user_id\": 7, \"items\": [{{\"product_id\": 1, \"quantity\": 2}}]}}'");
     app.run_until_stopped().await

@@ -8,7 +8,7 @@ use crate::helpers::{TestDatabase, install_components};
 
 fn host() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_host"));
-    for variable in ["DATABASE_URL", "REDIS_URL", "LISTEN_ADDR", "COMPONENTS_DIR", "RUST_LOG"] {
+    for variable in ["DATABASE_URL", "REDIS_URL", "LISTEN_ADDR", "GRPC_LISTEN_ADDR", "COMPONENTS_DIR", "RUST_LOG"] {
         command.env_remove(variable);
     }
     command
@@ -67,24 +67,42 @@ async fn serve_answers_then_stops_cleanly_on_sigterm() {
     install_components(&components, None);
     let mut child = host()
         .current_dir(dir.path())
-        .args(["serve", "--listen-addr", "127.0.0.1:0", "--components-dir"])
+        .args(["serve", "--listen-addr", "127.0.0.1:0", "--grpc-listen-addr", "127.0.0.1:0", "--components-dir"])
         .arg(&components)
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
     let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    let address = loop {
+    let (mut address, mut grpc) = (None, None);
+    while address.is_none() || grpc.is_none() {
         let mut line = String::new();
         assert!(stdout.read_line(&mut line).unwrap() > 0, "the server exited before serving");
         if let Some(rest) = line.trim().strip_prefix("Orderly is serving on ") {
-            break rest.to_owned();
+            address = Some(rest.to_owned());
         }
-    };
+        if let Some(rest) = line.trim().strip_prefix("gRPC (orderly.v1.OrderService) on ") {
+            grpc = Some(rest.to_owned());
+        }
+    }
+    let (address, grpc) = (address.unwrap(), grpc.unwrap());
     // The embedded default seeded demo products into ./data.
     let products: serde_json::Value =
         reqwest::get(format!("{address}/api/v1/products")).await.unwrap().json().await.unwrap();
     assert!(!products["items"].as_array().unwrap().is_empty(), "demo products seeded");
     assert!(dir.path().join("data/orderly.db").exists());
+    // The gRPC API of the same process answers the same catalogue's orders.
+    let mut client = host::grpc::proto::order_service_client::OrderServiceClient::connect(grpc).await.unwrap();
+    let product = products["items"][0]["id"].as_i64().unwrap();
+    let order = host::grpc::proto::CreateOrderRequest {
+        user_id: 7,
+        product_id: Some(product),
+        quantity: Some(1),
+        ..Default::default()
+    };
+    let placed = client.create_order(order).await.unwrap().into_inner();
+    let over_rest: serde_json::Value =
+        reqwest::get(format!("{address}/api/v1/orders/{}", placed.id)).await.unwrap().json().await.unwrap();
+    assert_eq!(over_rest["total"], placed.total);
 
     Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
     let status = child.wait().unwrap();
