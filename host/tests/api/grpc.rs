@@ -79,6 +79,9 @@ on_both_backends!(orders_are_placed_read_listed_and_moved_over_grpc, |app| {
     assert_eq!(cancelled.status(), OrderStatus::Cancelled);
     assert_eq!(cancelled.status_reason.as_deref(), Some("changed my mind"));
     assert_eq!((app.stock(mug).await, app.stock(tea).await), (10, 7), "cancelling returned the stock");
+    // Reads follow the change (the decoded copy is never older than the cache).
+    let read_again = client.get_order(GetOrderRequest { id: placed.id }).await.unwrap().into_inner();
+    assert_eq!((read_again.status(), read_again.version), (OrderStatus::Cancelled, cancelled.version));
 });
 
 on_both_backends!(every_refusal_has_its_code_and_details, |app| {
