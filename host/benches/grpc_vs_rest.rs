@@ -17,13 +17,11 @@ use hyper::Request;
 use prost::Message;
 use serde_json::json;
 
-use host::config::FulfillmentSettings;
 use host::grpc::proto::{CreateOrderRequest, GetOrderRequest, LineRequest};
-use host::startup::Application;
 
 mod common;
 use common::load::{grpc_load, http_load};
-use common::{BenchDatabase, install_components, load_catalogue, picks, setting};
+use common::{ApiUnderLoad, load_catalogue, picks, setting};
 
 const CREATE: &str = "/orderly.v1.OrderService/CreateOrder";
 const GET: &str = "/orderly.v1.OrderService/GetOrder";
@@ -38,16 +36,9 @@ fn main() {
     let seconds: u64 = setting("BENCH_SECONDS", 15, 1);
     let connections: usize = setting("BENCH_CONNECTIONS", 32, 4);
     let duration = Duration::from_secs(seconds);
-    let server = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-    let client = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
-    let database = BenchDatabase::create(&client);
-    let dir = tempfile::tempdir().unwrap();
-    install_components(&dir.path().join("components"));
-    let fulfillment = FulfillmentSettings { workers: 0, ..FulfillmentSettings::default() };
-    let settings = database.serve_settings(&dir.path().join("components"), fulfillment);
-    let app = server.block_on(Application::build(settings)).expect("the service starts");
-    let (address, grpc_address, service) = (app.local_addr(), app.grpc_addr(), app.app());
-    server.spawn(app.run_until(std::future::pending()));
+    let running = ApiUnderLoad::start();
+    let (server, client, database) = (&running.server, &running.client, &running.database);
+    let (address, grpc_address, service) = (running.address, running.grpc_address, running.app.clone());
     let products: Arc<Vec<i64>> =
         Arc::new(server.block_on(load_catalogue(&service.store, "RPC")).iter().map(|product| product.id).collect());
 
@@ -82,13 +73,13 @@ fn main() {
     // Warm up both front ends, then start from vacuumed tables.
     client.block_on(http_load(address, connections, Duration::from_secs(2), post.clone()));
     client.block_on(grpc_load(grpc_address, connections, Duration::from_secs(2), CREATE, create.clone()));
-    database.vacuum(&client);
+    database.vacuum(client);
 
     println!("POST /api/v1/orders, then CreateOrder, {seconds} s each at {connections} connections ...");
     let posted = client.block_on(http_load(address, connections, duration, post));
-    database.vacuum(&client);
+    database.vacuum(client);
     let created = client.block_on(grpc_load(grpc_address, connections, duration, CREATE, create));
-    database.vacuum(&client);
+    database.vacuum(client);
 
     let highest =
         server.block_on(service.store.list_orders(&host::store::OrderFilter { limit: 1, ..Default::default() }));
@@ -116,6 +107,5 @@ fn main() {
         created.rate() / posted.rate(),
         read.rate() / got.rate()
     );
-    drop(server);
-    database.drop_now(&client);
+    running.finish();
 }

@@ -18,14 +18,12 @@ use http_body_util::Full;
 use hyper::Request;
 use serde_json::{Value, json};
 
-use host::config::FulfillmentSettings;
 use host::domain::Product;
-use host::startup::Application;
 use host::store::{NewOrder, PricedLine, Store};
 
 mod common;
 use common::load::{Outcome, http_load};
-use common::{BenchDatabase, install_components, load_catalogue, picks, setting};
+use common::{ApiUnderLoad, load_catalogue, picks, setting};
 
 /// The same create transaction as the service runs, from `tasks` tasks, on
 /// the same spread of products.
@@ -69,20 +67,11 @@ fn main() {
     let seconds: u64 = setting("BENCH_SECONDS", 20, 1);
     let connections: usize = setting("BENCH_CONNECTIONS", 32, 4);
     let duration = Duration::from_secs(seconds);
-    // The service gets a runtime of its own, as it would in its own process;
-    // the load generator runs on another.
-    let server = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-    let client = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
-    let database = BenchDatabase::create(&client);
-    let dir = tempfile::tempdir().unwrap();
-    install_components(&dir.path().join("components"));
-    // The API alone: fulfillment workers have a benchmark of their own.
-    let fulfillment = FulfillmentSettings { workers: 0, ..FulfillmentSettings::default() };
-    let settings = database.serve_settings(&dir.path().join("components"), fulfillment);
-    let app = server.block_on(Application::build(settings)).expect("the service starts");
-    let address = app.local_addr();
-    let service = app.app();
-    server.spawn(app.run_until(std::future::pending()));
+    // The API alone (fulfillment workers have a benchmark of their own), on
+    // a runtime of its own; the load generator runs on another.
+    let running = ApiUnderLoad::start();
+    let (server, client, database) = (&running.server, &running.client, &running.database);
+    let (address, service) = (running.address, running.app.clone());
 
     // Two catalogues of 1,000 products with stock for any run length, one
     // for the service and one for the baseline, so neither phase works on
@@ -112,7 +101,7 @@ fn main() {
     // Warm up (connections, caches, and orders in the tables so the planner's
     // statistics are those of a live service), then vacuum.
     client.block_on(http_load(address, connections, Duration::from_secs(3), post.clone()));
-    database.vacuum(&client);
+    database.vacuum(client);
 
     // The baseline first: what the service stores for one order, straight
     // through sqlx, on the baseline's catalogue.
@@ -164,7 +153,7 @@ fn main() {
     let store = service.store.clone();
     let baseline =
         server.block_on(sqlx_baseline(store, baseline_order, Arc::new(baseline_catalogue), connections, duration));
-    database.vacuum(&client);
+    database.vacuum(client);
 
     println!("POST /api/v1/orders for {seconds} s at {connections} connections ...");
     let posted = client.block_on(http_load(address, connections, duration, post));
@@ -194,6 +183,5 @@ fn main() {
         got.rate()
     );
 
-    drop(server);
-    database.drop_now(&client);
+    running.finish();
 }

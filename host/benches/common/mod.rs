@@ -148,3 +148,38 @@ pub async fn load_catalogue(store: &Store, prefix: &str) -> Vec<Product> {
     }
     created
 }
+
+/// The service alone (no fulfillment workers) on a database of its own,
+/// serving on a runtime of its own (2 threads, as in its own process), with
+/// a 1-thread runtime beside it for the load generator.
+pub struct ApiUnderLoad {
+    pub server: tokio::runtime::Runtime,
+    pub client: tokio::runtime::Runtime,
+    pub database: BenchDatabase,
+    pub app: std::sync::Arc<host::app::App>,
+    pub address: std::net::SocketAddr,
+    pub grpc_address: std::net::SocketAddr,
+    _dir: tempfile::TempDir,
+}
+
+impl ApiUnderLoad {
+    pub fn start() -> Self {
+        let server = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        let client = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+        let database = BenchDatabase::create(&client);
+        let dir = tempfile::tempdir().unwrap();
+        install_components(&dir.path().join("components"));
+        let fulfillment = FulfillmentSettings { workers: 0, ..FulfillmentSettings::default() };
+        let settings = database.serve_settings(&dir.path().join("components"), fulfillment);
+        let built = server.block_on(host::startup::Application::build(settings)).expect("the service starts");
+        let (address, grpc_address, app) = (built.local_addr(), built.grpc_addr(), built.app());
+        server.spawn(built.run_until(std::future::pending()));
+        Self { server, client, database, app, address, grpc_address, _dir: dir }
+    }
+
+    /// Stops the service and drops its database.
+    pub fn finish(self) {
+        drop(self.server);
+        self.database.drop_now(&self.client);
+    }
+}
