@@ -241,8 +241,8 @@ impl From<OrderError> for ApiError {
         let detail = error.to_string();
         match error {
             OrderError::Invalid(violations) => ApiError::violations(violations),
-            OrderError::NotFound(detail) => ApiError::NotFound { detail },
-            OrderError::Unavailable(_) | OrderError::Duplicate(_) | OrderError::KeyInProgress | OrderError::KeyLost => {
+            OrderError::NotFound { .. } => ApiError::NotFound { detail },
+            OrderError::Inactive(_) | OrderError::Duplicate(_) | OrderError::KeyInProgress | OrderError::KeyLost => {
                 ApiError::Conflict { detail }
             }
             OrderError::InsufficientStock { product_id, requested, available } => {

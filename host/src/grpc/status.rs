@@ -51,14 +51,12 @@ impl From<OrderError> for Status {
         let message = error.to_string();
         match error {
             OrderError::Invalid(violations) => invalid(&violations),
-            OrderError::NotFound(_) => {
+            OrderError::NotFound { resource, id } => {
                 let mut details = ErrorDetails::new();
-                details.set_resource_info("order", "", "", &message);
+                details.set_resource_info(resource.to_string(), format!("{resource}s/{id}"), "", &message);
                 status(Code::NotFound, message, "not-found", details)
             }
-            OrderError::Unavailable(id) => {
-                precondition("PRODUCT_INACTIVE", format!("products/{id}"), message, "conflict")
-            }
+            OrderError::Inactive(id) => precondition("PRODUCT_INACTIVE", format!("products/{id}"), message, "conflict"),
             OrderError::InsufficientStock { product_id, .. } => {
                 precondition("INSUFFICIENT_STOCK", format!("products/{product_id}"), message, "insufficient-stock")
             }

@@ -14,11 +14,11 @@ pub enum OrderError {
     #[error("{}", join(.0))]
     Invalid(Vec<Violation>),
     /// The order or product named does not exist.
-    #[error("{0}")]
-    NotFound(String),
+    #[error("{resource} {id} does not exist")]
+    NotFound { resource: Resource, id: i64 },
     /// A line names a product that cannot be ordered now.
     #[error("product {0} is not available for ordering")]
-    Unavailable(i64),
+    Inactive(i64),
     /// Not enough units left.
     #[error("product {product_id}: {requested} requested, {available} in stock")]
     InsufficientStock { product_id: i64, requested: i64, available: i64 },
@@ -49,6 +49,22 @@ pub enum OrderError {
     Internal(#[from] anyhow::Error),
 }
 
+/// What a lookup was for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resource {
+    Order,
+    Product,
+}
+
+impl std::fmt::Display for Resource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Resource::Order => "order",
+            Resource::Product => "product",
+        })
+    }
+}
+
 fn join(violations: &[Violation]) -> String {
     violations.iter().map(|violation| violation.message.as_str()).collect::<Vec<_>>().join("; ")
 }
@@ -57,7 +73,7 @@ impl OrderError {
     /// The answer to a lookup of order `id` that found nothing.
     pub fn order_not_found(id: i64) -> impl FnOnce(StoreError) -> OrderError {
         move |error| match error {
-            StoreError::NotFound => OrderError::NotFound(format!("order {id} does not exist")),
+            StoreError::NotFound => OrderError::NotFound { resource: Resource::Order, id },
             other => other.into(),
         }
     }
@@ -65,7 +81,7 @@ impl OrderError {
     /// The answer to a lookup of product `id` that found nothing.
     pub fn product_not_found(id: i64) -> impl FnOnce(StoreError) -> OrderError {
         move |error| match error {
-            StoreError::NotFound => OrderError::NotFound(format!("product {id} does not exist")),
+            StoreError::NotFound => OrderError::NotFound { resource: Resource::Product, id },
             other => other.into(),
         }
     }
@@ -74,10 +90,12 @@ impl OrderError {
 impl From<StoreError> for OrderError {
     fn from(error: StoreError) -> Self {
         match error {
-            StoreError::NotFound => OrderError::NotFound("no such record".into()),
+            // Every lookup names what it looked for (`order_not_found`, `product_not_found`):
+            // a missing row nobody named is a bug, not the client's 404.
+            StoreError::NotFound => OrderError::Internal(anyhow::anyhow!("a record the service expected is missing")),
             StoreError::Conflict(what) => OrderError::Duplicate(what),
-            StoreError::UnknownProduct(id) => OrderError::NotFound(format!("product {id} does not exist")),
-            StoreError::InactiveProduct(id) => OrderError::Unavailable(id),
+            StoreError::UnknownProduct(id) => OrderError::NotFound { resource: Resource::Product, id },
+            StoreError::InactiveProduct(id) => OrderError::Inactive(id),
             StoreError::InsufficientStock { product_id, requested, available } => {
                 OrderError::InsufficientStock { product_id, requested, available }
             }

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 
+use super::error::Resource;
 use super::{OrderError, Orders};
 use crate::domain::decision::{DraftLine, DraftOrder, Quote};
 use crate::domain::input::{OrderRequest, Violation};
@@ -114,10 +115,10 @@ impl Orders {
         let mut violations = Vec::new();
         for (index, line) in request.lines.iter().enumerate() {
             let Some(product) = found.get(&line.product_id) else {
-                return Err(OrderError::NotFound(format!("product {} does not exist", line.product_id)));
+                return Err(OrderError::NotFound { resource: Resource::Product, id: line.product_id });
             };
             if !product.active {
-                return Err(OrderError::Unavailable(product.id));
+                return Err(OrderError::Inactive(product.id));
             }
             if product.currency != request.currency {
                 violations.push(Violation::new(
