@@ -60,9 +60,18 @@ swap-fulfillment policy="express": build-wasm
 run *args: build
     cargo run -p host -- {{args}}
 
-# Build the components, then run every test in the workspace (this builds the host too).
+# Build the components, then run every test in the workspace (this builds the
+# host too), then the REST contract test against the host it built.
 test: build-components
     cargo test --workspace --all-targets
+    host/tests/contract/run.sh "{{target_dir}}/debug/host" "{{components_dir}}"
+
+# The REST contract test: the host on its embedded default, and schemathesis
+# (every check; examples, coverage, fuzzing and stateful phases) against the
+# OpenAPI document it serves. Schemathesis goes into a private virtualenv.
+contract *args: build-components
+    cargo build -p host
+    host/tests/contract/run.sh "{{target_dir}}/debug/host" "{{components_dir}}" {{args}}
 
 # Benchmarks, printed with ratios against a baseline measured in the same run:
 # per-slot call cost against native code; HTTP load on PostgreSQL + Redis

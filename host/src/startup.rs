@@ -156,7 +156,6 @@ impl Application {
             health: app.health.clone(),
             settings: Arc::new(ApiSettings {
                 admin_token: self.settings.admin_token.clone().filter(|token| !token.is_empty()),
-                ..ApiSettings::default()
             }),
             stopping: app.stopping.clone(),
         }

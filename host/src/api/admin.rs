@@ -11,6 +11,7 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use super::documented::{AdminProblems, Unavailable};
 use super::extract::{ApiPath, ApiQuery};
 use super::problem::{ApiError, Problem, Result, correlation_id};
 use super::state::ApiState;
@@ -58,9 +59,9 @@ pub struct QueueStatus {
 #[utoipa::path(get, path = "/admin/queue", tag = "admin", security(("admin_token" = [])),
     responses(
         (status = 200, body = QueueStatus),
-        (status = 401, description = "No token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Wrong token", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The queue is unavailable", body = Problem, content_type = "application/problem+json"),
+        AdminProblems,
+        (status = 404, description = "The admin API is disabled (no ADMIN_TOKEN)", body = Problem, content_type = "application/problem+json"),
+        Unavailable,
     ))]
 async fn queue_status(_: Admin, State(api): State<ApiState>) -> Result<axum::Json<QueueStatus>> {
     let depth = api.fulfillment.depth().await?;
@@ -71,23 +72,30 @@ async fn queue_status(_: Admin, State(api): State<ApiState>) -> Result<axum::Jso
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct DeadLetterQuery {
-    /// At most this many, newest first (default 100, at most 1000).
-    pub limit: Option<usize>,
+    /// At most this many, newest first (default 100).
+    #[param(minimum = 1, maximum = 1000)]
+    pub limit: Option<i64>,
 }
 
 /// Jobs that failed too often, newest first, with their last error.
 #[utoipa::path(get, path = "/admin/dead-letters", tag = "admin", security(("admin_token" = [])), params(DeadLetterQuery),
     responses(
-        (status = 200, body = Vec<DeadLetter>),
-        (status = 401, description = "No token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Wrong token", body = Problem, content_type = "application/problem+json"),
+        (status = 200, description = "The dead letters", body = Vec<DeadLetter>),
+        (status = 400, description = "A limit out of its bounds", body = Problem, content_type = "application/problem+json"),
+        AdminProblems,
+        (status = 404, description = "The admin API is disabled (no ADMIN_TOKEN)", body = Problem, content_type = "application/problem+json"),
+        Unavailable,
     ))]
 async fn dead_letters(
     _: Admin,
     State(api): State<ApiState>,
     ApiQuery(query): ApiQuery<DeadLetterQuery>,
 ) -> Result<axum::Json<Vec<DeadLetter>>> {
-    let limit = query.limit.unwrap_or(100).clamp(1, 1000);
+    let limit = match query.limit {
+        None => 100,
+        Some(limit @ 1..=1000) => limit as usize,
+        Some(_) => return Err(ApiError::BadRequest { detail: "limit must be from 1 to 1000".into() }),
+    };
     Ok(axum::Json(api.fulfillment.dead_letters(limit).await?))
 }
 
@@ -96,9 +104,9 @@ async fn dead_letters(
     params(("id" = String, Path, description = "The dead letter's `id`")),
     responses(
         (status = 200, description = "Requeued", body = DeadLetter),
-        (status = 401, description = "No token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Wrong token", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such dead letter", body = Problem, content_type = "application/problem+json"),
+        AdminProblems,
+        (status = 404, description = "No such dead letter, or the admin API is disabled", body = Problem, content_type = "application/problem+json"),
+        Unavailable,
     ))]
 async fn requeue(
     _: Admin,

@@ -14,6 +14,7 @@ use axum::extract::State;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures::{Stream, StreamExt};
 use serde_json::json;
+use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -21,6 +22,31 @@ use super::extract::ApiPath;
 use super::problem::{Problem, Result};
 use super::state::ApiState;
 use crate::orders::Watched;
+
+/// One server-sent event as it arrives (for the document).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+struct StreamedEvent {
+    /// `OrderState`, `OrderCreated`, `OrderStatusChanged`, or `Lagged`.
+    #[schema(inline)]
+    event: EventName,
+    /// The event as JSON: the order's id, its status and version, and for a
+    /// change where it came from, why, and the correlation id; for `Lagged`,
+    /// how many events were missed.
+    #[schema(content_media_type = "application/json")]
+    data: String,
+    /// The event's id (absent on `OrderState` and `Lagged`).
+    id: Option<String>,
+}
+
+#[derive(ToSchema)]
+#[allow(dead_code)]
+enum EventName {
+    OrderState,
+    OrderCreated,
+    OrderStatusChanged,
+    Lagged,
+}
 
 /// The event routes.
 pub fn router() -> OpenApiRouter<ApiState> {
@@ -38,8 +64,10 @@ fn sse_event(watched: Watched) -> Event {
 /// (its status now), then `OrderStatusChanged` for every change.
 #[utoipa::path(get, path = "/orders/{id}/events", tag = "orders", params(super::orders::OrderId),
     responses(
-        (status = 200, description = "An event stream (`text/event-stream`)", body = String, content_type = "text/event-stream"),
+        (status = 200, description = "An event stream (`text/event-stream`)", body = StreamedEvent, content_type = "text/event-stream"),
+        (status = 400, description = "The id is not a 64-bit integer", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such order", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The database is down", body = Problem, content_type = "application/problem+json"),
     ))]
 async fn order_events(
     State(api): State<ApiState>,
@@ -56,7 +84,7 @@ async fn order_events(
 /// Every order's events as server-sent events: `OrderCreated` and
 /// `OrderStatusChanged`, from the moment of connecting.
 #[utoipa::path(get, path = "/events", tag = "orders",
-    responses((status = 200, description = "An event stream (`text/event-stream`)", body = String, content_type = "text/event-stream")))]
+    responses((status = 200, description = "An event stream (`text/event-stream`)", body = StreamedEvent, content_type = "text/event-stream")))]
 async fn all_events(State(api): State<ApiState>) -> Sse<impl Stream<Item = std::result::Result<Event, Infallible>>> {
     let events = api.orders.watch_all().map(sse_event).take_until(api.stopping.clone().cancelled_owned());
     Sse::new(events.map(Ok)).keep_alive(KeepAlive::default())

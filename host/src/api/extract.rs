@@ -84,3 +84,31 @@ where
 fn query_rejection(rejection: QueryRejection) -> ApiError {
     ApiError::BadRequest { detail: rejection.body_text() }
 }
+
+/// A component's bytes: the body sent as `application/wasm`, with problem
+/// answers (415 for another media type, 413 over the upload limit).
+pub struct WasmBody(pub axum::body::Bytes);
+
+/// The media type of an uploaded component.
+pub const WASM: &str = "application/wasm";
+
+impl<S: Send + Sync> FromRequest<S> for WasmBody {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let media_type = request.headers().get(axum::http::header::CONTENT_TYPE).and_then(|value| value.to_str().ok());
+        let essence = media_type.and_then(|value| value.split(';').next()).map(str::trim);
+        if !essence.is_some_and(|essence| essence.eq_ignore_ascii_case(WASM)) {
+            return Err(ApiError::UnsupportedMediaType {
+                detail: format!("send the component as Content-Type: {WASM}"),
+            });
+        }
+        match axum::body::Bytes::from_request(request, state).await {
+            Ok(bytes) => Ok(Self(bytes)),
+            Err(rejection) if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE => {
+                Err(ApiError::TooLarge { detail: "the component exceeds the upload limit".into() })
+            }
+            Err(rejection) => Err(ApiError::BadRequest { detail: rejection.body_text() }),
+        }
+    }
+}

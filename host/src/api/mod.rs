@@ -4,9 +4,12 @@
 pub mod admin;
 pub mod correlation;
 pub mod deadline;
+pub mod documented;
 pub mod events;
 pub mod extract;
 pub mod health;
+pub mod openapi;
+pub mod order_shapes;
 pub mod orders;
 pub mod page;
 pub mod problem;
@@ -27,35 +30,6 @@ use utoipa_axum::router::OpenApiRouter;
 use problem::{ApiError, Problem, problem_response};
 pub use state::{ApiSettings, ApiState};
 
-/// The document's frame; paths come from the routers themselves, so the
-/// document lists exactly the routes that are served.
-#[derive(OpenApi)]
-#[openapi(
-    info(title = "Orderly", description = "An order service whose business rules are WebAssembly components."),
-    tags(
-        (name = "products", description = "The catalogue"),
-        (name = "orders", description = "Placing and following orders"),
-        (name = "health", description = "Liveness and readiness"),
-        (name = "admin", description = "The operator's view (bearer token: ADMIN_TOKEN)"),
-    ),
-    modifiers(&AdminToken)
-)]
-struct ApiDoc;
-
-/// Declares the admin API's bearer token in the document.
-struct AdminToken;
-
-impl utoipa::Modify for AdminToken {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-        let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme(
-            "admin_token",
-            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
-        );
-    }
-}
-
 /// Limits on every request.
 #[derive(Debug, Clone, Copy)]
 pub struct HttpLimits {
@@ -72,11 +46,11 @@ pub fn router(state: ApiState, limits: HttpLimits) -> Router {
         .merge(admin::router())
         .merge(slots::router())
         .layer(axum::middleware::from_fn_with_state(limits.request_timeout, deadline::middleware));
-    let (api, document) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+    let (api, document) = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .nest("/api/v1", bounded.merge(events::router()))
         .merge(health::router())
         .split_for_parts();
-    let document = Arc::new(document.to_pretty_json().unwrap_or_default());
+    let document = Arc::new(openapi::render(document));
     api.route(
         "/api/v1/openapi.json",
         axum::routing::get(move || {

@@ -9,7 +9,9 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use super::documented::{BodyProblems, Unavailable};
 use super::extract::{ApiJson, ApiPath, ApiQuery};
+use super::order_shapes::CreateOrder;
 use super::page::{PageQuery, next_cursor};
 use super::problem::{ApiError, Problem, Result, correlation_id};
 use super::state::ApiState;
@@ -75,17 +77,22 @@ impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
 /// components; stock is taken in the same transaction that stores the order.
 /// With an `Idempotency-Key`, a repeat of the same request replays the first
 /// answer (marked `Idempotent-Replayed: true`), and the key with another body is a 422.
-#[utoipa::path(post, path = "/orders", tag = "orders", request_body = CreateOrderRequest,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe: the same key and body replay the first answer")),
+#[utoipa::path(post, path = "/orders", tag = "orders", request_body = CreateOrder,
+    params(("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, pattern = "^[!-~]+$",
+        description = "Makes retries safe: the same key and body replay the first answer")),
     responses(
-        (status = 201, description = "Placed: status `pending`", body = OrderDetail, headers(("Location" = String))),
-        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "Unknown product", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Not enough stock, or the product is inactive", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Wrong shape, rule violations, or a reused idempotency key", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "A rule component failed; nothing was stored", body = Problem, content_type = "application/problem+json"),
+        (status = 201, description = "Placed: status `pending`", body = OrderDetail,
+            headers(("Location" = String, description = "The order's address")),
+            links(
+                ("GetOrder" = (operation_id = "get_order", parameters(("id" = "$response.body#/id")))),
+                ("ChangeStatus" = (operation_id = "change_status", parameters(("id" = "$response.body#/id")))),
+                ("OrderEvents" = (operation_id = "order_events", parameters(("id" = "$response.body#/id")))),
+            )),
+        (status = 404, description = "An unknown product", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Not enough stock, an inactive product, or the same key still in progress", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Wrong shape, rule violations (listed), or a reused idempotency key", body = Problem, content_type = "application/problem+json"),
+        BodyProblems,
+        (status = 503, description = "A rule component failed (nothing was stored), a backing service is down, or the request ran out of time", body = Problem, content_type = "application/problem+json"),
     ))]
 async fn create_order(
     State(api): State<ApiState>,
@@ -109,8 +116,9 @@ pub struct OrderId(
 #[utoipa::path(get, path = "/orders/{id}", tag = "orders", params(OrderId),
     responses(
         (status = 200, description = "The order", body = OrderDetail),
-        (status = 400, description = "The id is not a number", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "The id is not a 64-bit integer", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such order", body = Problem, content_type = "application/problem+json"),
+        Unavailable,
     ))]
 async fn get_order(State(api): State<ApiState>, ApiPath(id): ApiPath<i64>) -> Result<Response> {
     let json = api.orders.order_json(id).await?;
@@ -124,10 +132,13 @@ pub struct OrderQuery {
     /// Only this customer's orders.
     pub user_id: Option<i64>,
     /// Only orders in this state.
+    #[param(value_type = Option<OrderStatus>)]
     pub status: Option<String>,
-    /// Items per page: 1 or more, capped at 100 (default 20).
+    /// Items per page (default 20).
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<i64>,
     /// The `next_cursor` of the previous page.
+    #[param(pattern = "^[1-9][0-9]{0,17}$")]
     pub cursor: Option<String>,
 }
 
@@ -135,14 +146,15 @@ pub struct OrderQuery {
 #[utoipa::path(get, path = "/orders", tag = "orders", params(OrderQuery),
     responses(
         (status = 200, description = "A page", body = OrderPage),
-        (status = 400, description = "Bad filter, limit or cursor", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "A filter, limit or cursor out of its bounds", body = Problem, content_type = "application/problem+json"),
+        Unavailable,
     ))]
 async fn list_orders(
     State(api): State<ApiState>,
     ApiQuery(query): ApiQuery<OrderQuery>,
 ) -> Result<axum::Json<OrderPage>> {
     let page = PageQuery { limit: query.limit, cursor: query.cursor.clone() };
-    let (limit, before) = page.resolve(&api.settings)?;
+    let (limit, before) = page.resolve()?;
     let status = match query.status.as_deref() {
         None => None,
         Some(name) => Some(OrderStatus::parse(name).ok_or_else(|| ApiError::BadRequest {
@@ -165,8 +177,10 @@ async fn list_orders(
     responses(
         (status = 200, description = "The order in its new state", body = OrderDetail),
         (status = 404, description = "No such order", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Illegal transition from the current state", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Unknown status", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Illegal transition from the current state (names it and what is allowed)", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "An unknown status, or a field of the wrong type", body = Problem, content_type = "application/problem+json"),
+        BodyProblems,
+        Unavailable,
     ))]
 async fn change_status(
     State(api): State<ApiState>,

@@ -12,6 +12,7 @@ use crate::domain::OrderStatus;
 use crate::domain::input::Violation;
 use crate::fulfillment::QueueError;
 use crate::orders::OrderError;
+use crate::rules::swap::GateReport;
 
 pub type Result<T, E = ApiError> = std::result::Result<T, E>;
 
@@ -43,6 +44,9 @@ pub enum ApiError {
     /// 422: the request breaks rules (the edge's or the validation component's).
     #[error("the order breaks {} rule(s)", violations.len())]
     Violations { detail: String, violations: Vec<Violation> },
+    /// 422: an uploaded component the gate refused; the report says why.
+    #[error("the gate rejected the component: {}", report.reason.as_deref().unwrap_or("see the report"))]
+    ComponentRejected { report: Box<GateReport> },
     /// 422: an `Idempotency-Key` reused with another request body.
     #[error("the idempotency key was already used with a different request body")]
     KeyReused,
@@ -121,6 +125,9 @@ impl ApiError {
                 (StatusCode::UNPROCESSABLE_ENTITY, "invalid-body", "The body has the wrong shape or types")
             }
             Violations { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "validation-failed", "The request breaks rules"),
+            ComponentRejected { .. } => {
+                (StatusCode::UNPROCESSABLE_ENTITY, "component-rejected", "The component did not pass the gate")
+            }
             KeyReused => {
                 (StatusCode::UNPROCESSABLE_ENTITY, "idempotency-key-reused", "The idempotency key was used before")
             }
@@ -168,6 +175,10 @@ impl ApiError {
         match self {
             ApiError::Violations { violations, .. } => {
                 extensions.insert("violations".into(), serde_json::to_value(violations).unwrap_or_default());
+            }
+            ApiError::ComponentRejected { report } => {
+                extensions.insert("outcome".into(), "rejected".into());
+                extensions.insert("report".into(), serde_json::to_value(report).unwrap_or_default());
             }
             ApiError::InsufficientStock { product_id, requested, available, .. } => {
                 extensions.insert("product_id".into(), (*product_id).into());

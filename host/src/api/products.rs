@@ -8,6 +8,7 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use super::documented::{BodyProblems, Unavailable};
 use super::extract::{ApiJson, ApiPath, ApiQuery};
 use super::page::{PageQuery, next_cursor};
 use super::problem::{ApiError, Problem, Result};
@@ -32,9 +33,18 @@ pub struct ProductPage {
 /// Adds a product to the catalogue.
 #[utoipa::path(post, path = "/products", tag = "products", request_body = CreateProductRequest,
     responses(
-        (status = 201, description = "Created", body = Product, headers(("Location" = String))),
+        (status = 201, description = "Created", body = Product,
+            headers(("Location" = String, description = "The product's address")),
+            links(
+                ("GetProduct" = (operation_id = "get_product", parameters(("id" = "$response.body#/id")))),
+                ("UpdateProduct" = (operation_id = "update_product", parameters(("id" = "$response.body#/id")))),
+                ("OrderIt" = (operation_id = "create_order",
+                    request_body = json!({"user_id": 1, "product_id": "$response.body#/id", "quantity": 1}))),
+            )),
         (status = 409, description = "The SKU is taken", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid fields", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid fields (listed)", body = Problem, content_type = "application/problem+json"),
+        BodyProblems,
+        Unavailable,
     ))]
 async fn create_product(
     State(api): State<ApiState>,
@@ -50,13 +60,14 @@ async fn create_product(
 #[utoipa::path(get, path = "/products", tag = "products", params(PageQuery),
     responses(
         (status = 200, description = "A page", body = ProductPage),
-        (status = 400, description = "Bad limit or cursor", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "A limit or cursor out of its bounds", body = Problem, content_type = "application/problem+json"),
+        Unavailable,
     ))]
 async fn list_products(
     State(api): State<ApiState>,
     ApiQuery(query): ApiQuery<PageQuery>,
 ) -> Result<axum::Json<ProductPage>> {
-    let (limit, after) = query.resolve(&api.settings)?;
+    let (limit, after) = query.resolve()?;
     let items = api.orders.list_products(after, limit).await?;
     let next_cursor = next_cursor(&items, limit, |product| product.id);
     Ok(axum::Json(ProductPage { items, next_cursor }))
@@ -74,7 +85,9 @@ pub struct ProductId(
 #[utoipa::path(get, path = "/products/{id}", tag = "products", params(ProductId),
     responses(
         (status = 200, description = "The product", body = Product),
+        (status = 400, description = "The id is not a 64-bit integer", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such product", body = Problem, content_type = "application/problem+json"),
+        Unavailable,
     ))]
 async fn get_product(State(api): State<ApiState>, ApiPath(id): ApiPath<i64>) -> Result<axum::Json<Product>> {
     Ok(axum::Json(api.orders.product(id).await?))
@@ -86,7 +99,9 @@ async fn get_product(State(api): State<ApiState>, ApiPath(id): ApiPath<i64>) -> 
     responses(
         (status = 200, description = "The updated product", body = Product),
         (status = 404, description = "No such product", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Nothing to change, or invalid fields", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Nothing to change, an unknown field, a `null`, or invalid fields (listed)", body = Problem, content_type = "application/problem+json"),
+        BodyProblems,
+        Unavailable,
     ))]
 async fn update_product(
     State(api): State<ApiState>,

@@ -11,20 +11,10 @@ use crate::orders::Orders;
 use crate::rules::Rules;
 
 /// The API's own settings.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct ApiSettings {
-    /// Largest page of a listing.
-    pub max_page: i64,
-    /// Page size when none is asked for.
-    pub default_page: i64,
     /// The admin API's bearer token; the admin API is off without one.
     pub admin_token: Option<String>,
-}
-
-impl Default for ApiSettings {
-    fn default() -> Self {
-        Self { max_page: 100, default_page: 20, admin_token: None }
-    }
 }
 
 /// Shared by every handler.

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::OrderStatus;
+use super::whole::{optional_whole, present_whole, whole};
 
 /// A problem with one field of a request, or with a whole order when a
 /// component refuses it.
@@ -33,16 +34,21 @@ impl Violation {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct LineRequest {
     /// The product to order.
+    #[serde(deserialize_with = "whole")]
+    #[schema(minimum = 1)]
     pub product_id: i64,
     /// How many units.
+    #[serde(deserialize_with = "whole")]
+    #[schema(value_type = i64, minimum = 0, maximum = 4294967295_i64)]
     pub quantity: u32,
 }
 
 /// `POST /orders`: either `items`, or the single-line shorthand
 /// `product_id` + `quantity`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CreateOrderRequest {
     /// The customer placing the order.
+    #[serde(deserialize_with = "whole")]
     pub user_id: u64,
     /// ISO 4217 code; the host's default currency when absent.
     #[serde(default)]
@@ -51,10 +57,10 @@ pub struct CreateOrderRequest {
     #[serde(default)]
     pub items: Option<Vec<LineRequest>>,
     /// Single-line shorthand: the product.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "optional_whole")]
     pub product_id: Option<i64>,
     /// Single-line shorthand: how many units.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "optional_whole")]
     pub quantity: Option<u32>,
     /// Free-form attributes passed to the components (e.g. `promo-code`).
     #[serde(default)]
@@ -128,18 +134,33 @@ pub fn is_currency_code(code: &str) -> bool {
 
 /// `POST /products`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({"sku": "MUG-BLUE", "name": "Blue mug", "price": 1250, "currency": "EUR", "stock": 100}))]
 pub struct CreateProductRequest {
-    /// Unique stock-keeping unit, 1 to 64 characters.
+    /// Unique stock-keeping unit, 1 to 64 characters, not only spaces.
+    #[schema(
+        min_length = 1,
+        max_length = 64,
+        pattern = "[^\\t\\n\\u000b\\f\\r \\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]"
+    )]
     pub sku: String,
-    /// Display name, 1 to 200 characters.
+    /// Display name, 1 to 200 characters, not only spaces.
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = "[^\\t\\n\\u000b\\f\\r \\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]"
+    )]
     pub name: String,
     /// Unit price in minor units.
+    #[serde(deserialize_with = "whole")]
+    #[schema(value_type = i64, minimum = 0, maximum = 4294967295_i64)]
     pub price: u32,
     /// ISO 4217 code; the host's default currency when absent.
     #[serde(default)]
+    #[schema(pattern = "^[A-Z]{3}$")]
     pub currency: Option<String>,
     /// Units in stock.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "whole")]
+    #[schema(value_type = i64, minimum = 0, maximum = 4294967295_i64)]
     pub stock: u32,
     /// Whether it can be ordered (default true).
     #[serde(default = "yes")]
@@ -185,21 +206,34 @@ impl CreateProductRequest {
     }
 }
 
-/// `PATCH /products/{id}`: any of the fields; at least one.
+/// `PATCH /products/{id}`: any of the fields, at least one; each given
+/// field holds a value (`null` is not one), and an unknown field is refused
+/// rather than ignored, so a misspelt change is never a silent no-op.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"price": 1100, "stock": 80}))]
 pub struct UpdateProductRequest {
-    /// New display name.
-    #[serde(default)]
+    /// New display name, 1 to 200 characters, not only spaces.
+    #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = String, min_length = 1, max_length = 200, pattern = "[^\\t\\n\\u000b\\f\\r \\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]")]
     pub name: Option<String>,
     /// New unit price in minor units.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present_whole", skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = i64, minimum = 0, maximum = 4294967295_i64)]
     pub price: Option<u32>,
     /// New stock level (absolute).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present_whole", skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = i64, minimum = 0, maximum = 4294967295_i64)]
     pub stock: Option<u32>,
     /// Whether it can be ordered.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = bool)]
     pub active: Option<bool>,
+}
+
+/// A field that, when given, must hold a value: `null` is refused.
+fn present<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(deserializer: D) -> Result<Option<T>, D::Error> {
+    T::deserialize(deserializer).map(Some)
 }
 
 impl UpdateProductRequest {
@@ -218,6 +252,7 @@ impl UpdateProductRequest {
 
 /// `PATCH /orders/{id}/status`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({"status": "cancelled", "reason": "the customer changed their mind"}))]
 pub struct StatusChangeRequest {
     /// The state to move to.
     pub status: OrderStatus,

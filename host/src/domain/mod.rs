@@ -7,6 +7,7 @@ pub mod job;
 pub mod order;
 pub mod product;
 pub mod status;
+pub mod whole;
 
 pub use job::{Job, JobItem};
 pub use order::{ComponentRecord, HistoryEntry, OrderDetail, OrderLine, OrderSummary, Shipment};

@@ -16,6 +16,7 @@ pub mod products;
 mod rows;
 pub mod statements;
 pub mod transitions;
+mod writes;
 
 use std::sync::Arc;
 

@@ -6,10 +6,8 @@
 
 use chrono::{DateTime, Utc};
 
-use super::rows::status;
-use super::statements::{
-    EVENTS_TOPIC, FULFILLMENT_TOPIC, INSERT_HISTORY, INSERT_OUTBOX, now, order_event, placeholders,
-};
+use super::statements::{EVENTS_TOPIC, FULFILLMENT_TOPIC, now, order_event};
+use super::writes::{HistoryRow, Moving, OrderWrites};
 use super::{Store, StoreError, with_pool};
 use crate::domain::{ComponentRecord, OrderDetail, OrderStatus};
 
@@ -74,6 +72,16 @@ pub struct OrderState {
     pub version: i64,
 }
 
+impl Guard<'_> {
+    /// Whether the order, as it is, may be moved.
+    fn holds(&self, state: &OrderState) -> bool {
+        match *self {
+            Guard::Any => true,
+            Guard::From { status, job } => state.status == status && (job.is_none() || state.job.as_deref() == job),
+        }
+    }
+}
+
 /// One guarded attempt.
 enum Attempt {
     Moved {
@@ -126,16 +134,11 @@ impl Store {
 
     /// The order's state, the job that holds it (if any) and its version.
     pub async fn order_state(&self, id: i64) -> Result<OrderState, StoreError> {
-        let row: Option<(String, Option<String>, i64)> = with_pool!(self, |pool| {
-            sqlx::query_as("SELECT status, fulfillment_job, version FROM orders WHERE id = $1")
-                .bind(id)
-                .fetch_optional(pool)
-                .await
-        })?;
-        let (current, job, version) = row.ok_or(StoreError::NotFound)?;
-        Ok(OrderState { status: status(&current)?, job, version })
+        with_pool!(self, |pool| async { pool.acquire().await?.order_state(id).await }.await)
     }
 
+    /// One transaction: read the order, check the guard, then apply each
+    /// step against the state the previous one left.
     async fn try_transition(
         &self,
         id: i64,
@@ -144,111 +147,43 @@ impl Store {
         correlation_id: &str,
     ) -> Result<Attempt, StoreError> {
         let at = now();
-        let outbox_sql = format!("{INSERT_OUTBOX}{}", placeholders(1, 5));
         with_pool!(self, |pool| async {
             let mut tx = pool.begin().await?;
-            let row: Option<(String, Option<String>, i64)> =
-                sqlx::query_as("SELECT status, fulfillment_job, version FROM orders WHERE id = $1")
-                    .bind(id)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-            let (current, holder, mut version) = row.ok_or(StoreError::NotFound)?;
-            let mut current = status(&current)?;
-            if let Guard::From { status: expected, job } = guard
-                && (current != expected || (job.is_some() && holder.as_deref() != job))
-            {
-                return Ok(Attempt::Skipped(current));
+            let state = tx.order_state(id).await?;
+            if !guard.holds(&state) {
+                return Ok(Attempt::Skipped(state.status));
             }
+            let mut moving = Moving { id, from: state.status, version: state.version, at, correlation_id };
             for step in steps {
-                if !current.can_become(step.to) {
-                    return Err(StoreError::IllegalTransition { current, requested: step.to });
+                if !moving.from.can_become(step.to) {
+                    return Err(StoreError::IllegalTransition { current: moving.from, requested: step.to });
                 }
-                // The job is kept only while the order is processing.
-                let job = step.job.filter(|_| step.to == OrderStatus::Processing);
-                let moved = sqlx::query(
-                    "UPDATE orders SET status = $1, status_reason = $2, fulfillment_job = $3, \
-                     shipment = COALESCE($4, shipment), version = version + 1, updated_at = $5 \
-                     WHERE id = $6 AND status = $7 AND version = $8",
-                )
-                .bind(step.to.as_str())
-                .bind(step.reason)
-                .bind(job)
-                .bind(step.shipment)
-                .bind(at)
-                .bind(id)
-                .bind(current.as_str())
-                .bind(version)
-                .execute(&mut *tx)
-                .await?;
-                if moved.rows_affected() == 0 {
+                if !tx.move_order(&moving, step).await? {
                     return Ok(Attempt::Lost);
                 }
-                version += 1;
+                moving.version += 1;
                 if step.to == OrderStatus::Cancelled {
-                    // Lines are summed per product and restocked in id order, like the create.
-                    let lines: Vec<(i64, i64)> = sqlx::query_as(
-                        "SELECT product_id, SUM(quantity) FROM order_items WHERE order_id = $1 \
-                         GROUP BY product_id ORDER BY product_id",
-                    )
-                    .bind(id)
-                    .fetch_all(&mut *tx)
-                    .await?;
-                    for (product_id, units) in lines {
-                        sqlx::query("UPDATE products SET stock = stock + $1, updated_at = $2 WHERE id = $3")
-                            .bind(units)
-                            .bind(at)
-                            .bind(product_id)
-                            .execute(&mut *tx)
-                            .await?;
-                    }
+                    tx.restock(id, at).await?;
                 }
-                sqlx::query(INSERT_HISTORY)
-                    .bind(id)
-                    .bind(current.as_str())
-                    .bind(step.to.as_str())
-                    .bind(step.reason)
-                    .bind(correlation_id)
-                    .bind(at)
-                    .execute(&mut *tx)
-                    .await?;
-                if let Some(record) = step.decision {
-                    sqlx::query(
-                        "INSERT INTO order_decisions (order_id, slot, component, version, digest, duration_us, \
-                         decided_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                    )
-                    .bind(id)
-                    .bind(&record.slot)
-                    .bind(&record.component)
-                    .bind(&record.version)
-                    .bind(&record.digest)
-                    .bind(record.duration_us)
-                    .bind(record.at)
-                    .execute(&mut *tx)
-                    .await?;
-                }
-                sqlx::query(&outbox_sql)
-                    .bind(EVENTS_TOPIC)
-                    .bind(order_event(id, version, Some(current), step.to, step.reason, correlation_id))
-                    .bind(correlation_id)
-                    .bind(at)
-                    .bind(id)
-                    .execute(&mut *tx)
-                    .await?;
-                if let Some(job) = step.enqueue {
-                    sqlx::query(&outbox_sql)
-                        .bind(FULFILLMENT_TOPIC)
-                        .bind(job)
-                        .bind(correlation_id)
-                        .bind(at)
-                        .bind(id)
-                        .execute(&mut *tx)
-                        .await?;
-                }
-                current = step.to;
+                record_step(&mut *tx, &moving, step).await?;
+                moving.from = step.to;
             }
             tx.commit().await?;
-            Ok(Attempt::Moved { at, version })
+            Ok(Attempt::Moved { at, version: moving.version })
         }
         .await)
     }
+}
+
+/// What a step leaves behind besides the order's new state: its history row,
+/// the decision that made it, its event, and the job it queues.
+async fn record_step(db: &mut impl OrderWrites, moving: &Moving<'_>, step: &Step<'_>) -> Result<(), StoreError> {
+    let Moving { id, from, version, at, correlation_id } = *moving;
+    let history = HistoryRow { order_id: id, from: Some(from), to: step.to, reason: step.reason, correlation_id, at };
+    db.insert_history(&history).await?;
+    db.insert_decisions(id, step.decision.map(std::slice::from_ref).unwrap_or_default()).await?;
+    let event = order_event(id, version, Some(from), step.to, step.reason, correlation_id);
+    let job = step.enqueue.map(|job| (FULFILLMENT_TOPIC, job));
+    let messages: Vec<(&str, &str)> = [Some((EVENTS_TOPIC, event.as_str())), job].into_iter().flatten().collect();
+    db.insert_outbox(id, &messages, correlation_id, at).await
 }

@@ -1,8 +1,29 @@
-//! The OpenAPI document lists every route, and every route it lists is served.
+//! The OpenAPI document lists every route, every route it lists is served,
+//! and what it states (bounds, shapes, answers) is what the server does.
+//! The schemathesis run (`just contract`) checks the rest by generating
+//! requests from the document.
 
-use serde_json::Value;
+use serde_json::{Value, json};
 
-use crate::helpers::{Backend, TestApp};
+use crate::helpers::{Backend, Options, TestApp, problem, wasm};
+
+const TOKEN: &str = "contract-token";
+
+async fn document(app: &TestApp) -> Value {
+    app.get("/api/v1/openapi.json").await.json().await.unwrap()
+}
+
+/// The operation's entry in the document.
+fn operation<'a>(document: &'a Value, method: &str, path: &str) -> &'a Value {
+    &document["paths"][path][method]
+}
+
+fn query_bounds(document: &Value, path: &str, name: &str) -> (i64, i64) {
+    let parameters = operation(document, "get", path)["parameters"].as_array().unwrap();
+    let parameter = parameters.iter().find(|parameter| parameter["name"] == name).unwrap();
+    let schema = &parameter["schema"];
+    (schema["minimum"].as_i64().unwrap(), schema["maximum"].as_i64().unwrap())
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_document_matches_the_routes() {
@@ -63,7 +84,9 @@ async fn the_document_matches_the_routes() {
         "OrderDetail",
         "Product",
         "Problem",
-        "CreateOrderRequest",
+        "CreateOrder",
+        "OrderOfItems",
+        "OrderOfOneLine",
         "DeadLetter",
         "QueueStatus",
         "Shipment",
@@ -72,4 +95,186 @@ async fn the_document_matches_the_routes() {
     ] {
         assert!(document["components"]["schemas"].get(schema).is_some(), "schema {schema}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_stated_bounds_are_the_enforced_ones() {
+    let app =
+        TestApp::spawn_with(Backend::Embedded, Options { admin_token: Some(TOKEN.into()), ..Options::default() }).await;
+    let document = document(&app).await;
+    for (path, listing) in [
+        ("/api/v1/orders", "/api/v1/orders"),
+        ("/api/v1/products", "/api/v1/products"),
+        ("/api/v1/admin/dead-letters", "/api/v1/admin/dead-letters"),
+    ] {
+        let (minimum, maximum) = query_bounds(&document, path, "limit");
+        let get = |limit: i64| app.client.get(app.url(&format!("{listing}?limit={limit}"))).bearer_auth(TOKEN).send();
+        assert_eq!(get(minimum).await.unwrap().status(), 200, "{path} limit={minimum}");
+        assert_eq!(get(maximum).await.unwrap().status(), 200, "{path} limit={maximum}");
+        problem(get(minimum - 1).await.unwrap(), 400).await;
+        problem(get(maximum + 1).await.unwrap(), 400).await;
+    }
+    for path in ["/api/v1/orders", "/api/v1/products"] {
+        let parameters = operation(&document, "get", path)["parameters"].as_array().unwrap();
+        let cursor = parameters.iter().find(|parameter| parameter["name"] == "cursor").unwrap();
+        assert_eq!(cursor["schema"]["pattern"], host::api::page::CURSOR_PATTERN, "{path}");
+        assert_eq!(query_bounds(&document, path, "limit").1, host::api::page::MAX_PAGE, "{path}");
+    }
+    for cursor in ["0", "007", "+3", "12345678901234567890"] {
+        problem(app.get(&format!("/api/v1/products?cursor={cursor}")).await, 400).await;
+    }
+
+    // String lengths: exactly at the bound is stored, one past it is refused.
+    let sku_schema = &document["components"]["schemas"]["CreateProductRequest"]["properties"]["sku"];
+    let longest = sku_schema["maxLength"].as_u64().unwrap() as usize;
+    let product = |sku: String| json!({"sku": sku, "name": "Bound", "price": 1});
+    assert_eq!(
+        app.post("/api/v1/products", &product("é".repeat(longest))).await.status(),
+        201,
+        "counted in characters"
+    );
+    problem(app.post("/api/v1/products", &product("é".repeat(longest + 1))).await, 422).await;
+    problem(app.post("/api/v1/products", &product(" \u{3000}\t".into())).await, 422).await;
+    let price_schema = &document["components"]["schemas"]["CreateProductRequest"]["properties"]["price"];
+    let dearest = price_schema["maximum"].as_i64().unwrap();
+    let priced = |price: i64| json!({"sku": format!("P{price}"), "name": "Dear", "price": price});
+    assert_eq!(app.post("/api/v1/products", &priced(dearest)).await.status(), 201);
+    problem(app.post("/api/v1/products", &priced(dearest + 1)).await, 422).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_document_states_shapes_links_and_every_error() {
+    let app = TestApp::spawn(Backend::Embedded).await;
+    let document = document(&app).await;
+    let create = operation(&document, "post", "/api/v1/orders");
+    let body = &create["requestBody"]["content"]["application/json"]["schema"];
+    let shapes = document["components"]["schemas"]["CreateOrder"]["oneOf"].as_array().unwrap();
+    assert_eq!(body["$ref"], "#/components/schemas/CreateOrder");
+    assert_eq!(shapes.len(), 2, "items, or the one-line shorthand");
+    let links = &create["responses"]["201"]["links"];
+    assert_eq!(links["GetOrder"]["operationId"], "get_order");
+    assert_eq!(links["GetOrder"]["parameters"]["id"], "$response.body#/id");
+    assert!(operation(&document, "get", "/api/v1/orders/{id}")["operationId"] == "get_order");
+
+    for (path, operations) in document["paths"].as_object().unwrap() {
+        for (method, operation) in operations.as_object().unwrap() {
+            let answers = operation["responses"].as_object().unwrap();
+            let has = |status: &str| answers.contains_key(status);
+            if operation["requestBody"].is_object() {
+                for status in ["400", "413", "415"] {
+                    assert!(has(status), "{method} {path} states {status}");
+                }
+            }
+            if operation["security"].is_array() {
+                for status in ["401", "403", "404"] {
+                    assert!(has(status), "{method} {path} states {status}");
+                }
+            }
+            for (status, answer) in answers {
+                if status.starts_with('4') || (status.starts_with('5') && path != "/ready") {
+                    assert!(answer["content"]["application/problem+json"].is_object(), "{method} {path} {status}");
+                }
+            }
+        }
+    }
+    let upload = operation(&document, "put", "/api/v1/admin/slots/{slot}/component");
+    let wasm = upload["requestBody"]["content"]["application/wasm"]["schema"]["$ref"].as_str().unwrap();
+    let wasm = &document["components"]["schemas"][wasm.trim_start_matches("#/components/schemas/")];
+    assert_eq!((wasm["type"].as_str(), wasm["format"].as_str()), (Some("string"), Some("binary")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_upload_refusal_is_a_problem() {
+    let app = TestApp::spawn_with(
+        Backend::Embedded,
+        Options { admin_token: Some(TOKEN.into()), fixtures: true, ..Options::default() },
+    )
+    .await;
+    let upload = |content_type: &'static str, bytes: Vec<u8>| {
+        app.client
+            .put(app.url("/api/v1/admin/slots/pricing/component"))
+            .bearer_auth(TOKEN)
+            .header("content-type", content_type)
+            .body(bytes)
+            .send()
+    };
+    let pricing = std::fs::read(wasm("pricing")).unwrap();
+    let wrong_type = problem(upload("application/octet-stream", pricing.clone()).await.unwrap(), 415).await;
+    assert!(wrong_type["detail"].as_str().unwrap().contains("application/wasm"));
+    let (status, head, body) = oversized_upload(&app).await;
+    assert_eq!(status, 413, "{head}");
+    assert!(head.to_ascii_lowercase().contains("content-type: application/problem+json"), "{head}");
+    let body: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(body["type"], "urn:orderly:problem:body-too-large");
+    for refused in [Vec::new(), b"not a component".to_vec(), std::fs::read(wasm("fixtures/trap")).unwrap()] {
+        let rejected = problem(upload("application/wasm", refused).await.unwrap(), 422).await;
+        assert_eq!(rejected["type"], "urn:orderly:problem:component-rejected");
+        assert_eq!(rejected["outcome"], "rejected");
+        assert_eq!(rejected["report"]["accepted"], false, "{rejected}");
+        assert!(!rejected["report"]["reason"].as_str().unwrap().is_empty());
+    }
+    let unknown_slot = app.client.put(app.url("/api/v1/admin/slots/shipping/component")).bearer_auth(TOKEN);
+    problem(unknown_slot.header("content-type", "application/wasm").body(pricing).send().await.unwrap(), 404).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_product_change_names_real_fields_with_values() {
+    let app = TestApp::spawn(Backend::Embedded).await;
+    let id = app.product("PATCHED", 100, 5).await;
+    let path = format!("/api/v1/products/{id}");
+    for refused in [json!({}), json!({"prise": 120}), json!({"price": null}), json!({"name": null, "stock": 3})] {
+        problem(app.patch(&path, &refused).await, 422).await;
+    }
+    let changed: Value = app.patch(&path, &json!({"price": 120})).await.json().await.unwrap();
+    assert_eq!((changed["price"].as_i64(), changed["stock"].as_i64()), (Some(120), Some(5)), "only the price moved");
+}
+
+/// Sends a 33 MiB component over a bare connection, reading the answer while
+/// still writing: the server answers once it has read past the limit, and
+/// an HTTP client would stop at the broken pipe before reading the answer.
+/// Status, head, body.
+async fn oversized_upload(app: &TestApp) -> (u16, String, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let address = app.url("").trim_start_matches("http://").trim_end_matches('/').to_owned();
+    let (mut reader, mut writer) = tokio::net::TcpStream::connect(&address).await.unwrap().into_split();
+    let head = format!(
+        "PUT /api/v1/admin/slots/pricing/component HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer {TOKEN}\r\n\
+         Content-Type: application/wasm\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        33u64 << 20
+    );
+    writer.write_all(head.as_bytes()).await.unwrap();
+    let sending = tokio::spawn(async move {
+        for _ in 0..(33 * 16) {
+            if writer.write_all(&[0; 64 * 1024]).await.is_err() {
+                break;
+            }
+        }
+    });
+    // Read until the whole answer is in (not to the end: the server may
+    // reset the connection it did not read, which can drop unread bytes).
+    let mut answer = Vec::new();
+    let mut chunk = [0u8; 8192];
+    while !complete(&answer) {
+        let read = tokio::time::timeout(std::time::Duration::from_secs(30), reader.read(&mut chunk)).await;
+        match read {
+            Ok(Ok(count)) if count > 0 => answer.extend_from_slice(&chunk[..count]),
+            _ => break,
+        }
+    }
+    sending.abort();
+    let answer = String::from_utf8_lossy(&answer).into_owned();
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
+    let status = head.split(' ').nth(1).and_then(|code| code.parse().ok()).unwrap_or(0);
+    (status, head.to_owned(), body.to_owned())
+}
+
+/// Whether `answer` holds a head and as many body bytes as it announces.
+fn complete(answer: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(answer);
+    let Some((head, body)) = text.split_once("\r\n\r\n") else { return false };
+    let length = head.lines().find_map(|line| {
+        let (name, value) = line.split_once(':')?;
+        name.eq_ignore_ascii_case("content-length").then(|| value.trim().parse::<usize>().ok())?
+    });
+    length.is_some_and(|length| body.len() >= length)
 }

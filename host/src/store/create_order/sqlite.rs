@@ -7,11 +7,10 @@ use chrono::{DateTime, Utc};
 use sqlx::{SqliteConnection, SqlitePool};
 
 use super::{NewOrder, PricedLine, answer};
-use crate::domain::{ComponentRecord, Job, OrderDetail, OrderStatus};
+use crate::domain::{Job, OrderDetail, OrderStatus};
 use crate::store::StoreError;
-use crate::store::statements::{
-    EVENTS_TOPIC, FULFILLMENT_TOPIC, INSERT_HISTORY, INSERT_OUTBOX, order_event, placeholders,
-};
+use crate::store::statements::{EVENTS_TOPIC, FULFILLMENT_TOPIC, order_event, placeholders};
+use crate::store::writes::{HistoryRow, OrderWrites};
 
 const INSERT_ORDER: &str = "INSERT INTO orders (user_id, status, currency, subtotal, discount, tax, shipping, total, \
      notes, attributes, version, validated_by, priced_by, created_at, updated_at) \
@@ -29,8 +28,16 @@ pub(super) async fn create(pool: &SqlitePool, order: &NewOrder, at: DateTime<Utc
     let id = insert_order(&mut tx, order, at).await?;
     let detail = order.detail(id, at);
     insert_lines(&mut tx, id, &order.lines).await?;
-    insert_decisions(&mut tx, id, &order.components).await?;
-    insert_history(&mut tx, id, &order.correlation_id, at).await?;
+    tx.insert_decisions(id, &order.components).await?;
+    let history = HistoryRow {
+        order_id: id,
+        from: None,
+        to: OrderStatus::Pending,
+        reason: None,
+        correlation_id: &order.correlation_id,
+        at,
+    };
+    tx.insert_history(&history).await?;
     insert_outbox(&mut tx, &detail, &order.correlation_id, at).await?;
     // Stock last: the product rows stay locked only from here to the commit.
     take_stock(&mut tx, &order.units_by_product(), at).await?;
@@ -82,47 +89,6 @@ async fn insert_lines(db: &mut SqliteConnection, id: i64, lines: &[PricedLine]) 
     Ok(())
 }
 
-async fn insert_decisions(db: &mut SqliteConnection, id: i64, records: &[ComponentRecord]) -> Result<(), StoreError> {
-    if records.is_empty() {
-        return Ok(());
-    }
-    let sql = format!(
-        "INSERT INTO order_decisions (order_id, slot, component, version, digest, duration_us, decided_at) VALUES {}",
-        placeholders(records.len(), 7)
-    );
-    let mut insert = sqlx::query(&sql);
-    for record in records {
-        insert = insert
-            .bind(id)
-            .bind(&record.slot)
-            .bind(&record.component)
-            .bind(&record.version)
-            .bind(&record.digest)
-            .bind(record.duration_us)
-            .bind(record.at);
-    }
-    insert.execute(&mut *db).await?;
-    Ok(())
-}
-
-async fn insert_history(
-    db: &mut SqliteConnection,
-    id: i64,
-    correlation_id: &str,
-    at: DateTime<Utc>,
-) -> Result<(), StoreError> {
-    sqlx::query(INSERT_HISTORY)
-        .bind(id)
-        .bind(None::<String>)
-        .bind(OrderStatus::Pending.as_str())
-        .bind(None::<String>)
-        .bind(correlation_id)
-        .bind(at)
-        .execute(&mut *db)
-        .await?;
-    Ok(())
-}
-
 /// The order's fulfillment job and its `OrderCreated` event.
 async fn insert_outbox(
     db: &mut SqliteConnection,
@@ -130,15 +96,10 @@ async fn insert_outbox(
     correlation_id: &str,
     at: DateTime<Utc>,
 ) -> Result<(), StoreError> {
-    let sql = format!("{INSERT_OUTBOX}{}", placeholders(2, 5));
     let job = Job::for_order(detail, correlation_id).to_json();
     let event = order_event(detail.id, 1, None, OrderStatus::Pending, None, correlation_id);
-    let mut insert = sqlx::query(&sql);
-    for (topic, payload) in [(FULFILLMENT_TOPIC, job), (EVENTS_TOPIC, event)] {
-        insert = insert.bind(topic).bind(payload).bind(correlation_id).bind(at).bind(detail.id);
-    }
-    insert.execute(&mut *db).await?;
-    Ok(())
+    let messages = [(FULFILLMENT_TOPIC, job.as_str()), (EVENTS_TOPIC, event.as_str())];
+    db.insert_outbox(detail.id, &messages, correlation_id, at).await
 }
 
 /// Takes the units of every product, refusing the order where not enough remain.
