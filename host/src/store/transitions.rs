@@ -7,7 +7,8 @@
 use chrono::{DateTime, Utc};
 
 use super::statements::{EVENTS_TOPIC, FULFILLMENT_TOPIC, now, order_event};
-use super::writes::{HistoryRow, Moving, OrderWrites};
+pub use super::writes::OrderState;
+use super::writes::{HistoryRow, Moving, OrderWrites, Update};
 use super::{Store, StoreError, with_pool};
 use crate::domain::{ComponentRecord, OrderDetail, OrderStatus};
 
@@ -60,16 +61,6 @@ pub enum Moved {
     Done { at: DateTime<Utc>, version: i64 },
     /// The guard did not hold; the order is in `current`.
     Skipped { current: OrderStatus },
-}
-
-/// Where an order is, in brief.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OrderState {
-    pub status: OrderStatus,
-    /// The job that holds it while it is processing.
-    pub job: Option<String>,
-    /// Incremented by every change.
-    pub version: i64,
 }
 
 impl Guard<'_> {
@@ -158,7 +149,8 @@ impl Store {
                 if !moving.from.can_become(step.to) {
                     return Err(StoreError::IllegalTransition { current: moving.from, requested: step.to });
                 }
-                if !tx.move_order(&moving, step).await? {
+                let update = Update { to: step.to, reason: step.reason, job: step.job, shipment: step.shipment };
+                if !tx.move_order(&moving, &update).await? {
                     return Ok(Attempt::Lost);
                 }
                 moving.version += 1;

@@ -7,7 +7,6 @@ use chrono::{DateTime, Utc};
 use super::StoreError;
 use super::rows::status;
 use super::statements::{INSERT_HISTORY, INSERT_OUTBOX, placeholders};
-use super::transitions::{OrderState, Step};
 use crate::domain::{ComponentRecord, OrderStatus};
 
 /// The order being moved, as the previous step left it.
@@ -19,6 +18,25 @@ pub(super) struct Moving<'a> {
     pub version: i64,
     pub at: DateTime<Utc>,
     pub correlation_id: &'a str,
+}
+
+/// Where an order is, in brief.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrderState {
+    pub status: OrderStatus,
+    /// The job that holds it while it is processing.
+    pub job: Option<String>,
+    /// Incremented by every change.
+    pub version: i64,
+}
+
+/// What one step changes on the order's row.
+pub(super) struct Update<'a> {
+    pub to: OrderStatus,
+    pub reason: Option<&'a str>,
+    /// The job that holds the order (kept only while it is processing).
+    pub job: Option<&'a str>,
+    pub shipment: Option<&'a str>,
 }
 
 /// One history row: the order entered `to` (from `from`, none when placed).
@@ -36,7 +54,7 @@ pub(super) trait OrderWrites {
     /// The order's status, holding job and version.
     async fn order_state(&mut self, id: i64) -> Result<OrderState, StoreError>;
     /// The guarded update; false when another change got there first.
-    async fn move_order(&mut self, moving: &Moving<'_>, step: &Step<'_>) -> Result<bool, StoreError>;
+    async fn move_order(&mut self, moving: &Moving<'_>, update: &Update<'_>) -> Result<bool, StoreError>;
     /// Returns a cancelled order's units to stock.
     async fn restock(&mut self, id: i64, at: DateTime<Utc>) -> Result<(), StoreError>;
     async fn insert_history(&mut self, row: &HistoryRow<'_>) -> Result<(), StoreError>;
@@ -76,14 +94,13 @@ macro_rules! order_writes {
                 Ok(OrderState { status: status(&current)?, job, version })
             }
 
-            async fn move_order(&mut self, moving: &Moving<'_>, step: &Step<'_>) -> Result<bool, StoreError> {
-                // The job is kept only while the order is processing.
-                let job = step.job.filter(|_| step.to == OrderStatus::Processing);
+            async fn move_order(&mut self, moving: &Moving<'_>, update: &Update<'_>) -> Result<bool, StoreError> {
+                let job = update.job.filter(|_| update.to == OrderStatus::Processing);
                 let moved = sqlx::query(MOVE_ORDER)
-                    .bind(step.to.as_str())
-                    .bind(step.reason)
+                    .bind(update.to.as_str())
+                    .bind(update.reason)
                     .bind(job)
-                    .bind(step.shipment)
+                    .bind(update.shipment)
                     .bind(moving.at)
                     .bind(moving.id)
                     .bind(moving.from.as_str())
