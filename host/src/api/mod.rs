@@ -17,7 +17,6 @@ pub mod products;
 pub mod slots;
 pub mod state;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -50,12 +49,13 @@ pub fn router(state: ApiState, limits: HttpLimits) -> Router {
         .nest("/api/v1", bounded.merge(events::router()))
         .merge(health::router())
         .split_for_parts();
-    let document = Arc::new(openapi::render(document));
+    // Rendered once; each request shares the bytes.
+    let document = axum::body::Bytes::from(openapi::render(document));
     api.route(
         "/api/v1/openapi.json",
         axum::routing::get(move || {
             let document = document.clone();
-            async move { ([(axum::http::header::CONTENT_TYPE, "application/json")], document.to_string()) }
+            async move { ([(axum::http::header::CONTENT_TYPE, "application/json")], document) }
         }),
     )
     .fallback(not_found)

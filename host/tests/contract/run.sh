@@ -20,10 +20,11 @@ fi
 
 target="${CARGO_TARGET_DIR:-$here/../../../target}"
 venv="$target/python-contract"
-if [ ! -f "$venv/.installed" ]; then
+# The marker holds the requirements it was installed from: a changed pin reinstalls.
+if ! cmp -s "$here/requirements.txt" "$venv/.installed" 2>/dev/null; then
     python3 -m venv "$venv"
     "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$here/requirements.txt"
-    touch "$venv/.installed"
+    cp "$here/requirements.txt" "$venv/.installed"
 fi
 
 scratch="$(mktemp -d)"
