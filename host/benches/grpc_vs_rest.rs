@@ -76,9 +76,9 @@ fn main() {
     database.vacuum(client);
 
     println!("POST /api/v1/orders, then CreateOrder, {seconds} s each at {connections} connections ...");
-    let posted = client.block_on(http_load(address, connections, duration, post));
+    let posted = running.measure(|| client.block_on(http_load(address, connections, duration, post)));
     database.vacuum(client);
-    let created = client.block_on(grpc_load(grpc_address, connections, duration, CREATE, create));
+    let created = running.measure(|| client.block_on(grpc_load(grpc_address, connections, duration, CREATE, create)));
     database.vacuum(client);
 
     let highest =
@@ -91,12 +91,12 @@ fn main() {
     let read: Arc<dyn Fn(u64) -> Vec<u8> + Send + Sync> =
         Arc::new(move |n: u64| GetOrderRequest { id: 1 + (n as i64 * 7919) % highest }.encode_to_vec());
     println!("GET /api/v1/orders/{{id}}, then GetOrder, {seconds} s each at {connections} connections ...");
-    let got = client.block_on(http_load(address, connections, duration, get));
-    let read = client.block_on(grpc_load(grpc_address, connections, duration, GET, read));
+    let got = running.measure(|| client.block_on(http_load(address, connections, duration, get)));
+    let read = running.measure(|| client.block_on(grpc_load(grpc_address, connections, duration, GET, read)));
 
     println!();
-    println!("| scenario | requests/s | p50 | p99 | failures |");
-    println!("| --- | --- | --- | --- | --- |");
+    println!("| scenario | requests/s | p50 | p99 | server CPU per request | failures |");
+    println!("| --- | --- | --- | --- | --- | --- |");
     println!("{}", posted.row("REST POST /api/v1/orders (3 lines)"));
     println!("{}", created.row("gRPC CreateOrder (3 lines)"));
     println!("{}", got.row("REST GET /api/v1/orders/{id}"));

@@ -151,12 +151,13 @@ fn main() {
     };
     println!("the same transaction through sqlx for {seconds} s at {connections} tasks ...");
     let store = service.store.clone();
-    let baseline =
-        server.block_on(sqlx_baseline(store, baseline_order, Arc::new(baseline_catalogue), connections, duration));
+    let baseline = running.measure(|| {
+        server.block_on(sqlx_baseline(store, baseline_order, Arc::new(baseline_catalogue), connections, duration))
+    });
     database.vacuum(client);
 
     println!("POST /api/v1/orders for {seconds} s at {connections} connections ...");
-    let posted = client.block_on(http_load(address, connections, duration, post));
+    let posted = running.measure(|| client.block_on(http_load(address, connections, duration, post)));
 
     let highest: i64 = client.block_on(async {
         let page: Value =
@@ -168,11 +169,11 @@ fn main() {
         Request::get(format!("/api/v1/orders/{id}")).header("host", "bench").body(Full::new(Bytes::new())).unwrap()
     });
     println!("GET /api/v1/orders/{{id}} for {seconds} s at {connections} connections ...");
-    let got = client.block_on(http_load(address, connections, duration, get));
+    let got = running.measure(|| client.block_on(http_load(address, connections, duration, get)));
 
     println!();
-    println!("| scenario | requests/s | p50 | p99 | non-2xx / errors |");
-    println!("| --- | --- | --- | --- | --- |");
+    println!("| scenario | requests/s | p50 | p99 | server CPU per request | non-2xx / errors |");
+    println!("| --- | --- | --- | --- | --- | --- |");
     println!("{}", posted.row("POST /api/v1/orders (3 lines)"));
     println!("{}", baseline.row("baseline: same transaction via sqlx"));
     println!("{}", got.row("GET /api/v1/orders/{id}"));

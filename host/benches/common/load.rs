@@ -21,13 +21,16 @@ pub struct Outcome {
     pub failures: u64,
     pub latencies: Vec<Duration>,
     pub elapsed: Duration,
+    /// CPU time the server's own threads spent during the run, when measured.
+    pub server_cpu: Option<Duration>,
 }
 
 impl Outcome {
     /// Gathers what `tasks` (each returning its latencies and its failure
     /// count) saw in a run that began at `started`.
     pub async fn gather(started: Instant, tasks: Vec<tokio::task::JoinHandle<(Vec<Duration>, u64)>>) -> Self {
-        let mut outcome = Outcome { requests: 0, failures: 0, latencies: Vec::new(), elapsed: Duration::ZERO };
+        let mut outcome =
+            Outcome { requests: 0, failures: 0, latencies: Vec::new(), elapsed: Duration::ZERO, server_cpu: None };
         for task in tasks {
             let (latencies, failures) = task.await.unwrap();
             outcome.requests += latencies.len() as u64;
@@ -47,9 +50,16 @@ impl Outcome {
         self.requests as f64 / self.elapsed.as_secs_f64()
     }
 
+    /// Server CPU time per request, in microseconds, when measured.
+    pub fn server_us_per_request(&self) -> Option<f64> {
+        let cpu = self.server_cpu?;
+        (self.requests > 0).then(|| cpu.as_secs_f64() * 1e6 / self.requests as f64)
+    }
+
     pub fn row(&self, name: &str) -> String {
+        let server = self.server_us_per_request().map_or("–".to_owned(), |us| format!("{us:.1} µs"));
         format!(
-            "| {name} | {:.0} | {:.2} ms | {:.2} ms | {} |",
+            "| {name} | {:.0} | {:.2} ms | {:.2} ms | {server} | {} |",
             self.rate(),
             self.percentile(0.50).as_secs_f64() * 1e3,
             self.percentile(0.99).as_secs_f64() * 1e3,

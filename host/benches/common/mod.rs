@@ -3,6 +3,7 @@
 //! service built on them.
 #![allow(dead_code)] // Each benchmark uses its own part of this file.
 
+pub mod cpu;
 pub mod load;
 
 use std::path::Path;
@@ -151,9 +152,12 @@ pub async fn load_catalogue(store: &Store, prefix: &str) -> Vec<Product> {
 
 /// The service alone (no fulfillment workers) on a database of its own,
 /// serving on a runtime of its own (2 threads, as in its own process), with
-/// a 1-thread runtime beside it for the load generator.
+/// a 1-thread runtime beside it for the load generator. `server_cpu` counts
+/// the CPU time of the server's threads, so a run can say what the service
+/// itself spent per request.
 pub struct ApiUnderLoad {
     pub server: tokio::runtime::Runtime,
+    pub server_cpu: cpu::ThreadClock,
     pub client: tokio::runtime::Runtime,
     pub database: BenchDatabase,
     pub app: std::sync::Arc<host::app::App>,
@@ -164,7 +168,16 @@ pub struct ApiUnderLoad {
 
 impl ApiUnderLoad {
     pub fn start() -> Self {
-        let server = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        let server_cpu = cpu::ThreadClock::default();
+        // Blocking threads are kept for the whole run: an exited thread's CPU time could not be read.
+        let server = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("server")
+            .thread_keep_alive(std::time::Duration::from_secs(24 * 3600))
+            .on_thread_start(server_cpu.register())
+            .enable_all()
+            .build()
+            .unwrap();
         let client = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
         let database = BenchDatabase::create(&client);
         let dir = tempfile::tempdir().unwrap();
@@ -174,7 +187,15 @@ impl ApiUnderLoad {
         let built = server.block_on(host::startup::Application::build(settings)).expect("the service starts");
         let (address, grpc_address, app) = (built.local_addr(), built.grpc_addr(), built.app());
         server.spawn(built.run_until(std::future::pending()));
-        Self { server, client, database, app, address, grpc_address, _dir: dir }
+        Self { server, server_cpu, client, database, app, address, grpc_address, _dir: dir }
+    }
+
+    /// Runs `load` and counts the server's CPU time spent meanwhile.
+    pub fn measure(&self, load: impl FnOnce() -> load::Outcome) -> load::Outcome {
+        let before = self.server_cpu.used();
+        let mut outcome = load();
+        outcome.server_cpu = Some(self.server_cpu.used().saturating_sub(before));
+        outcome
     }
 
     /// Stops the service and drops its database.

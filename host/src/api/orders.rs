@@ -187,8 +187,7 @@ async fn change_status(
     ApiPath(id): ApiPath<i64>,
     ApiJson(request): ApiJson<StatusChangeRequest>,
 ) -> Result<axum::Json<OrderDetail>> {
-    let reason = request.reason.as_deref().map(|reason| crate::runtime::call::truncate(reason, 500));
-    let order = api.orders.change_status(id, request.status, reason, &correlation_id()).await?;
+    let order = api.orders.change_status(id, request.status, request.reason.as_deref(), &correlation_id()).await?;
     tracing::info!(order_id = id, status = %order.status, "order status changed");
     Ok(axum::Json(order))
 }

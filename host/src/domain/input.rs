@@ -9,26 +9,9 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::OrderStatus;
+use super::text::{Lines, control_character};
+pub use super::violation::Violation;
 use super::whole::{optional_whole, present_whole, whole};
-
-/// A problem with one field of a request, or with a whole order when a
-/// component refuses it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-pub struct Violation {
-    /// Stable, machine-readable code, e.g. `quantity-out-of-range`.
-    pub code: String,
-    /// The offending field as a path such as `items/2/quantity`; empty for the whole request.
-    pub field: String,
-    /// Human-readable explanation.
-    pub message: String,
-}
-
-impl Violation {
-    /// A violation found at the API edge.
-    pub fn new(code: &str, field: impl Into<String>, message: impl Into<String>) -> Self {
-        Self { code: code.to_owned(), field: field.into(), message: message.into() }
-    }
-}
 
 /// One requested line.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -119,6 +102,11 @@ impl CreateOrderRequest {
             }
         }
         let currency = self.currency.unwrap_or_else(|| default_currency.to_owned());
+        violations.extend(control_character("currency", &currency, Lines::One));
+        for (key, value) in &self.attributes {
+            violations.extend(control_character("attributes", key, Lines::One));
+            violations.extend(control_character(&format!("attributes/{key}"), value, Lines::Many));
+        }
         if violations.is_empty() {
             Ok(OrderRequest { user_id, currency, lines, attributes: self.attributes })
         } else {
@@ -136,18 +124,18 @@ pub fn is_currency_code(code: &str) -> bool {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[schema(example = json!({"sku": "MUG-BLUE", "name": "Blue mug", "price": 1250, "currency": "EUR", "stock": 100}))]
 pub struct CreateProductRequest {
-    /// Unique stock-keeping unit, 1 to 64 characters, not only spaces.
+    /// Unique stock-keeping unit, 1 to 64 characters, not only spaces, no control characters.
     #[schema(
         min_length = 1,
         max_length = 64,
-        pattern = "[^\\t\\n\\u000b\\f\\r \\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]"
+        pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*[^\\u0000-\\u0020\\u007f-\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000][^\\u0000-\\u001f\\u007f-\\u009f]*(?![\\s\\S])"
     )]
     pub sku: String,
-    /// Display name, 1 to 200 characters, not only spaces.
+    /// Display name, 1 to 200 characters, not only spaces, no control characters.
     #[schema(
         min_length = 1,
         max_length = 200,
-        pattern = "[^\\t\\n\\u000b\\f\\r \\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]"
+        pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*[^\\u0000-\\u0020\\u007f-\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000][^\\u0000-\\u001f\\u007f-\\u009f]*(?![\\s\\S])"
     )]
     pub name: String,
     /// Unit price in minor units.
@@ -213,9 +201,9 @@ impl CreateProductRequest {
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"price": 1100, "stock": 80}))]
 pub struct UpdateProductRequest {
-    /// New display name, 1 to 200 characters, not only spaces.
+    /// New display name, 1 to 200 characters, not only spaces, no control characters.
     #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = String, min_length = 1, max_length = 200, pattern = "[^\\t\\n\\u000b\\f\\r \\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]")]
+    #[schema(value_type = String, min_length = 1, max_length = 200, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*[^\\u0000-\\u0020\\u007f-\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000][^\\u0000-\\u001f\\u007f-\\u009f]*(?![\\s\\S])")]
     pub name: Option<String>,
     /// New unit price in minor units.
     #[serde(default, deserialize_with = "present_whole", skip_serializing_if = "Option::is_none")]
@@ -256,16 +244,20 @@ impl UpdateProductRequest {
 pub struct StatusChangeRequest {
     /// The state to move to.
     pub status: OrderStatus,
-    /// Why (kept in the history).
+    /// Why (kept in the history; cut to 500 bytes). Tabs and line breaks
+    /// are kept; any other control character is refused.
     #[serde(default)]
+    #[schema(pattern = "^[^\\u0000-\\u0008\\u000b\\u000c\\u000e-\\u001f\\u007f-\\u009f]*$")]
     pub reason: Option<String>,
 }
 
+/// A one-line text: 1 to `max` characters, not only spaces, no control character.
 fn check_text(violations: &mut Vec<Violation>, field: &str, value: &str, max: usize) {
     let length = value.chars().count();
     if length == 0 || length > max || value.trim().is_empty() {
         violations.push(Violation::new("invalid-length", field, format!("{field} must have 1 to {max} characters")));
     }
+    violations.extend(control_character(field, value, Lines::One));
 }
 
 #[cfg(test)]

@@ -7,6 +7,8 @@ pub mod job;
 pub mod order;
 pub mod product;
 pub mod status;
+pub mod text;
+pub mod violation;
 pub mod whole;
 
 pub use job::{Job, JobItem};

@@ -12,7 +12,7 @@ impl Fulfillment {
     /// job holds it. A message that is not a job has no order to hold.
     pub async fn hold_dead_job(&self, payload: &str, error: &str) {
         let Ok(job) = Job::parse(payload) else { return };
-        let reason = format!("fulfillment failed and was given up on: {}", crate::runtime::call::truncate(error, 400));
+        let reason = format!("fulfillment failed and was given up on: {}", crate::domain::text::truncate(error, 400));
         let store = &self.store;
         let taken = Step { job: Some(&job.job_id), ..Step::to(OrderStatus::Processing) };
         let held = Step::to(OrderStatus::OnHold).because(Some(&reason));

@@ -28,8 +28,6 @@ const REPLAYED: &str = "idempotent-replayed";
 /// Largest page of a listing, and the page size when none is asked for.
 const MAX_PAGE: i32 = 100;
 const DEFAULT_PAGE: i32 = 20;
-/// Longest status reason kept.
-const MAX_REASON: usize = 500;
 
 type Events = Pin<Box<dyn Stream<Item = Result<OrderEvent, Status>> + Send>>;
 
@@ -129,8 +127,7 @@ impl OrderService for OrderApi {
         let correlation_id = correlation_id(&request);
         let request = request.into_inner();
         let to = convert::requested_status(request.status).ok_or_else(|| bad_field("status", "name the new status"))?;
-        let reason = request.reason.as_deref().map(|reason| crate::runtime::call::truncate(reason, MAX_REASON));
-        let order = self.orders.change_status(request.id, to, reason, &correlation_id).await?;
+        let order = self.orders.change_status(request.id, to, request.reason.as_deref(), &correlation_id).await?;
         tracing::info!(target: "grpc", order_id = order.id, status = %order.status, "order status changed");
         Ok(Response::new(convert::order(order)))
     }

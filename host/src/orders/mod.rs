@@ -22,9 +22,13 @@ pub use place::Placed;
 use product_cache::ProductCache;
 pub use watch::{Snapshot, Watched};
 
+use crate::domain::text::{Lines, control_character, truncate};
 use crate::domain::{OrderDetail, OrderStatus, OrderSummary};
 use crate::rules::Rules;
 use crate::store::{OrderFilter, Store, StoreError};
+
+/// Longest status reason kept, in bytes.
+pub const MAX_REASON: usize = 500;
 
 /// How orders are taken.
 #[derive(Debug, Clone)]
@@ -108,6 +112,8 @@ impl Orders {
 
     /// Moves an order along its lifecycle (of two concurrent changes exactly
     /// one wins; cancelling returns the stock) and refreshes its rendering.
+    /// A reason longer than [`MAX_REASON`] bytes is cut; one holding a
+    /// control character is refused.
     pub async fn change_status(
         &self,
         id: i64,
@@ -115,6 +121,10 @@ impl Orders {
         reason: Option<&str>,
         correlation_id: &str,
     ) -> Result<OrderDetail, OrderError> {
+        if let Some(violation) = reason.and_then(|reason| control_character("reason", reason, Lines::Many)) {
+            return Err(OrderError::Invalid(vec![violation]));
+        }
+        let reason = reason.map(|reason| truncate(reason, MAX_REASON));
         let order =
             self.store.change_status(id, to, reason, correlation_id).await.map_err(OrderError::order_not_found(id))?;
         self.remember(&order).await;

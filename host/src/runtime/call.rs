@@ -9,6 +9,8 @@ use wasmtime::{ResourceLimiter, Store, Trap, UpdateDeadline};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
+use crate::domain::text::truncate;
+
 use super::bindings::errors::Error;
 use super::capabilities::Capabilities;
 use super::slot::{LoadedComponent, Slot};
@@ -256,18 +258,6 @@ impl CallState {
             self.uses.push(CapabilityUse { capability, target, outcome });
         }
     }
-}
-
-/// Cuts `text` to at most `max` bytes on a character boundary.
-pub(crate) fn truncate(text: &str, max: usize) -> &str {
-    if text.len() <= max {
-        return text;
-    }
-    let mut end = max;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    &text[..end]
 }
 
 /// Builds the store for one call, to be over by `deadline`: no environment

@@ -2,6 +2,7 @@
 //! component that fails these checks is treated like one that trapped.
 
 use super::bindings::types::{Decision, Order, Quote, Violation};
+use crate::domain::text::{Lines, refused_character};
 
 /// Most violations one answer may carry.
 const MAX_VIOLATIONS: usize = 1000;
@@ -17,8 +18,10 @@ pub(crate) fn violations(violations: &[Violation]) -> Result<(), String> {
         if violation.code.is_empty() {
             return Err(format!("violation {index} has an empty code"));
         }
-        for text in [&violation.code, &violation.field, &violation.message] {
-            bounded_text(text, &format!("violation {index}"))?;
+        for (text, lines) in
+            [(&violation.code, Lines::One), (&violation.field, Lines::One), (&violation.message, Lines::Many)]
+        {
+            checked_text(text, lines, &format!("violation {index}"))?;
         }
     }
     Ok(())
@@ -57,7 +60,7 @@ pub(crate) fn quote(order: &Order, quote: &Quote) -> Result<(), String> {
     if quote.notes.len() > 100 {
         return Err("quote has more than 100 notes".into());
     }
-    quote.notes.iter().try_for_each(|note| bounded_text(note, "quote note"))
+    quote.notes.iter().try_for_each(|note| checked_text(note, Lines::Many, "quote note"))
 }
 
 /// Checks that a decision names what it must.
@@ -70,7 +73,7 @@ pub(crate) fn decision(decision: &Decision) -> Result<(), String> {
                 if text.trim().is_empty() {
                     return Err(format!("ship decision has an empty {name}"));
                 }
-                bounded_text(text, name)?;
+                checked_text(text, Lines::One, name)?;
             }
             Ok(())
         }
@@ -78,16 +81,21 @@ pub(crate) fn decision(decision: &Decision) -> Result<(), String> {
             if reason.trim().is_empty() {
                 return Err("hold or reject decision gives no reason".into());
             }
-            bounded_text(reason, "reason")
+            checked_text(reason, Lines::Many, "reason")
         }
     }
 }
 
-fn bounded_text(text: &str, what: &str) -> Result<(), String> {
+/// Bounded in size, and free of the control characters the service does
+/// not store (see [`crate::domain::text`]).
+fn checked_text(text: &str, lines: Lines, what: &str) -> Result<(), String> {
     if text.len() > MAX_TEXT {
         return Err(format!("{what} is {} bytes long, at most {MAX_TEXT} allowed", text.len()));
     }
-    Ok(())
+    match refused_character(text, lines) {
+        Some(c) => Err(format!("{what} holds the control character U+{:04X}", u32::from(c))),
+        None => Ok(()),
+    }
 }
 
 #[cfg(test)]
@@ -155,16 +163,17 @@ mod tests {
         }
     }
 
+    fn ship(carrier: &str) -> Decision {
+        Decision::Ship(Shipment {
+            carrier: carrier.into(),
+            service: "s".into(),
+            warehouse: "w".into(),
+            estimated_days: 1,
+        })
+    }
+
     #[test]
     fn decisions_and_violations_need_their_texts() {
-        let ship = |carrier: &str| {
-            Decision::Ship(Shipment {
-                carrier: carrier.into(),
-                service: "s".into(),
-                warehouse: "w".into(),
-                estimated_days: 1,
-            })
-        };
         assert!(decision(&ship("dhl")).is_ok());
         assert!(decision(&ship(" ")).is_err());
         assert!(decision(&Decision::Hold(String::new())).is_err());
@@ -172,5 +181,18 @@ mod tests {
         let violation = |code: &str| Violation { code: code.into(), field: String::new(), message: String::new() };
         assert!(violations(&[violation("a")]).is_ok());
         assert!(violations(&[violation("")]).is_err());
+    }
+
+    #[test]
+    fn texts_the_store_could_not_hold_are_refused() {
+        let error = decision(&Decision::Hold("held\0".into())).unwrap_err();
+        assert!(error.contains("reason") && error.contains("U+0000"), "{error}");
+        assert!(decision(&Decision::Reject("two\nlines\tand a tab".into())).is_ok(), "free text keeps line breaks");
+        assert!(decision(&ship("dhl\n")).unwrap_err().contains("carrier"), "a carrier is one line");
+        let mut noted = good_quote();
+        noted.notes.push("bell\u{7}".into());
+        assert!(quote(&order(), &noted).unwrap_err().contains("quote note"));
+        let message = Violation { code: "c".into(), field: String::new(), message: "\u{0}".into() };
+        assert!(violations(&[message]).is_err());
     }
 }

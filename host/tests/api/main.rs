@@ -19,3 +19,4 @@ mod orders;
 mod products;
 mod sandbox;
 mod swap;
+mod text;

@@ -152,3 +152,13 @@ async fn a_quote_that_does_not_add_up_is_malformed_output() {
     assert!(error.to_string().contains("currency"), "{error}");
     assert_eq!(error.kind(), "malformed-output");
 }
+
+#[tokio::test]
+async fn a_quote_note_holding_nul_is_malformed_output() {
+    let (runtime, _fakes) = runtime_with_fakes();
+    let malformed = load(&runtime, "fixtures/malformed", Slot::Pricing, config("")).await;
+    // User 3's quote adds up; only its note holds a NUL byte.
+    let error = runtime.price(&malformed, &CallContext::new("nul"), &order(3)).await.unwrap_err();
+    let CallError::Malformed { reason } = &error else { panic!("expected malformed output, got {error:?}") };
+    assert!(reason.contains("quote note") && reason.contains("U+0000"), "{reason}");
+}

@@ -60,7 +60,7 @@ pub struct Verdict {
 
 fn summarize(value: &serde_json::Value) -> String {
     let text = value.to_string();
-    if text.len() > 300 { format!("{}…", crate::runtime::call::truncate(&text, 300)) } else { text }
+    if text.len() > 300 { format!("{}…", crate::domain::text::truncate(&text, 300)) } else { text }
 }
 
 /// The verdict on a candidate refused before it could be compiled (its

@@ -1,8 +1,9 @@
 //! `orderly:platform/logging`: component log lines into the host's log stream,
 //! tagged with slot, component digest and correlation id.
 
+use crate::domain::text::truncate;
 use crate::runtime::bindings::logging::{Field, Host, Level};
-use crate::runtime::call::{CallInfo, CallState, truncate};
+use crate::runtime::call::{CallInfo, CallState};
 
 /// Most log lines one call may write; the rest are dropped.
 const MAX_LINES_PER_CALL: u32 = 64;

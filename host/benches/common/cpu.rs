@@ -1,0 +1,42 @@
+//! The CPU time a runtime's threads spend, read from Linux's per-thread
+//! scheduler statistics: what the server itself costs per request, apart
+//! from the load generator, PostgreSQL and Redis that share the machine.
+#![allow(dead_code)] // Each benchmark uses its own part of this folder.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Collects the threads of a runtime as they start (see [`Self::register`]).
+#[derive(Clone, Default)]
+pub struct ThreadClock {
+    threads: Arc<Mutex<Vec<u32>>>,
+}
+
+impl ThreadClock {
+    /// For `Builder::on_thread_start`: counts the calling thread in.
+    pub fn register(&self) -> impl Fn() + Send + Sync + 'static {
+        let threads = self.threads.clone();
+        move || {
+            if let Some(id) = current_thread() {
+                threads.lock().unwrap().push(id);
+            }
+        }
+    }
+
+    /// CPU time the registered threads have used so far (threads that have
+    /// exited are not counted: keep the runtime's threads alive).
+    pub fn used(&self) -> Duration {
+        let threads = self.threads.lock().unwrap();
+        Duration::from_nanos(threads.iter().filter_map(|&id| on_cpu(id)).sum())
+    }
+}
+
+/// The calling thread's id, from `/proc/thread-self` (`<pid>/task/<tid>`).
+fn current_thread() -> Option<u32> {
+    std::fs::read_link("/proc/thread-self").ok()?.file_name()?.to_str()?.parse().ok()
+}
+
+/// Nanoseconds thread `id` of this process has run (first field of schedstat).
+fn on_cpu(id: u32) -> Option<u64> {
+    std::fs::read_to_string(format!("/proc/self/task/{id}/schedstat")).ok()?.split_whitespace().next()?.parse().ok()
+}
