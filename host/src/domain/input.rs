@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::OrderStatus;
-use super::text::{Lines, control_character};
+use super::text::{Lines, control_character, refused_character};
 pub use super::violation::Violation;
 use super::whole::{optional_whole, present_whole, whole};
 
@@ -105,7 +105,10 @@ impl CreateOrderRequest {
         violations.extend(control_character("currency", &currency, Lines::One));
         for (key, value) in &self.attributes {
             violations.extend(control_character("attributes", key, Lines::One));
-            violations.extend(control_character(&format!("attributes/{key}"), value, Lines::Many));
+            // The field's name is built only for a refusal: this runs for every order placed.
+            if refused_character(value, Lines::Many).is_some() {
+                violations.extend(control_character(&format!("attributes/{key}"), value, Lines::Many));
+            }
         }
         if violations.is_empty() {
             Ok(OrderRequest { user_id, currency, lines, attributes: self.attributes })
