@@ -126,8 +126,10 @@ async fn baseline(service: &Arc<App>, ids: Vec<i64>, tasks: usize) -> Duration {
             let shipment = r#"{"carrier":"postal","service":"standard","warehouse":"main","estimated_days":3}"#;
             for id in ids.iter().skip(task).step_by(tasks) {
                 let job = format!("baseline-{id}");
-                let taken = Step { job: Some(&job), ..Step::to(OrderStatus::Processing) };
-                let pending = Guard::From { status: OrderStatus::Pending, job: None };
+                // Leased as a worker leases it (the job id standing for the claim token).
+                let until = chrono::Utc::now().timestamp_millis() + 30_000;
+                let taken = Step { job: Some(&job), lease: Some((&job, until)), ..Step::to(OrderStatus::Processing) };
+                let pending = Guard::From { status: OrderStatus::Pending, job: None, claim: None };
                 service.store.transition(*id, pending, &[taken], "bench").await.unwrap();
                 let record = ComponentRecord {
                     slot: "fulfillment".into(),
@@ -139,7 +141,7 @@ async fn baseline(service: &Arc<App>, ids: Vec<i64>, tasks: usize) -> Duration {
                 };
                 let step =
                     Step { shipment: Some(shipment), decision: Some(&record), ..Step::to(OrderStatus::Fulfilled) };
-                let processing = Guard::From { status: OrderStatus::Processing, job: Some(&job) };
+                let processing = Guard::From { status: OrderStatus::Processing, job: Some(&job), claim: Some(&job) };
                 service.store.transition(*id, processing, &[step], "bench").await.unwrap();
             }
         }));

@@ -6,7 +6,8 @@
 use std::collections::BTreeMap;
 
 use utoipa::IntoResponses;
-use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder, response::Response};
+use utoipa::openapi::header::HeaderBuilder;
+use utoipa::openapi::{ContentBuilder, Object, Ref, RefOr, ResponseBuilder, Type, response::Response};
 
 /// The problem media type every error is answered in.
 pub const PROBLEM_JSON: &str = "application/problem+json";
@@ -18,6 +19,21 @@ fn problem(description: &str) -> RefOr<Response> {
 
 fn answers(list: &[(u16, &str)]) -> BTreeMap<String, RefOr<Response>> {
     list.iter().map(|(status, description)| (status.to_string(), problem(description))).collect()
+}
+
+/// A 503 problem with its `Retry-After` header.
+fn unavailable(description: &str) -> RefOr<Response> {
+    let content = ContentBuilder::new().schema(Some(Ref::from_schema_name("Problem"))).build();
+    let retry_after = HeaderBuilder::new()
+        .schema(Object::with_type(Type::Integer))
+        .description(Some("Seconds to wait before retrying"))
+        .build();
+    ResponseBuilder::new()
+        .description(description)
+        .content(PROBLEM_JSON, content)
+        .header("Retry-After", retry_after)
+        .build()
+        .into()
 }
 
 /// What reading a JSON body can answer: 400, 413, 415.
@@ -48,6 +64,8 @@ pub struct Unavailable;
 
 impl IntoResponses for Unavailable {
     fn responses() -> BTreeMap<String, RefOr<Response>> {
-        answers(&[(503, "A backing service is down, or the request did not finish within REQUEST_TIMEOUT_MS")])
+        let description = "A backing service is down, restarting or busy, or the request did not finish within \
+                           REQUEST_TIMEOUT_MS; retry after `Retry-After` seconds";
+        BTreeMap::from([("503".to_owned(), unavailable(description))])
     }
 }

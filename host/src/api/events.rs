@@ -67,7 +67,7 @@ fn sse_event(watched: Watched) -> Event {
         (status = 200, description = "An event stream (`text/event-stream`)", body = StreamedEvent, content_type = "text/event-stream"),
         (status = 400, description = "The id is not a 64-bit integer", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such order", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The database is down", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The database is down", body = Problem, content_type = "application/problem+json", headers(("Retry-After" = u32, description = "Seconds to wait before retrying"))),
     ))]
 async fn order_events(
     State(api): State<ApiState>,

@@ -1,5 +1,6 @@
 //! `/api/v1/orders`: placing, reading, listing and moving orders.
 
+use axum::Extension;
 use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
@@ -17,6 +18,7 @@ use super::problem::{ApiError, Problem, Result, correlation_id};
 use super::state::ApiState;
 use crate::domain::input::{CreateOrderRequest, StatusChangeRequest};
 use crate::domain::{OrderDetail, OrderStatus, OrderSummary};
+use crate::orders::Deadline;
 use crate::store::OrderFilter;
 
 /// The order routes.
@@ -92,15 +94,16 @@ impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
         (status = 409, description = "Not enough stock, an inactive product, or the same key still in progress", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Wrong shape, rule violations (listed), or a reused idempotency key", body = Problem, content_type = "application/problem+json"),
         BodyProblems,
-        (status = 503, description = "A rule component failed (nothing was stored), a backing service is down, or the request ran out of time", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "A rule component failed (nothing was stored), a backing service is down, or the request ran out of time", body = Problem, content_type = "application/problem+json", headers(("Retry-After" = u32, description = "Seconds to wait before retrying"))),
     ))]
 async fn create_order(
     State(api): State<ApiState>,
     IdempotencyKey(key): IdempotencyKey,
+    Extension(deadline): Extension<Deadline>,
     ApiJson(request): ApiJson<CreateOrderRequest>,
 ) -> Result<Response> {
     let parsed = request.parse(api.orders.default_currency()).map_err(ApiError::violations)?;
-    let placed = api.orders.place(parsed, &correlation_id(), key).await?;
+    let placed = api.orders.place(parsed, &correlation_id(), key, deadline).await?;
     Ok(created(placed.json.into_bytes(), placed.order.id, placed.replayed))
 }
 
@@ -170,8 +173,12 @@ async fn list_orders(
 }
 
 /// Moves an order along its lifecycle. Of two concurrent changes exactly one
-/// wins; an illegal change is a 409 naming the order's current state.
-/// Cancelling returns the stock.
+/// wins; an illegal change is a 409 naming the order's current state and the
+/// moves allowed from it. Cancelling returns the stock. Fulfillment's own
+/// moves (`pending -> processing`, `processing -> fulfilled | on_hold`) are
+/// refused: only a worker with the order's job makes them. Releasing a hold
+/// (`on_hold -> processing`) queues a job for the order, so the fulfillment
+/// policy serving then decides it again.
 #[utoipa::path(patch, path = "/orders/{id}/status", tag = "orders", params(OrderId),
     request_body = StatusChangeRequest,
     responses(

@@ -188,7 +188,7 @@ impl ApiError {
             ApiError::IllegalTransition { current, requested, .. } => {
                 extensions.insert("current_status".into(), current.as_str().into());
                 extensions.insert("requested_status".into(), requested.as_str().into());
-                let allowed: Vec<&str> = current.successors().iter().map(|status| status.as_str()).collect();
+                let allowed: Vec<&str> = current.successors_by_hand().iter().map(|status| status.as_str()).collect();
                 extensions.insert("allowed".into(), allowed.into());
             }
             _ => {}
@@ -222,6 +222,9 @@ impl IntoResponse for ApiError {
         let mut response = problem_response(status, &problem, status.is_server_error().then(|| self.to_string()));
         if matches!(self, ApiError::Unauthorized) {
             response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(crate::orders::RETRY_AFTER_SECONDS));
         }
         response
     }
@@ -265,6 +268,7 @@ impl From<OrderError> for ApiError {
             OrderError::KeyReused => ApiError::KeyReused,
             OrderError::Rule { slot, cause } => ApiError::Component { slot: slot.name(), cause },
             OrderError::Down(cause) => ApiError::Unavailable { cause },
+            OrderError::TimedOut { limit } => ApiError::Timeout { limit_ms: limit.as_millis() as u64 },
             OrderError::Internal(error) => ApiError::Internal(error),
         }
     }

@@ -99,7 +99,7 @@ pub struct UploadOutcome {
         (status = 413, description = "Larger than 32 MiB", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Not sent as `Content-Type: application/wasm`", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Rejected by the gate: the problem's `report` says why (`outcome` is `rejected`)", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The request did not finish within REQUEST_TIMEOUT_MS", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The request did not finish within REQUEST_TIMEOUT_MS", body = Problem, content_type = "application/problem+json", headers(("Retry-After" = u32, description = "Seconds to wait before retrying"))),
     ))]
 async fn upload(
     _: Admin,
@@ -128,7 +128,7 @@ async fn upload(
         AdminProblems,
         (status = 404, description = "No such slot, or the admin API is disabled", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "No earlier version to go back to", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The request did not finish within REQUEST_TIMEOUT_MS", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The request did not finish within REQUEST_TIMEOUT_MS", body = Problem, content_type = "application/problem+json", headers(("Retry-After" = u32, description = "Seconds to wait before retrying"))),
     ))]
 async fn roll_back(
     _: Admin,

@@ -70,6 +70,27 @@ impl OrderStatus {
         self.successors().contains(&next)
     }
 
+    /// Whether `self -> next` is fulfillment's own move: a worker taking the
+    /// order (`pending -> processing`) or applying its policy's decision
+    /// (`processing -> fulfilled | on_hold`). Made by hand, such a move would
+    /// leave an order in `processing` with no job behind it, or decided with
+    /// no decision recorded.
+    pub fn is_fulfillment_move(self, next: OrderStatus) -> bool {
+        use OrderStatus::*;
+        matches!((self, next), (Pending, Processing) | (Processing, Fulfilled | OnHold))
+    }
+
+    /// Whether a client or operator may move an order from `self` to `next`
+    /// (a `PATCH`): the state machine allows it and it is not fulfillment's.
+    pub fn can_become_by_hand(self, next: OrderStatus) -> bool {
+        self.can_become(next) && !self.is_fulfillment_move(next)
+    }
+
+    /// The states a client or operator may move an order to from this one.
+    pub fn successors_by_hand(self) -> Vec<OrderStatus> {
+        self.successors().iter().copied().filter(|next| !self.is_fulfillment_move(*next)).collect()
+    }
+
     /// Whether no transition leaves this state.
     pub fn is_terminal(self) -> bool {
         self.successors().is_empty()
@@ -85,6 +106,20 @@ impl std::fmt::Display for OrderStatus {
 #[cfg(test)]
 mod tests {
     use super::OrderStatus::{self, *};
+
+    #[test]
+    fn fulfillment_moves_are_not_made_by_hand() {
+        assert!(!Pending.can_become_by_hand(Processing));
+        assert!(!Processing.can_become_by_hand(Fulfilled));
+        assert!(!Processing.can_become_by_hand(OnHold));
+        // Releasing a hold, cancelling and moving a decided order along are.
+        assert!(OnHold.can_become_by_hand(Processing));
+        assert!(Processing.can_become_by_hand(Cancelled));
+        assert!(Fulfilled.can_become_by_hand(Shipped));
+        assert_eq!(Processing.successors_by_hand(), vec![Cancelled]);
+        assert_eq!(Pending.successors_by_hand(), vec![Cancelled]);
+        assert!(!Delivered.can_become_by_hand(Cancelled));
+    }
 
     #[test]
     fn names_round_trip() {

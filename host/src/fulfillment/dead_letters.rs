@@ -16,10 +16,11 @@ impl Fulfillment {
         let store = &self.store;
         let taken = Step { job: Some(&job.job_id), ..Step::to(OrderStatus::Processing) };
         let held = Step::to(OrderStatus::OnHold).because(Some(&reason));
-        let from_pending = Guard::From { status: OrderStatus::Pending, job: None };
+        let from_pending = Guard::From { status: OrderStatus::Pending, job: None, claim: None };
         let result = match store.transition(job.order_id, from_pending, &[taken, held], &job.correlation_id).await {
             Ok(Moved::Skipped { current: OrderStatus::Processing }) => {
-                let from_processing = Guard::From { status: OrderStatus::Processing, job: Some(&job.job_id) };
+                let from_processing =
+                    Guard::From { status: OrderStatus::Processing, job: Some(&job.job_id), claim: None };
                 store.transition(job.order_id, from_processing, &[held], &job.correlation_id).await
             }
             other => other,
@@ -50,7 +51,7 @@ impl Fulfillment {
                 enqueue: Some(&letter.payload),
                 ..Step::to(OrderStatus::Processing).because(Some("fulfillment job requeued by an operator"))
             };
-            let held = Guard::From { status: OrderStatus::OnHold, job: None };
+            let held = Guard::From { status: OrderStatus::OnHold, job: None, claim: None };
             match self.store.transition(job.order_id, held, &[step], correlation_id).await {
                 Ok(Moved::Done { .. }) => {
                     self.orders.refresh(job.order_id).await;

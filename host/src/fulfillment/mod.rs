@@ -5,14 +5,16 @@
 //! create / transition ──(same transaction)──► outbox rows
 //! relay:  outbox ──► LPUSH fulfillment_queue (jobs) + XADD order_events (events)     with Redis
 //!         outbox ──► in-process event hub; job rows stay put as the queue            without
-//! worker: claim (BLMOVE into fulfillment_queue:processing, or a row claim) ──►
-//!         fulfillment rule ──► guarded transition ──► ack (LREM, or mark the row done)
-//! upkeep: due retries back to the queue, stale claims requeued (then dead
-//!         letters), pending orders whose job was lost published again
+//! worker: claim (BLMOVE into fulfillment_queue:processing, or a row claim; a token per delivery)
+//!         ──► lease the order ──► fulfillment rule (lease and claim renewed meanwhile)
+//!         ──► transition guarded on the claim ──► ack (LREM, or mark the row done; the claim's holder only)
+//! upkeep: due retries back to the queue, claims not renewed requeued (then dead
+//!         letters), open orders whose job the queue lost published again
 //! ```
 //!
 //! Delivery is at least once everywhere; the worker is idempotent (guarded
-//! transitions, a job id held by the order while it is processing).
+//! transitions, a job id held by the order while it is processing) and
+//! fenced (one delivery holds an order's lease at a time).
 
 pub mod dead_letters;
 pub mod queue;

@@ -17,6 +17,8 @@ use crate::store::{OutboxMessage, Store};
 
 /// Rows published per round.
 const BATCH: i64 = 500;
+/// How soon a relay looks again when another process's relay had the turn.
+const TURN_TAKEN: Duration = Duration::from_millis(20);
 /// How often an idle relay looks without being woken (rows written by other processes).
 const IDLE_POLL: Duration = Duration::from_millis(500);
 /// The longest pause between attempts while Redis is down.
@@ -49,8 +51,9 @@ impl Relay {
         Self { store, sink }
     }
 
-    /// One round: publishes up to a batch; returns how many.
-    pub async fn relay_once(&self) -> anyhow::Result<usize> {
+    /// One round: publishes up to a batch; returns how many (`None` when
+    /// another process's relay has the turn).
+    pub async fn relay_once(&self) -> anyhow::Result<Option<usize>> {
         match &self.sink {
             Sink::Redis { connection, queue, stream, max_len } => {
                 let publish = async |messages: &[OutboxMessage]| {
@@ -102,14 +105,20 @@ impl Relay {
         while !stop.is_cancelled() {
             written.borrow_and_update();
             match self.relay_once().await {
-                Ok(count) => {
+                Ok(relayed) => {
                     if failing {
                         tracing::info!("outbox relay recovered");
                         failing = false;
                     }
                     backoff = Duration::from_millis(100);
-                    if count as i64 == BATCH {
-                        continue;
+                    match relayed {
+                        Some(count) if count as i64 == BATCH => continue,
+                        Some(_) => {}
+                        // Another relay publishes; look again soon, as our rows may be next.
+                        None => {
+                            pause(&stop, TURN_TAKEN).await;
+                            continue;
+                        }
                     }
                     tokio::select! {
                         () = stop.cancelled() => {}

@@ -48,9 +48,10 @@ pub struct FulfillmentSettings {
     /// A job held longer than this (its worker died) goes back to the queue, in ms.
     #[arg(long, env = "VISIBILITY_TIMEOUT_MS", default_value_t = 30_000)]
     pub visibility_timeout_ms: u64,
-    /// A pending order with no job for this long gets a new one, in ms.
-    #[arg(long, env = "RECONCILE_AFTER_MS", default_value_t = 300_000)]
-    pub reconcile_after_ms: u64,
+    /// How often, in ms, the recovery pass asks the queue for the jobs of
+    /// open (`pending`, `processing`) orders and publishes again those it lost.
+    #[arg(long, env = "RECOVER_EVERY_MS", default_value_t = 5_000)]
+    pub recover_every_ms: u64,
     /// A simulated processing time per job, as the seeds' worker had (`500-2000`); off by default.
     #[arg(long, env = "FULFILLMENT_DELAY_MS")]
     pub simulated_delay_ms: Option<DelayRange>,
@@ -67,7 +68,7 @@ impl Default for FulfillmentSettings {
             max_attempts: 5,
             retry_backoff_ms: 1000,
             visibility_timeout_ms: 30_000,
-            reconcile_after_ms: 300_000,
+            recover_every_ms: 5_000,
             simulated_delay_ms: None,
             events_max_len: 100_000,
         }

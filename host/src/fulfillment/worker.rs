@@ -2,23 +2,29 @@
 //! rule what to do with each order, and applies the decision.
 //!
 //! A job moves its order `pending -> processing` (guarded, and the order
-//! remembers the job), then the policy decides and the order moves on
+//! remembers the job and leases itself to this delivery of it), then the
+//! policy decides while the delivery renews its lease, and the order moves on
 //! (`ship -> fulfilled` with the shipment stored, `hold -> on_hold`,
 //! `reject -> cancelled` with the stock returned), guarded again on
-//! `processing` and on the job. So a job delivered twice, a job whose
-//! worker died half-way and a cancel racing the worker each end with exactly
-//! one outcome. A failure of the job (a trapping policy, a poison message)
+//! `processing`, on the job and on the delivery's claim. Another delivery of
+//! the job (after a crash, a reaped claim, a recovered job) takes the order
+//! over only once the lease ran out, and a delivery that lost its lease stops
+//! before applying anything. So a job delivered twice, a job whose worker
+//! died or froze half-way and a cancel racing the worker each end with
+//! exactly one outcome, and one order's policy never runs twice at once. A failure of the job (a trapping policy, a poison message)
 //! is retried with backoff and then dead-lettered, and the order held; a
 //! failure of the platform (the database down) is retried without counting.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::task::JoinSet;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use super::queue::{ClaimedJob, Failed, JobQueue};
+use super::queue::{ClaimedJob, Failed, JobQueue, now_ms};
 use super::{Fulfillment, FulfillmentSettings};
 use crate::domain::decision::FulfillmentDecision;
 use crate::domain::{HistoryEntry, Job, OrderDetail, OrderStatus};
@@ -35,6 +41,13 @@ enum Failure {
     Job(String),
     /// A server is down: try again later, without counting.
     Unavailable(String),
+    /// Another delivery of the job holds the order's lease, for this long at
+    /// most: try again then, without counting.
+    Held(Duration),
+    /// This delivery lost the order's lease while its policy ran (another
+    /// delivery took the order over, or the lease could not be renewed in
+    /// time): it applied nothing.
+    LeaseLost,
 }
 
 impl From<StoreError> for Failure {
@@ -116,13 +129,24 @@ impl Worker {
         };
         async {
             let outcome = match parsed {
-                Ok(job) => self.process(&job).await,
+                Ok(job) => {
+                    let outcome = self.process(queue, &claimed, &job).await;
+                    if matches!(outcome, Err(Failure::Job(_) | Failure::Unavailable(_))) {
+                        self.end_lease(job.order_id, &claimed.token).await;
+                    }
+                    outcome
+                }
                 Err(reason) => Err(Failure::Job(reason)),
             };
             match outcome {
                 Ok(outcome) => settle_done(queue, &claimed, outcome).await,
                 Err(Failure::Job(reason)) => self.settle_failed(queue, &claimed, &reason).await,
                 Err(Failure::Unavailable(reason)) => self.settle_unavailable(queue, &claimed, &reason).await,
+                Err(Failure::Held(wait)) => settle_later(queue, &claimed, wait.max(self.backoff(1))).await,
+                Err(Failure::LeaseLost) => {
+                    tracing::warn!("the order's lease was lost while its policy ran; nothing applied");
+                    settle_later(queue, &claimed, self.backoff(1)).await
+                }
             }
         }
         .instrument(span)
@@ -152,47 +176,132 @@ impl Worker {
         }
     }
 
-    /// Takes the order into `processing` (or resumes it), asks the policy and
-    /// applies its decision.
-    async fn process(&self, job: &Job) -> Result<Outcome, Failure> {
-        if let Some(skipped) = self.take(job).await? {
+    /// How long a delivery holds an order without renewing its lease: the
+    /// queue's visibility timeout, after which the job may go to another.
+    fn lease(&self) -> Duration {
+        Duration::from_millis(self.settings.visibility_timeout_ms.max(100))
+    }
+
+    /// Takes the order into `processing` (or resumes it) for this delivery,
+    /// asks the policy while holding the order's lease, and applies its decision.
+    async fn process(&self, queue: &dyn JobQueue, claimed: &ClaimedJob, job: &Job) -> Result<Outcome, Failure> {
+        if let Some(skipped) = self.take(job, &claimed.token).await? {
             return Ok(Outcome::Skipped(skipped));
         }
         let order = self.fulfillment.store.order(job.order_id).await?;
         // Readers see `processing` (the order was read after the change).
         self.fulfillment.orders.remember(&order).await;
+        let decided = self.holding_lease(queue, claimed, job.order_id, self.decide(job, &order)).await??;
+        self.apply(job, &claimed.token, order, decided).await
+    }
+
+    /// The policy's decision on `order`.
+    async fn decide(&self, job: &Job, order: &OrderDetail) -> Result<Decided<FulfillmentDecision>, Failure> {
         if let Some(delay) = self.settings.simulated_delay() {
             tokio::time::sleep(delay).await;
         }
         let context = CallContext::new(job.correlation_id.as_str());
-        let decided = self.fulfillment.rules.decide(&context, &order).await?;
-        self.apply(job, order, decided).await
+        Ok(self.fulfillment.rules.decide(&context, order).await?)
     }
 
-    /// Moves the order into `processing` for this job; the state it is in
-    /// when the job has nothing to do (another job holds it, or it moved on).
-    async fn take(&self, job: &Job) -> Result<Option<OrderStatus>, Failure> {
+    /// Moves the order into `processing`, leased to delivery `token`; the
+    /// state it is in when the job has nothing to do (another job holds it,
+    /// or it moved on).
+    async fn take(&self, job: &Job, token: &str) -> Result<Option<OrderStatus>, Failure> {
         let store = &self.fulfillment.store;
-        let taken = Step { job: Some(&job.job_id), ..Step::to(OrderStatus::Processing) };
-        let from_pending = Guard::From { status: OrderStatus::Pending, job: None };
+        let until = now_ms() + self.lease().as_millis() as i64;
+        let taken = Step { job: Some(&job.job_id), lease: Some((token, until)), ..Step::to(OrderStatus::Processing) };
+        let from_pending = Guard::From { status: OrderStatus::Pending, job: None, claim: None };
         match store.transition(job.order_id, from_pending, &[taken], &job.correlation_id).await {
             Ok(Moved::Done { .. }) => Ok(None),
-            Ok(Moved::Skipped { current: OrderStatus::Processing }) => {
-                // Resumed only by the job that took it (a redelivery after a crash).
-                let state = store.order_state(job.order_id).await?;
-                let ours = state.job.as_deref() == Some(job.job_id.as_str());
-                Ok((!ours).then_some(OrderStatus::Processing))
-            }
+            Ok(Moved::Skipped { current: OrderStatus::Processing }) => self.resume(job, (token, until)).await,
             Ok(Moved::Skipped { current }) => Ok(Some(current)),
             Err(StoreError::NotFound) => Err(Failure::Job(format!("order {} does not exist", job.order_id))),
             Err(error) => Err(error.into()),
         }
     }
 
-    /// Stores the policy's decision, guarded on `processing` and this job.
+    /// Takes over a `processing` order held by this job for this delivery (a
+    /// redelivery after a crash, a reaped claim, a recovered job), once the
+    /// lease of the delivery before has run out.
+    async fn resume(&self, job: &Job, lease: (&str, i64)) -> Result<Option<OrderStatus>, Failure> {
+        let store = &self.fulfillment.store;
+        let state = store.order_state(job.order_id).await?;
+        if state.status != OrderStatus::Processing || state.job.as_deref() != Some(job.job_id.as_str()) {
+            return Ok(Some(state.status));
+        }
+        let now = now_ms();
+        if let Some(live) = state.lease.as_ref().filter(|held| held.until_ms > now) {
+            return Err(Failure::Held(Duration::from_millis((live.until_ms - now) as u64)));
+        }
+        let previous = state.lease.as_ref().map(|held| held.token.as_str());
+        if store.take_over(job.order_id, &job.job_id, previous, lease, now).await? {
+            Ok(None)
+        } else {
+            Err(Failure::Held(self.backoff(1)))
+        }
+    }
+
+    /// Runs `work` while this delivery keeps its lease on the order (and its
+    /// claim on the job) alive; stops it, answering [`Failure::LeaseLost`],
+    /// as soon as the lease is lost or about to run out without a renewal.
+    async fn holding_lease<T>(
+        &self,
+        queue: &dyn JobQueue,
+        claimed: &ClaimedJob,
+        order_id: i64,
+        work: impl Future<Output = T>,
+    ) -> Result<T, Failure> {
+        let lease = self.lease();
+        // Stop a fifth of a lease early: the order may go to another delivery once it runs out.
+        let safe_for = lease - lease / 5;
+        let mut safe_until = Instant::now() + safe_for;
+        let mut renewals = tokio::time::interval_at(Instant::now() + lease / 3, lease / 3);
+        tokio::pin!(work);
+        loop {
+            tokio::select! {
+                done = &mut work => return Ok(done),
+                _ = renewals.tick() => match self.renew(queue, claimed, order_id).await {
+                    Ok(true) => safe_until = Instant::now() + safe_for,
+                    Ok(false) => return Err(Failure::LeaseLost),
+                    Err(error) => tracing::warn!(%error, "cannot renew the lease on the order; retrying"),
+                },
+                () = tokio::time::sleep_until(safe_until) => return Err(Failure::LeaseLost),
+            }
+        }
+    }
+
+    /// Lets the next delivery take the order at once: this attempt failed and
+    /// the job goes back to the queue. If the database cannot be told, the
+    /// lease runs out by itself.
+    async fn end_lease(&self, order_id: i64, token: &str) {
+        if let Err(error) = self.fulfillment.store.end_lease(order_id, token).await {
+            tracing::debug!(%error, "cannot end the lease on the order; it will run out");
+        }
+    }
+
+    /// Renews the order's lease and the job's claim; false if the order is
+    /// no longer this delivery's.
+    async fn renew(&self, queue: &dyn JobQueue, claimed: &ClaimedJob, order_id: i64) -> Result<bool, StoreError> {
+        let until = now_ms() + self.lease().as_millis() as i64;
+        let renewed = self.fulfillment.store.renew_lease(order_id, &claimed.token, until).await?;
+        if renewed {
+            // The lease is the fence; the claim only keeps the reaper away.
+            match queue.renew(claimed).await {
+                Ok(true) => {}
+                Ok(false) => tracing::warn!("the job's claim is gone from the queue; the order's lease still holds"),
+                Err(error) => tracing::warn!(%error, "cannot renew the job's claim"),
+            }
+        }
+        Ok(renewed)
+    }
+
+    /// Stores the policy's decision, guarded on `processing`, this job and
+    /// this delivery's claim.
     async fn apply(
         &self,
         job: &Job,
+        token: &str,
         order: OrderDetail,
         decided: Decided<FulfillmentDecision>,
     ) -> Result<Outcome, Failure> {
@@ -208,16 +317,27 @@ impl Worker {
             FulfillmentDecision::Reject(reason) => Step::to(OrderStatus::Cancelled).because(Some(reason)),
         };
         let step = Step { decision: Some(&decided.record), ..step };
-        let guard = Guard::From { status: OrderStatus::Processing, job: Some(&job.job_id) };
+        let guard = Guard::From { status: OrderStatus::Processing, job: Some(&job.job_id), claim: Some(token) };
         match self.fulfillment.store.transition(job.order_id, guard, &[step], &job.correlation_id).await? {
             Moved::Done { at, version } => {
                 let order = decided_order(order, &decided, step.to, &job.correlation_id, (at, version));
                 self.fulfillment.orders.remember(&order).await;
                 Ok(Outcome::Decided(step.to))
             }
+            // Another delivery took the order over: its decision is the one applied.
+            Moved::Skipped { current: OrderStatus::Processing } => Err(Failure::LeaseLost),
             // A cancel (or an operator) got there first: theirs is the outcome.
             Moved::Skipped { current } => Ok(Outcome::Skipped(current)),
         }
+    }
+}
+
+/// Gives the job back for `retry_in` without counting an attempt (a no-op
+/// when this delivery's claim is gone: the job went to another).
+async fn settle_later(queue: &dyn JobQueue, claimed: &ClaimedJob, retry_in: Duration) {
+    tracing::info!(retry_in_ms = retry_in.as_millis() as u64, "the job goes back to the queue for later");
+    if let Err(error) = queue.release(claimed, retry_in).await {
+        tracing::warn!(%error, "cannot give the job back; the reaper will requeue it");
     }
 }
 

@@ -69,9 +69,10 @@ pub async fn serve(listener: TcpListener, state: GrpcState, limits: GrpcLimits) 
     };
     let reflection_v1 = reflection().build_v1().expect("the compiled descriptor sets are valid");
     let reflection_v1alpha = reflection().build_v1alpha().expect("the compiled descriptor sets are valid");
-    let orders = OrderServiceServer::new(OrderApi::new(state.orders.clone(), state.stopping.clone()))
-        .max_decoding_message_size(limits.max_message_bytes)
-        .max_encoding_message_size(limits.max_message_bytes);
+    let orders =
+        OrderServiceServer::new(OrderApi::new(state.orders.clone(), state.stopping.clone(), limits.request_timeout))
+            .max_decoding_message_size(limits.max_message_bytes)
+            .max_encoding_message_size(limits.max_message_bytes);
     let stopping = state.stopping.clone();
     let served = Server::builder()
         .timeout(limits.request_timeout)

@@ -3,6 +3,7 @@
 
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures::{Stream, StreamExt};
 use tokio_util::sync::CancellationToken;
@@ -18,7 +19,7 @@ use super::proto::{
     UpdateOrderStatusRequest, WatchOrderRequest, WatchOrdersRequest,
 };
 use super::status::{bad_field, invalid};
-use crate::orders::Orders;
+use crate::orders::{Deadline, Orders};
 use crate::store::OrderFilter;
 
 /// The metadata key of an idempotent create, as the REST header.
@@ -36,16 +37,47 @@ pub struct OrderApi {
     orders: Arc<Orders>,
     /// Cancelled at shutdown: watch streams end so connections can drain.
     stopping: CancellationToken,
+    /// How long a call may run when the client asks for longer (or no limit).
+    time_limit: Duration,
 }
 
 impl OrderApi {
-    pub fn new(orders: Arc<Orders>, stopping: CancellationToken) -> Self {
-        Self { orders, stopping }
+    pub fn new(orders: Arc<Orders>, stopping: CancellationToken, time_limit: Duration) -> Self {
+        Self { orders, stopping, time_limit }
+    }
+
+    /// When the call must stop: the client's `grpc-timeout`, or the
+    /// server's own limit if that comes sooner.
+    fn deadline<T>(&self, request: &Request<T>) -> Deadline {
+        let asked = request.metadata().get(GRPC_TIMEOUT).and_then(|value| value.to_str().ok()).and_then(grpc_timeout);
+        Deadline::after(asked.map_or(self.time_limit, |asked| asked.min(self.time_limit)))
     }
 
     fn until_stopping(&self, events: impl Stream<Item = OrderEvent> + Send + 'static) -> Events {
         Box::pin(events.take_until(self.stopping.clone().cancelled_owned()).map(Ok))
     }
+}
+
+/// The metadata key of a client's deadline.
+const GRPC_TIMEOUT: &str = "grpc-timeout";
+
+/// A `grpc-timeout` value: at most 8 digits and a unit (`H`, `M`, `S`,
+/// `m`, `u`, `n`), as the gRPC over HTTP/2 protocol spells it.
+fn grpc_timeout(value: &str) -> Option<Duration> {
+    let (digits, unit) = value.split_at(value.len().checked_sub(1)?);
+    if digits.is_empty() || digits.len() > 8 || !digits.bytes().all(|byte| byte.is_ascii_digit()) {
+        return None;
+    }
+    let amount: u64 = digits.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(amount * 3600),
+        "M" => Duration::from_secs(amount * 60),
+        "S" => Duration::from_secs(amount),
+        "m" => Duration::from_millis(amount),
+        "u" => Duration::from_micros(amount),
+        "n" => Duration::from_nanos(amount),
+        _ => return None,
+    })
 }
 
 /// The call's correlation id (assigned by [`super::correlation`]).
@@ -87,10 +119,11 @@ fn page(request: &ListOrdersRequest) -> Result<(i64, Option<i64>), Status> {
 impl OrderService for OrderApi {
     async fn create_order(&self, request: Request<CreateOrderRequest>) -> Result<Response<Order>, Status> {
         let (correlation_id, key) = (correlation_id(&request), idempotency_key(&request)?);
+        let deadline = self.deadline(&request);
         let parsed = convert::create_request(request.into_inner())
             .parse(self.orders.default_currency())
             .map_err(|violations| invalid(&violations))?;
-        let placed = self.orders.place(parsed, &correlation_id, key).await?;
+        let placed = self.orders.place(parsed, &correlation_id, key, deadline).await?;
         tracing::info!(target: "grpc", order_id = placed.order.id, replayed = placed.replayed, "order placed");
         let mut response = Response::new(convert::order(placed.order));
         if placed.replayed {
@@ -145,5 +178,27 @@ impl OrderService for OrderApi {
     async fn watch_orders(&self, _: Request<WatchOrdersRequest>) -> Result<Response<Events>, Status> {
         let events = self.orders.watch_all().filter_map(|watched| async { event(watched) });
         Ok(Response::new(self.until_stopping(events)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grpc_timeouts_are_read_in_every_unit() {
+        assert_eq!(grpc_timeout("300m"), Some(Duration::from_millis(300)));
+        assert_eq!(grpc_timeout("2S"), Some(Duration::from_secs(2)));
+        assert_eq!(grpc_timeout("1H"), Some(Duration::from_secs(3600)));
+        assert_eq!(grpc_timeout("5M"), Some(Duration::from_secs(300)));
+        assert_eq!(grpc_timeout("99999999u"), Some(Duration::from_micros(99_999_999)));
+        assert_eq!(grpc_timeout("10n"), Some(Duration::from_nanos(10)));
+    }
+
+    #[test]
+    fn malformed_grpc_timeouts_are_ignored() {
+        for value in ["", "m", "100", "123456789m", "-1S", "1.5S", "10x", "1 S"] {
+            assert_eq!(grpc_timeout(value), None, "{value:?}");
+        }
     }
 }

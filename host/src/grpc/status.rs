@@ -1,12 +1,13 @@
 //! The application's errors as gRPC statuses with `google.rpc` details:
 //! INVALID_ARGUMENT with `BadRequest` field violations, NOT_FOUND with
 //! `ResourceInfo`, FAILED_PRECONDITION with `PreconditionFailure`,
-//! ALREADY_EXISTS / ABORTED for idempotency conflicts, UNAVAILABLE for a
-//! failing rule or backend. Every status carries an `ErrorInfo` whose reason
+//! ALREADY_EXISTS / ABORTED for idempotency conflicts, UNAVAILABLE with
+//! `RetryInfo` for a failing rule or backend. Every status carries an `ErrorInfo` whose reason
 //! is the REST API's problem type, so both front ends name a problem alike;
 //! server-side causes are logged, never sent.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
@@ -73,9 +74,12 @@ impl From<OrderError> for Status {
             OrderError::Rule { slot, cause } => {
                 tracing::error!(target: "grpc", slot = slot.name(), error = %cause, "a rule failed");
                 let message = format!("the {slot} rule failed; nothing was stored, try again later");
-                status(Code::Unavailable, message, "rule-unavailable", ErrorDetails::new())
+                status(Code::Unavailable, message, "rule-unavailable", retry_later())
             }
             OrderError::Down(cause) => unavailable(&cause),
+            OrderError::TimedOut { .. } => {
+                status(Code::DeadlineExceeded, message, "request-timeout", ErrorDetails::new())
+            }
             OrderError::Internal(cause) => {
                 tracing::error!(target: "grpc", error = %cause, "request failed");
                 let message = "an unexpected error occurred; it has been logged";
@@ -89,5 +93,10 @@ impl From<OrderError> for Status {
 fn unavailable(cause: &str) -> Status {
     tracing::error!(target: "grpc", error = %cause, "a backing service is unavailable");
     let message = "a backing service is unavailable; try again later";
-    status(Code::Unavailable, message, "service-unavailable", ErrorDetails::new())
+    status(Code::Unavailable, message, "service-unavailable", retry_later())
+}
+
+/// `RetryInfo` of every UNAVAILABLE, as REST's `Retry-After`.
+fn retry_later() -> ErrorDetails {
+    ErrorDetails::with_retry_info(Some(Duration::from_secs(u64::from(crate::orders::RETRY_AFTER_SECONDS))))
 }

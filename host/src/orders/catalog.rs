@@ -23,10 +23,11 @@ impl Orders {
         Ok(self.store.list_products(after, limit).await?)
     }
 
-    /// Changes a product; its cached copy is dropped.
+    /// Changes a product; the cache holds the changed product from then on
+    /// (a fill racing the change cannot put the old one back).
     pub async fn update_product(&self, id: i64, changes: &UpdateProductRequest) -> Result<Product, OrderError> {
         let updated = self.store.update_product(id, changes).await.map_err(OrderError::product_not_found(id))?;
-        self.products.invalidate(id).await;
+        self.products.changed(&updated).await;
         Ok(updated)
     }
 

@@ -8,6 +8,13 @@ use crate::rules::RuleError;
 use crate::runtime::Slot;
 use crate::store::StoreError;
 
+/// How long a client is told to wait before retrying after a fault of the
+/// platform (`Retry-After` over HTTP, `RetryInfo` over gRPC): a backing
+/// service restarting or failing over, a busy database or a failing rule is
+/// usually back within seconds, and the request changed nothing (or
+/// replays with its idempotency key).
+pub const RETRY_AFTER_SECONDS: u16 = 1;
+
 #[derive(Debug, thiserror::Error)]
 pub enum OrderError {
     /// The request breaks rules (the service's own or a rule component's).
@@ -37,6 +44,10 @@ pub enum OrderError {
     /// The idempotency key this request held expired while it ran.
     #[error("the idempotency key expired while the request ran; retry")]
     KeyLost,
+    /// The work was stopped at its deadline; nothing was stored (the key,
+    /// if any, is free again).
+    #[error("the order was not placed within {} ms", limit.as_millis())]
+    TimedOut { limit: std::time::Duration },
     /// A rule gave no answer (its slot is empty, or the call failed):
     /// nothing was stored.
     #[error("{slot} component failed: {cause}")]

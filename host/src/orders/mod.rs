@@ -15,10 +15,10 @@ pub mod watch;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use error::OrderError;
+pub use error::{OrderError, RETRY_AFTER_SECONDS};
 use events::EventHub;
 use order_cache::OrderCache;
-pub use place::Placed;
+pub use place::{Deadline, Placed};
 use product_cache::ProductCache;
 pub use watch::{Snapshot, Watched};
 
@@ -110,8 +110,11 @@ impl Orders {
         Ok(self.store.list_orders(filter).await?)
     }
 
-    /// Moves an order along its lifecycle (of two concurrent changes exactly
-    /// one wins; cancelling returns the stock) and refreshes its rendering.
+    /// Moves an order along its lifecycle by hand (of two concurrent changes
+    /// exactly one wins; cancelling returns the stock) and refreshes its
+    /// rendering. Fulfillment's own moves are refused; releasing a hold
+    /// (`on_hold -> processing`) queues a job for the order in the same
+    /// transaction, so its policy decides it again.
     /// A reason longer than [`MAX_REASON`] bytes is cut; one holding a
     /// control character is refused.
     pub async fn change_status(
@@ -125,8 +128,12 @@ impl Orders {
             return Err(OrderError::Invalid(vec![violation]));
         }
         let reason = reason.map(|reason| truncate(reason, MAX_REASON));
-        let order =
-            self.store.change_status(id, to, reason, correlation_id).await.map_err(OrderError::order_not_found(id))?;
+        let changed = match to {
+            // The one way back to `processing` by hand, with a job for it.
+            OrderStatus::Processing => self.store.release_hold(id, reason, correlation_id).await,
+            _ => self.store.change_status(id, to, reason, correlation_id).await,
+        };
+        let order = changed.map_err(OrderError::order_not_found(id))?;
         self.remember(&order).await;
         Ok(order)
     }

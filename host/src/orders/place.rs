@@ -8,7 +8,10 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
+use tracing::Instrument;
 
 use sha2::{Digest, Sha256};
 
@@ -19,6 +22,21 @@ use crate::domain::input::{OrderRequest, Violation};
 use crate::domain::{ComponentRecord, OrderDetail, Product};
 use crate::runtime::CallContext;
 use crate::store::{Claim, NewOrder, PricedLine, Store};
+
+/// When work done for a caller must stop, and the time limit that set it
+/// (the client's deadline or the server's own).
+#[derive(Debug, Clone, Copy)]
+pub struct Deadline {
+    pub at: Instant,
+    pub limit: Duration,
+}
+
+impl Deadline {
+    /// `limit` from now.
+    pub fn after(limit: Duration) -> Self {
+        Self { at: Instant::now() + limit, limit }
+    }
+}
 
 /// How often a request waiting for another with the same key looks again.
 const KEY_POLL: Duration = Duration::from_millis(20);
@@ -47,13 +65,39 @@ impl Placed {
 
 impl Orders {
     /// Validates, prices and stores an order; with `key`, at most once.
+    ///
+    /// A keyed placing runs on a task of its own until it finishes or
+    /// `until` passes: a client that goes away mid-request (the usual reason
+    /// to send a key and retry) does not stop it half-way, and its retry
+    /// gets the first answer; at `until` (the client's deadline or the
+    /// server's time limit) it is stopped and the key freed. Without a key
+    /// the placing is the caller's: dropped with it, nothing stored.
     pub async fn place(
         self: &Arc<Self>,
         request: OrderRequest,
         correlation_id: &str,
         key: Option<String>,
+        until: Deadline,
     ) -> Result<Placed, OrderError> {
         let Some(key) = key else { return self.place_new(request, correlation_id, None).await };
+        let (orders, correlation_id) = (self.clone(), correlation_id.to_owned());
+        let placing = async move { orders.place_once(request, &correlation_id, key).await };
+        let bounded = async move {
+            let stopped = Err(OrderError::TimedOut { limit: until.limit });
+            tokio::time::timeout_at(until.at, placing).await.unwrap_or(stopped)
+        };
+        let task = tokio::spawn(bounded.instrument(tracing::Span::current()));
+        task.await.map_err(|error| OrderError::Internal(anyhow::anyhow!("placing the order failed: {error}")))?
+    }
+
+    /// Places the order of a request with `key`: the first answer if it was
+    /// placed before, the key held until the order is stored (or freed).
+    async fn place_once(
+        self: &Arc<Self>,
+        request: OrderRequest,
+        correlation_id: &str,
+        key: String,
+    ) -> Result<Placed, OrderError> {
         if let Some(replay) = self.claim_key(&key, &request_hash(&request)?).await? {
             return Ok(replay);
         }
@@ -212,8 +256,7 @@ fn new_order(
 
 /// A claimed idempotency key that is freed unless the request placed its
 /// order: failed requests are not remembered, and neither is one stopped at
-/// the server's time limit or dropped by a client that went away, so the
-/// client may retry with the same key. Freeing touches only a key still in
+/// its deadline, so the client may retry with the same key. Freeing touches only a key still in
 /// progress: a key whose order committed was completed in that transaction.
 struct HeldKey {
     store: Store,

@@ -2,6 +2,14 @@
 //! embedded default. The cache serves names and prices to the create flow;
 //! stock is always checked by the database. A cache that fails is skipped
 //! (logged), never fatal: the database has the truth.
+//!
+//! The cache cannot go back in time: every entry carries the product's
+//! `updated_at`, and a write replaces only an older one. A change writes the
+//! changed product (rather than dropping the entry), so a fill that read the
+//! product just before the change and writes it just after finds a newer
+//! entry and leaves it: no order is priced from the old price after the
+//! change answered. If Redis fails during a change's write, the entry is
+//! deleted; if that fails too, it is stale until its TTL runs out (logged).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -18,10 +26,39 @@ use crate::domain::Product;
 pub trait ProductCache: Send + Sync {
     /// The cached products among `ids` (`None` for a miss), in the same order.
     async fn get_many(&self, ids: &[i64]) -> Vec<Option<Product>>;
-    /// Caches `products` for the configured TTL.
+    /// Caches `products` for the configured TTL, each unless the cache
+    /// holds the same or a newer version of it (by `updated_at`).
     async fn put_many(&self, products: &[Product]);
-    /// Forgets a product (after it changed).
-    async fn invalidate(&self, id: i64);
+    /// Caches a product a change just committed; if that fails, forgets it.
+    async fn changed(&self, product: &Product);
+}
+
+/// The version an entry is stamped with: its `updated_at`, in microseconds.
+fn stamp(product: &Product) -> i64 {
+    product.updated_at.timestamp_micros()
+}
+
+/// Stores each `<stamp> <json>` (ARGV[2i], ARGV[2i+1]) under KEYS[i] unless
+/// the key holds the same or a newer stamp; ARGV[1] is the TTL in seconds.
+/// Answers how many were written.
+const PUT_IF_NEWER: &str = r"
+local written = 0
+for index, key in ipairs(KEYS) do
+  local stamp = tonumber(ARGV[index * 2])
+  local current = redis.call('GET', key)
+  local cached = current and tonumber(string.match(current, '^(%d+) '))
+  if not cached or cached < stamp then
+    redis.call('SET', key, ARGV[index * 2] .. ' ' .. ARGV[index * 2 + 1], 'EX', ARGV[1])
+    written = written + 1
+  end
+end
+return written
+";
+
+/// The product in a `<stamp> <json>` value; `None` for anything else.
+fn cached_product(value: &str) -> Option<Product> {
+    let (stamp, json) = value.split_once(' ')?;
+    stamp.bytes().all(|byte| byte.is_ascii_digit()).then(|| serde_json::from_str(json).ok())?
 }
 
 /// Products in Redis under `<namespace>product:<id>`, as JSON with a TTL.
@@ -53,9 +90,7 @@ impl ProductCache for RedisProductCache {
         // MGET answers a list even for one key.
         let found: Result<Vec<Option<String>>, _> = redis::cmd("MGET").arg(&keys).query_async(&mut connection).await;
         match found {
-            Ok(values) => {
-                values.into_iter().map(|value| value.and_then(|json| serde_json::from_str(&json).ok())).collect()
-            }
+            Ok(values) => values.into_iter().map(|value| value.as_deref().and_then(cached_product)).collect(),
             Err(error) => {
                 tracing::warn!(%error, "product cache unavailable; reading the database");
                 vec![None; ids.len()]
@@ -64,22 +99,32 @@ impl ProductCache for RedisProductCache {
     }
 
     async fn put_many(&self, products: &[Product]) {
-        let mut pipeline = redis::pipe();
-        for product in products {
-            let Ok(json) = serde_json::to_string(product) else { continue };
-            pipeline.set_ex(self.key(product.id), json, self.ttl.as_secs().max(1)).ignore();
-        }
-        let mut connection = self.connection.clone();
-        if let Err(error) = pipeline.query_async::<()>(&mut connection).await {
+        if let Err(error) = self.put_if_newer(products).await {
             tracing::warn!(%error, "cannot fill the product cache");
         }
     }
 
-    async fn invalidate(&self, id: i64) {
+    async fn changed(&self, product: &Product) {
+        let Err(error) = self.put_if_newer(std::slice::from_ref(product)).await else { return };
         let mut connection = self.connection.clone();
-        if let Err(error) = connection.del::<_, ()>(self.key(id)).await {
-            tracing::warn!(%error, product_id = id, "cannot invalidate a cached product");
+        let deleted = connection.del::<_, ()>(self.key(product.id)).await;
+        tracing::warn!(%error, product_id = product.id, deleted = deleted.is_ok(), "cannot update a cached product");
+    }
+}
+
+impl RedisProductCache {
+    async fn put_if_newer(&self, products: &[Product]) -> redis::RedisResult<()> {
+        if products.is_empty() {
+            return Ok(());
         }
+        let script = redis::Script::new(PUT_IF_NEWER);
+        let mut invocation = script.prepare_invoke();
+        invocation.arg(self.ttl.as_secs().max(1));
+        for product in products {
+            let Ok(json) = serde_json::to_string(product) else { continue };
+            invocation.key(self.key(product.id)).arg(stamp(product)).arg(json);
+        }
+        invocation.invoke_async::<i64>(&mut self.connection.clone()).await.map(|_| ())
     }
 }
 
@@ -112,12 +157,15 @@ impl ProductCache for MemoryProductCache {
         let now = Instant::now();
         entries.retain(|_, (stored, _)| stored.elapsed() < self.ttl);
         for product in products {
-            entries.insert(product.id, (now, product.clone()));
+            let newer = entries.get(&product.id).is_none_or(|(_, cached)| stamp(cached) < stamp(product));
+            if newer {
+                entries.insert(product.id, (now, product.clone()));
+            }
         }
     }
 
-    async fn invalidate(&self, id: i64) {
-        self.entries.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).remove(&id);
+    async fn changed(&self, product: &Product) {
+        self.put_many(std::slice::from_ref(product)).await;
     }
 }
 
@@ -141,17 +189,34 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn memory_cache_hits_misses_invalidates_and_expires() {
+    async fn memory_cache_hits_misses_and_expires() {
         let cache = MemoryProductCache::new(Duration::from_secs(60));
         cache.put_many(&[product(1), product(2)]).await;
         let found = cache.get_many(&[2, 3, 1]).await;
         assert_eq!(found.iter().map(|p| p.as_ref().map(|p| p.id)).collect::<Vec<_>>(), [Some(2), None, Some(1)]);
-        cache.invalidate(1).await;
-        assert!(cache.get_many(&[1]).await[0].is_none());
 
         let short = MemoryProductCache::new(Duration::from_millis(1));
         short.put_many(&[product(5)]).await;
         tokio::time::sleep(Duration::from_millis(5)).await;
         assert!(short.get_many(&[5]).await[0].is_none());
+    }
+
+    #[tokio::test]
+    async fn memory_cache_never_goes_back_to_an_older_version() {
+        let cache = MemoryProductCache::new(Duration::from_secs(60));
+        let old = product(1);
+        let new = Product { price: 250, updated_at: old.updated_at + chrono::Duration::microseconds(1), ..old.clone() };
+        cache.changed(&new).await;
+        // A fill that read the product before the change writes after it.
+        cache.put_many(std::slice::from_ref(&old)).await;
+        assert_eq!(cache.get_many(&[1]).await[0].as_ref().map(|p| p.price), Some(250));
+    }
+
+    #[test]
+    fn only_stamped_values_are_read_back() {
+        let json = serde_json::to_string(&product(3)).unwrap();
+        assert_eq!(cached_product(&format!("1700000000000000 {json}")).map(|p| p.id), Some(3));
+        assert!(cached_product(&json).is_none(), "an entry from before stamps is a miss");
+        assert!(cached_product("12x {}").is_none());
     }
 }

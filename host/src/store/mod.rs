@@ -9,7 +9,9 @@
 
 mod connect;
 pub mod create_order;
+pub mod faults;
 pub mod idempotency;
+mod leases;
 pub mod orders;
 pub mod outbox;
 pub mod products;
@@ -24,10 +26,11 @@ use sqlx::{PgPool, SqlitePool};
 
 pub use connect::{ConnectOptions, Retry};
 pub use create_order::{NewOrder, PricedLine};
+pub use faults::is_unavailable;
 pub use idempotency::Claim;
 pub use orders::OrderFilter;
-pub use outbox::{DeadJobRow, JobCounts, JobRow, OutboxMessage};
-pub use transitions::{Guard, Moved, OrderState, Step};
+pub use outbox::{DeadJobRow, JobCounts, JobRow, OpenJob, OutboxMessage};
+pub use transitions::{Guard, Lease, Moved, OrderState, Step};
 
 use crate::domain::OrderStatus;
 use crate::runtime::capabilities::{ComponentLogins, LoginSetupError, NoDatabase, PostgresSql, SqlBackend, SqliteSql};
@@ -115,11 +118,6 @@ pub enum StoreError {
     /// The database failed or could not be reached.
     #[error(transparent)]
     Database(#[from] sqlx::Error),
-}
-
-/// Whether a database error means "down or overloaded" rather than "a bug".
-pub fn is_unavailable(error: &sqlx::Error) -> bool {
-    matches!(error, sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Tls(_))
 }
 
 impl Store {

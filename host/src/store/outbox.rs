@@ -3,13 +3,10 @@
 //! events to the Redis stream); with no Redis, the fulfillment rows are
 //! themselves the job queue (see `queue::database`).
 
-use std::collections::BTreeMap;
-
 use chrono::{DateTime, Utc};
 
-use super::statements::{FULFILLMENT_TOPIC, INSERT_OUTBOX, now, placeholders};
+use super::statements::{FULFILLMENT_TOPIC, now};
 use super::{Pool, Store, StoreError, with_pool};
-use crate::domain::{Job, JobItem};
 
 /// One outbox message.
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
@@ -23,6 +20,17 @@ pub struct OutboxMessage {
     pub created_at: DateTime<Utc>,
     /// The order it is about.
     pub order_id: Option<i64>,
+}
+
+/// An order's current fulfillment job, as the outbox holds it.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct OpenJob {
+    pub order_id: i64,
+    /// The order's version when it was read.
+    pub version: i64,
+    /// The job, as queued.
+    pub payload: String,
+    pub correlation_id: Option<String>,
 }
 
 /// A job row of the database-backed queue.
@@ -53,6 +61,9 @@ pub struct JobCounts {
     pub dead: i64,
 }
 
+/// The advisory lock whose holder is the one relay publishing (`orderly` + 1).
+const RELAY_TURN: i64 = 0x6f72_6465_726c_7931;
+
 const MESSAGE_COLUMNS: &str = "id, topic, payload, correlation_id, created_at, order_id";
 /// Unfinished, live fulfillment rows.
 const OPEN_JOBS: &str = "topic = 'fulfillment' AND published_at IS NULL AND dead_at IS NULL";
@@ -71,18 +82,21 @@ impl Store {
     }
 
     /// Publishes up to `limit` of the oldest unpublished messages of `topics`
-    /// through `publish`, then marks them published. On PostgreSQL the rows
-    /// are claimed `FOR UPDATE SKIP LOCKED` for the duration, so relays in
-    /// several processes never publish the same row at the same time. A crash
-    /// between publishing and marking publishes again: delivery is at least
-    /// once, and consumers are idempotent. Returns how many were published,
-    /// or `publish`'s error (nothing is marked then).
+    /// through `publish`, in the order they were written, then marks them
+    /// published. On PostgreSQL one relay publishes at a time, whichever
+    /// process it runs in (a transaction-scoped advisory lock), so one
+    /// order's events always leave in the order they were written; the rows
+    /// are also claimed `FOR UPDATE SKIP LOCKED`. A crash between publishing
+    /// and marking publishes again: delivery is at least once, and every
+    /// message carries its outbox id, so consumers can tell a repeat. Returns
+    /// how many were published (`None` when another process's relay has the
+    /// turn), or `publish`'s error (nothing is marked then).
     pub async fn relay_outbox<E>(
         &self,
         topics: &[&str],
         limit: i64,
         publish: impl AsyncFnOnce(&[OutboxMessage]) -> Result<(), E>,
-    ) -> Result<Result<usize, E>, StoreError> {
+    ) -> Result<Result<Option<usize>, E>, StoreError> {
         let select = format!(
             "SELECT {MESSAGE_COLUMNS} FROM outbox WHERE published_at IS NULL AND dead_at IS NULL \
              AND topic IN ({}) ORDER BY id LIMIT $1",
@@ -92,6 +106,13 @@ impl Store {
         match &self.pool {
             Pool::Postgres(pool) => {
                 let mut tx = pool.begin().await?;
+                let turn: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)")
+                    .bind(RELAY_TURN)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                if !turn {
+                    return Ok(Ok(None));
+                }
                 let locked = format!("{select} FOR UPDATE SKIP LOCKED");
                 let mut query = sqlx::query_as::<_, OutboxMessage>(&locked).bind(limit);
                 for topic in topics {
@@ -99,7 +120,7 @@ impl Store {
                 }
                 let messages = query.fetch_all(&mut *tx).await?;
                 if messages.is_empty() {
-                    return Ok(Ok(0));
+                    return Ok(Ok(Some(0)));
                 }
                 if let Err(error) = publish(&messages).await {
                     return Ok(Err(error));
@@ -111,7 +132,7 @@ impl Store {
                 }
                 update.execute(&mut *tx).await?;
                 tx.commit().await?;
-                Ok(Ok(messages.len()))
+                Ok(Ok(Some(messages.len())))
             }
             // One process owns an embedded database, and it runs one relay:
             // no claim is needed, and the single writer connection is not
@@ -123,7 +144,7 @@ impl Store {
                 }
                 let messages = query.fetch_all(pool).await?;
                 if messages.is_empty() {
-                    return Ok(Ok(0));
+                    return Ok(Ok(Some(0)));
                 }
                 if let Err(error) = publish(&messages).await {
                     return Ok(Err(error));
@@ -134,80 +155,113 @@ impl Store {
                     update = update.bind(message.id);
                 }
                 update.execute(pool).await?;
-                Ok(Ok(messages.len()))
+                Ok(Ok(Some(messages.len())))
             }
         }
     }
 
     /// Takes the oldest claimable job of the database-backed queue: marks it
-    /// claimed at `now_ms` (epoch milliseconds).
-    pub async fn claim_job(&self, now_ms: i64) -> Result<Option<JobRow>, StoreError> {
+    /// claimed at `now_ms` (epoch milliseconds) by delivery `token`.
+    pub async fn claim_job(&self, now_ms: i64, token: &str) -> Result<Option<JobRow>, StoreError> {
         let pick = format!(
             "SELECT id FROM outbox WHERE {OPEN_JOBS} AND claimed_at_ms IS NULL AND available_at_ms <= $1 \
              ORDER BY id LIMIT 1"
         );
         let claim = |pick: &str| {
-            format!("UPDATE outbox SET claimed_at_ms = $1 WHERE id = ({pick}) RETURNING id, payload, attempts")
+            format!(
+                "UPDATE outbox SET claimed_at_ms = $1, claim_token = $2 WHERE id = ({pick}) \
+                 RETURNING id, payload, attempts"
+            )
         };
         let row = match &self.pool {
             Pool::Postgres(pool) => {
                 let sql = claim(&format!("{pick} FOR UPDATE SKIP LOCKED"));
-                sqlx::query_as::<_, JobRow>(&sql).bind(now_ms).fetch_optional(pool).await?
+                sqlx::query_as::<_, JobRow>(&sql).bind(now_ms).bind(token).fetch_optional(pool).await?
             }
-            Pool::Sqlite(pool) => sqlx::query_as::<_, JobRow>(&claim(&pick)).bind(now_ms).fetch_optional(pool).await?,
+            Pool::Sqlite(pool) => {
+                sqlx::query_as::<_, JobRow>(&claim(&pick)).bind(now_ms).bind(token).fetch_optional(pool).await?
+            }
         };
         Ok(row)
     }
 
-    /// Marks a job done.
-    pub async fn ack_job(&self, id: i64) -> Result<(), StoreError> {
+    /// Marks a job done, if delivery `token` still holds it.
+    pub async fn ack_job(&self, id: i64, token: &str) -> Result<(), StoreError> {
         with_pool!(self, |pool| {
-            sqlx::query("UPDATE outbox SET published_at = $1, claimed_at_ms = NULL WHERE id = $2")
-                .bind(now())
-                .bind(id)
-                .execute(pool)
-                .await
-                .map(|done| done.rows_affected())
+            sqlx::query(
+                "UPDATE outbox SET published_at = $1, claimed_at_ms = NULL, claim_token = NULL \
+                 WHERE id = $2 AND claim_token = $3",
+            )
+            .bind(now())
+            .bind(id)
+            .bind(token)
+            .execute(pool)
+            .await
+            .map(|done| done.rows_affected())
         })?;
         Ok(())
     }
 
-    /// Records a failed attempt: the job becomes claimable again at
-    /// `retry_at_ms`, or dead once it has failed `max_attempts` times.
-    /// Returns the attempts so far and whether it is dead.
+    /// Records a failed attempt of delivery `token`: the job becomes
+    /// claimable again at `retry_at_ms`, or dead once it has failed
+    /// `max_attempts` times. Returns the attempts so far and whether it is
+    /// dead; `None` if the delivery no longer holds the job.
     pub async fn fail_job(
         &self,
-        id: i64,
+        (id, token): (i64, &str),
         error: &str,
         retry_at_ms: i64,
         max_attempts: u32,
-    ) -> Result<(i32, bool), StoreError> {
-        let row: (i32, bool) = with_pool!(self, |pool| {
+    ) -> Result<Option<(i32, bool)>, StoreError> {
+        let row: Option<(i32, bool)> = with_pool!(self, |pool| {
             sqlx::query_as(
-                "UPDATE outbox SET attempts = attempts + 1, claimed_at_ms = NULL, available_at_ms = $1, \
-                 last_error = $2, dead_at = CASE WHEN attempts + 1 >= $3 THEN $4 ELSE NULL END \
-                 WHERE id = $5 RETURNING attempts, dead_at IS NOT NULL",
+                "UPDATE outbox SET attempts = attempts + 1, claimed_at_ms = NULL, claim_token = NULL, \
+                 available_at_ms = $1, last_error = $2, dead_at = CASE WHEN attempts + 1 >= $3 THEN $4 ELSE NULL END \
+                 WHERE id = $5 AND claim_token = $6 RETURNING attempts, dead_at IS NOT NULL",
             )
             .bind(retry_at_ms)
             .bind(error)
             .bind(max_attempts as i32)
             .bind(now())
             .bind(id)
-            .fetch_one(pool)
+            .bind(token)
+            .fetch_optional(pool)
             .await
         })?;
         Ok(row)
     }
 
-    /// Gives a job back without counting an attempt, claimable from `retry_at_ms`.
-    pub async fn release_job(&self, id: i64, retry_at_ms: i64) -> Result<(), StoreError> {
+    /// Renews delivery `token`'s claim on job `id` (timed from `now_ms`);
+    /// false if it no longer holds it.
+    pub async fn renew_job(&self, id: i64, token: &str, now_ms: i64) -> Result<bool, StoreError> {
+        let renewed = with_pool!(self, |pool| {
+            sqlx::query(&format!(
+                "UPDATE outbox SET claimed_at_ms = $1 WHERE id = $2 AND claim_token = $3 AND {OPEN_JOBS}"
+            ))
+            .bind(now_ms)
+            .bind(id)
+            .bind(token)
+            .execute(pool)
+            .await
+            .map(|done| done.rows_affected())
+        })?;
+        Ok(renewed == 1)
+    }
+
+    /// Gives a job back without counting an attempt, claimable from
+    /// `retry_at_ms`, if delivery `token` still holds it.
+    pub async fn release_job(&self, id: i64, token: &str, retry_at_ms: i64) -> Result<(), StoreError> {
         with_pool!(self, |pool| {
-            sqlx::query("UPDATE outbox SET claimed_at_ms = NULL, available_at_ms = $1 WHERE id = $2")
-                .bind(retry_at_ms)
-                .bind(id)
-                .execute(pool)
-                .await
-                .map(|done| done.rows_affected())
+            sqlx::query(
+                "UPDATE outbox SET claimed_at_ms = NULL, claim_token = NULL, available_at_ms = $1 \
+                 WHERE id = $2 AND claim_token = $3",
+            )
+            .bind(retry_at_ms)
+            .bind(id)
+            .bind(token)
+            .execute(pool)
+            .await
+            .map(|done| done.rows_affected())
         })?;
         Ok(())
     }
@@ -217,7 +271,7 @@ impl Store {
     /// `max_attempts` die instead. Returns the rows that died.
     pub async fn reap_jobs(&self, cutoff_ms: i64, max_attempts: u32) -> Result<(u64, Vec<JobRow>), StoreError> {
         let sql = format!(
-            "UPDATE outbox SET claimed_at_ms = NULL, attempts = attempts + 1, \
+            "UPDATE outbox SET claimed_at_ms = NULL, claim_token = NULL, attempts = attempts + 1, \
              last_error = 'the worker holding it stopped answering (claim expired)', \
              dead_at = CASE WHEN attempts + 1 >= $1 THEN $2 ELSE NULL END \
              WHERE {OPEN_JOBS} AND claimed_at_ms < $3 RETURNING id, payload, attempts, dead_at IS NOT NULL AS dead"
@@ -282,58 +336,53 @@ impl Store {
         Ok(JobCounts { queued, processing, delayed, dead })
     }
 
-    /// Writes a new fulfillment job for each order left `pending` since
-    /// before `cutoff` with no job waiting or recently written for it (the
-    /// queue lost it: Redis restarted without its data). Returns the orders.
-    pub async fn republish_stale_pending(&self, cutoff: DateTime<Utc>, limit: i64) -> Result<Vec<i64>, StoreError> {
-        let at = now();
-        let republished = with_pool!(self, |pool| async {
-            let mut tx = pool.begin().await?;
-            let stale: Vec<(i64, Option<String>)> = sqlx::query_as(
-                "SELECT o.id, (SELECT h.correlation_id FROM order_status_history h WHERE h.order_id = o.id \
-                               ORDER BY h.id LIMIT 1) \
-                 FROM orders o WHERE o.status = 'pending' AND o.updated_at < $1 AND NOT EXISTS \
-                   (SELECT 1 FROM outbox b WHERE b.order_id = o.id AND b.topic = 'fulfillment' \
-                    AND (b.published_at IS NULL OR b.created_at >= $1)) \
+    /// The jobs that should be in the queue, as the database knows them: for
+    /// each order still `pending` or `processing` (after order `after`, at
+    /// most `limit`), its latest fulfillment message, once the relay has
+    /// published it. A message not yet published is the relay's to send.
+    pub async fn open_jobs(&self, after: i64, limit: i64) -> Result<Vec<OpenJob>, StoreError> {
+        let jobs = with_pool!(self, |pool| {
+            sqlx::query_as::<_, OpenJob>(
+                "SELECT o.id AS order_id, o.version, b.payload, b.correlation_id FROM orders o \
+                 JOIN outbox b ON b.id = (SELECT max(x.id) FROM outbox x \
+                                          WHERE x.order_id = o.id AND x.topic = 'fulfillment') \
+                 WHERE o.status IN ('pending', 'processing') AND o.id > $1 \
+                   AND b.published_at IS NOT NULL AND b.dead_at IS NULL \
                  ORDER BY o.id LIMIT $2",
             )
-            .bind(cutoff)
+            .bind(after)
             .bind(limit)
-            .fetch_all(&mut *tx)
-            .await?;
-            if stale.is_empty() {
-                return Ok::<_, StoreError>(Vec::new());
-            }
-            let ids: Vec<i64> = stale.iter().map(|(id, _)| *id).collect();
-            let lines_sql = format!(
-                "SELECT order_id, product_id, quantity FROM order_items WHERE order_id IN ({}) \
-                 ORDER BY order_id, line_no",
-                marks(1, ids.len())
-            );
-            let mut lines_query = sqlx::query_as::<_, (i64, i64, i32)>(&lines_sql);
-            for id in &ids {
-                lines_query = lines_query.bind(*id);
-            }
-            let mut items: BTreeMap<i64, Vec<JobItem>> = BTreeMap::new();
-            for (order_id, product_id, quantity) in lines_query.fetch_all(&mut *tx).await? {
-                items.entry(order_id).or_default().push(JobItem { product_id, quantity });
-            }
-            let insert = format!("{INSERT_OUTBOX}{}", placeholders(stale.len(), 5));
-            let mut query = sqlx::query(&insert);
-            for (id, correlation_id) in &stale {
-                let correlation_id = correlation_id.clone().unwrap_or_default();
-                let job = Job::new(*id, items.remove(id).unwrap_or_default(), &correlation_id);
-                query = query.bind(FULFILLMENT_TOPIC).bind(job.to_json()).bind(correlation_id).bind(at).bind(*id);
-            }
-            query.execute(&mut *tx).await?;
-            tx.commit().await?;
-            Ok(ids)
-        }
-        .await)?;
-        if !republished.is_empty() {
+            .fetch_all(pool)
+            .await
+        })?;
+        Ok(jobs)
+    }
+
+    /// Writes `job` to the outbox again, exactly as it was (same job id), so
+    /// the relay queues it once more; unless its order changed since `job`
+    /// was read (a worker moved it on: the job is not lost, it is done).
+    /// Returns whether it was written.
+    pub async fn republish(&self, job: &OpenJob) -> Result<bool, StoreError> {
+        let written = with_pool!(self, |pool| {
+            sqlx::query(
+                "INSERT INTO outbox (topic, payload, correlation_id, created_at, order_id) \
+                 SELECT $1, $2, $3, $4, $5 WHERE EXISTS (SELECT 1 FROM orders WHERE id = $5 AND version = $6 \
+                                                          AND status IN ('pending', 'processing'))",
+            )
+            .bind(FULFILLMENT_TOPIC)
+            .bind(&job.payload)
+            .bind(&job.correlation_id)
+            .bind(now())
+            .bind(job.order_id)
+            .bind(job.version)
+            .execute(pool)
+            .await
+            .map(|done| done.rows_affected())
+        })?;
+        if written > 0 {
             self.announce_outbox();
         }
-        Ok(republished)
+        Ok(written > 0)
     }
 }
 

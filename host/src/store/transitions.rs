@@ -7,10 +7,10 @@
 use chrono::{DateTime, Utc};
 
 use super::statements::{EVENTS_TOPIC, FULFILLMENT_TOPIC, now, order_event};
-pub use super::writes::OrderState;
 use super::writes::{HistoryRow, Moving, OrderWrites, Update};
+pub use super::writes::{Lease, OrderState};
 use super::{Store, StoreError, with_pool};
-use crate::domain::{ComponentRecord, OrderDetail, OrderStatus};
+use crate::domain::{ComponentRecord, Job, OrderDetail, OrderStatus};
 
 /// One move of an order.
 #[derive(Debug, Clone, Copy)]
@@ -22,6 +22,8 @@ pub struct Step<'a> {
     /// The job that takes the order into `processing`; a redelivery of that
     /// job may resume it, any other job skips it.
     pub job: Option<&'a str>,
+    /// The delivery of that job taking it: (claim token, lease end in epoch ms).
+    pub lease: Option<(&'a str, i64)>,
     /// Where and how it ships (JSON), when the policy said ship.
     pub shipment: Option<&'a str>,
     /// The fulfillment call that decided this step.
@@ -33,7 +35,7 @@ pub struct Step<'a> {
 impl<'a> Step<'a> {
     /// A move to `to` with nothing else recorded.
     pub fn to(to: OrderStatus) -> Self {
-        Self { to, reason: None, job: None, shipment: None, decision: None, enqueue: None }
+        Self { to, reason: None, job: None, lease: None, shipment: None, decision: None, enqueue: None }
     }
 
     /// The same move, with a reason.
@@ -46,12 +48,14 @@ impl<'a> Step<'a> {
 /// When a transition applies.
 #[derive(Debug, Clone, Copy)]
 pub enum Guard<'a> {
-    /// From whatever state the order is in, if the state machine allows it
-    /// (otherwise [`StoreError::IllegalTransition`]).
-    Any,
+    /// From whatever state the order is in, if the state machine allows a
+    /// client or operator to make the move (otherwise
+    /// [`StoreError::IllegalTransition`]): never fulfillment's own moves.
+    ByHand,
     /// Only from `status` and, when `job` is given, only while that job holds
-    /// the order; otherwise nothing changes ([`Moved::Skipped`]).
-    From { status: OrderStatus, job: Option<&'a str> },
+    /// the order, and when `claim` is given, only while that delivery of it
+    /// does (its claim token); otherwise nothing changes ([`Moved::Skipped`]).
+    From { status: OrderStatus, job: Option<&'a str>, claim: Option<&'a str> },
 }
 
 /// What a transition did.
@@ -67,8 +71,13 @@ impl Guard<'_> {
     /// Whether the order, as it is, may be moved.
     fn holds(&self, state: &OrderState) -> bool {
         match *self {
-            Guard::Any => true,
-            Guard::From { status, job } => state.status == status && (job.is_none() || state.job.as_deref() == job),
+            Guard::ByHand => true,
+            Guard::From { status, job, claim } => {
+                let holder = state.lease.as_ref().map(|lease| lease.token.as_str());
+                state.status == status
+                    && (job.is_none() || state.job.as_deref() == job)
+                    && (claim.is_none() || holder == claim)
+            }
         }
     }
 }
@@ -110,8 +119,8 @@ impl Store {
         Err(StoreError::Corrupt(format!("order {id} kept changing while moving it")))
     }
 
-    /// Moves an order to `to` if the state machine allows it from the state
-    /// the order is in (a `PATCH`). A cancel returns the stock.
+    /// Moves an order to `to` if a client or operator may make that move
+    /// from the state the order is in (a `PATCH`). A cancel returns the stock.
     pub async fn change_status(
         &self,
         id: i64,
@@ -119,8 +128,30 @@ impl Store {
         reason: Option<&str>,
         correlation_id: &str,
     ) -> Result<OrderDetail, StoreError> {
-        self.transition(id, Guard::Any, &[Step::to(to).because(reason)], correlation_id).await?;
+        self.transition(id, Guard::ByHand, &[Step::to(to).because(reason)], correlation_id).await?;
         self.order(id).await
+    }
+
+    /// Releases a held order: `on_hold -> processing` with a new job for it,
+    /// written to the outbox in the same transaction, so the order is decided
+    /// again (by whatever policy serves then). From any other state the
+    /// move is refused ([`StoreError::IllegalTransition`]).
+    pub async fn release_hold(
+        &self,
+        id: i64,
+        reason: Option<&str>,
+        correlation_id: &str,
+    ) -> Result<OrderDetail, StoreError> {
+        let job = Job::for_order(&self.order(id).await?, correlation_id);
+        let payload = job.to_json();
+        let step = Step { job: Some(&job.job_id), enqueue: Some(&payload), ..Step::to(OrderStatus::Processing) };
+        let held = Guard::From { status: OrderStatus::OnHold, job: None, claim: None };
+        match self.transition(id, held, &[step.because(reason)], correlation_id).await? {
+            Moved::Done { .. } => self.order(id).await,
+            Moved::Skipped { current } => {
+                Err(StoreError::IllegalTransition { current, requested: OrderStatus::Processing })
+            }
+        }
     }
 
     /// The order's state, the job that holds it (if any) and its version.
@@ -144,16 +175,28 @@ impl Store {
             if !guard.holds(&state) {
                 return Ok(Attempt::Skipped(state.status));
             }
-            let mut moving = Moving { id, from: state.status, version: state.version, at, correlation_id };
+            let claim = state.lease.as_ref().map(|lease| lease.token.as_str());
+            let mut moving = Moving { id, from: state.status, version: state.version, claim, at, correlation_id };
             for step in steps {
-                if !moving.from.can_become(step.to) {
+                let allowed = match guard {
+                    Guard::ByHand => moving.from.can_become_by_hand(step.to),
+                    Guard::From { .. } => moving.from.can_become(step.to),
+                };
+                if !allowed {
                     return Err(StoreError::IllegalTransition { current: moving.from, requested: step.to });
                 }
-                let update = Update { to: step.to, reason: step.reason, job: step.job, shipment: step.shipment };
+                let update = Update {
+                    to: step.to,
+                    reason: step.reason,
+                    job: step.job,
+                    lease: step.lease,
+                    shipment: step.shipment,
+                };
                 if !tx.move_order(&moving, &update).await? {
                     return Ok(Attempt::Lost);
                 }
                 moving.version += 1;
+                moving.claim = step.lease.filter(|_| step.to == OrderStatus::Processing).map(|(token, _)| token);
                 if step.to == OrderStatus::Cancelled {
                     tx.restock(id, at).await?;
                 }
@@ -170,7 +213,7 @@ impl Store {
 /// What a step leaves behind besides the order's new state: its history row,
 /// the decision that made it, its event, and the job it queues.
 async fn record_step(db: &mut impl OrderWrites, moving: &Moving<'_>, step: &Step<'_>) -> Result<(), StoreError> {
-    let Moving { id, from, version, at, correlation_id } = *moving;
+    let Moving { id, from, version, at, correlation_id, .. } = *moving;
     let history = HistoryRow { order_id: id, from: Some(from), to: step.to, reason: step.reason, correlation_id, at };
     db.insert_history(&history).await?;
     db.insert_decisions(id, step.decision.map(std::slice::from_ref).unwrap_or_default()).await?;

@@ -16,6 +16,9 @@ pub(super) struct Moving<'a> {
     /// The order's version: before the step's update when it is applied,
     /// after it once the caller counted the update.
     pub version: i64,
+    /// The claim token of the delivery holding it, as read: the update
+    /// applies only if no other delivery took it over since.
+    pub claim: Option<&'a str>,
     pub at: DateTime<Utc>,
     pub correlation_id: &'a str,
 }
@@ -26,8 +29,18 @@ pub struct OrderState {
     pub status: OrderStatus,
     /// The job that holds it while it is processing.
     pub job: Option<String>,
+    /// The delivery of that job that holds it (its claim token), and until
+    /// when (epoch ms); none before a delivery took it.
+    pub lease: Option<Lease>,
     /// Incremented by every change.
     pub version: i64,
+}
+
+/// One delivery's hold on a `processing` order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    pub token: String,
+    pub until_ms: i64,
 }
 
 /// What one step changes on the order's row.
@@ -36,6 +49,9 @@ pub(super) struct Update<'a> {
     pub reason: Option<&'a str>,
     /// The job that holds the order (kept only while it is processing).
     pub job: Option<&'a str>,
+    /// The delivery of that job that holds it: (claim token, lease end in
+    /// epoch ms); kept only while it is processing.
+    pub lease: Option<(&'a str, i64)>,
     pub shipment: Option<&'a str>,
 }
 
@@ -71,8 +87,9 @@ pub(super) trait OrderWrites {
 }
 
 const MOVE_ORDER: &str = "UPDATE orders SET status = $1, status_reason = $2, fulfillment_job = $3, \
-     shipment = COALESCE($4, shipment), version = version + 1, updated_at = $5 \
-     WHERE id = $6 AND status = $7 AND version = $8";
+     shipment = COALESCE($4, shipment), version = version + 1, updated_at = $5, claim_token = $9, \
+     lease_until_ms = $10 WHERE id = $6 AND status = $7 AND version = $8 \
+     AND COALESCE(claim_token, '') = COALESCE($11, '')";
 
 /// Lines summed per product, in id order: restocked in the order the create takes stock.
 const UNITS_BY_PRODUCT: &str = "SELECT product_id, SUM(quantity) FROM order_items WHERE order_id = $1 \
@@ -85,17 +102,21 @@ macro_rules! order_writes {
     ($connection:ty) => {
         impl OrderWrites for $connection {
             async fn order_state(&mut self, id: i64) -> Result<OrderState, StoreError> {
-                let row: Option<(String, Option<String>, i64)> =
-                    sqlx::query_as("SELECT status, fulfillment_job, version FROM orders WHERE id = $1")
-                        .bind(id)
-                        .fetch_optional(&mut *self)
-                        .await?;
-                let (current, job, version) = row.ok_or(StoreError::NotFound)?;
-                Ok(OrderState { status: status(&current)?, job, version })
+                let row: Option<(String, Option<String>, i64, Option<String>, Option<i64>)> = sqlx::query_as(
+                    "SELECT status, fulfillment_job, version, claim_token, lease_until_ms FROM orders WHERE id = $1",
+                )
+                .bind(id)
+                .fetch_optional(&mut *self)
+                .await?;
+                let (current, job, version, token, until_ms) = row.ok_or(StoreError::NotFound)?;
+                let lease = token.zip(until_ms).map(|(token, until_ms)| Lease { token, until_ms });
+                Ok(OrderState { status: status(&current)?, job, lease, version })
             }
 
             async fn move_order(&mut self, moving: &Moving<'_>, update: &Update<'_>) -> Result<bool, StoreError> {
-                let job = update.job.filter(|_| update.to == OrderStatus::Processing);
+                let processing = update.to == OrderStatus::Processing;
+                let job = update.job.filter(|_| processing);
+                let (token, until_ms) = update.lease.filter(|_| processing).unzip();
                 let moved = sqlx::query(MOVE_ORDER)
                     .bind(update.to.as_str())
                     .bind(update.reason)
@@ -105,6 +126,9 @@ macro_rules! order_writes {
                     .bind(moving.id)
                     .bind(moving.from.as_str())
                     .bind(moving.version)
+                    .bind(token)
+                    .bind(until_ms)
+                    .bind(moving.claim)
                     .execute(&mut *self)
                     .await?;
                 Ok(moved.rows_affected() == 1)

@@ -7,8 +7,11 @@ use std::time::Duration;
 use futures::StreamExt;
 use serde_json::{Value, json};
 
-use crate::helpers::{Backend, Options, TestApp, fast_fulfillment};
+use crate::helpers::{Backend, Options, TestApp, fast_fulfillment, problem, wasm};
 use crate::on_both_backends;
+use host::fulfillment::{Worker, Workers};
+use host::grpc::proto::{OrderStatus as GrpcStatus, UpdateOrderStatusRequest};
+use host::runtime::Slot;
 
 fn with_workers(workers: usize) -> Options {
     Options { fulfillment: Some(fast_fulfillment(workers)), ..Options::default() }
@@ -60,11 +63,51 @@ on_both_backends!(an_order_above_the_review_threshold_is_held, options = with_wo
     let order = app.wait_for_status(id, "on_hold", Duration::from_secs(15)).await;
     assert!(order["status_reason"].as_str().unwrap().contains("review"), "{order}");
     assert_eq!(order["shipment"], Value::Null);
-    // An operator releases it: back to processing, then on by hand.
-    let released = app.patch(&format!("/api/v1/orders/{id}/status"), &json!({"status": "processing"})).await;
+    // Fulfillment's own moves are not made by hand: no order is decided without its policy.
+    let path = format!("/api/v1/orders/{id}/status");
+    let refused = problem(app.patch(&path, &json!({"status": "fulfilled"})).await, 409).await;
+    assert_eq!(
+        (refused["current_status"].as_str(), refused["allowed"].clone()),
+        (Some("on_hold"), json!(["processing", "cancelled"]))
+    );
+    // An operator reviews it, swaps in the express policy (a higher threshold)
+    // and releases the hold: the order gets a job and is decided again.
+    let express = app.service.rules.runtime().load_file(Slot::Fulfillment, &wasm("fulfillment-express")).await.unwrap();
+    app.service.rules.slots().install(express);
+    let released = app.patch(&path, &json!({"status": "processing", "reason": "reviewed"})).await;
     assert_eq!(released.status(), 200);
-    let fulfilled = app.patch(&format!("/api/v1/orders/{id}/status"), &json!({"status": "fulfilled"})).await;
-    assert_eq!(fulfilled.status(), 200);
+    let order = app.wait_for_status(id, "fulfilled", Duration::from_secs(15)).await;
+    assert_eq!(order["shipment"]["service"], "express", "{order}");
+    assert_eq!(
+        transitions(&order)[1..],
+        [
+            (json!("pending"), json!("processing")),
+            (json!("processing"), json!("on_hold")),
+            (json!("on_hold"), json!("processing")),
+            (json!("processing"), json!("fulfilled")),
+        ]
+    );
+    let jobs = app.service.store.outbox_of(id).await.unwrap().into_iter().filter(|m| m.topic == "fulfillment").count();
+    assert_eq!(jobs, 2, "the order's first job and the one its release queued");
+});
+
+on_both_backends!(fulfillment_moves_are_refused_by_hand, |app| {
+    let mug = app.product("MUG", 1250, 5).await;
+    let id = app.place(&[(mug, 1)], json!({})).await;
+    let path = format!("/api/v1/orders/{id}/status");
+    // No worker runs here: a pending order taken by hand would be `processing` with no job behind it.
+    let taken = problem(app.patch(&path, &json!({"status": "processing"})).await, 409).await;
+    assert_eq!((taken["current_status"].as_str(), taken["allowed"].clone()), (Some("pending"), json!(["cancelled"])));
+    let skipped = problem(app.patch(&path, &json!({"status": "fulfilled"})).await, 409).await;
+    assert_eq!(skipped["current_status"], "pending");
+    let order: Value = app.get(&format!("/api/v1/orders/{id}")).await.json().await.unwrap();
+    assert_eq!((order["status"].as_str(), order["history"].as_array().unwrap().len()), (Some("pending"), 1));
+    // Over gRPC too.
+    let request = UpdateOrderStatusRequest { id, status: GrpcStatus::Processing as i32, reason: None };
+    let refused = app.grpc().await.update_order_status(request).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::FailedPrecondition, "{refused:?}");
+    // Cancelling stays the customer's.
+    assert_eq!(app.patch(&path, &json!({"status": "cancelled"})).await.status(), 200);
 });
 
 /// Reads server-sent events from `response` until `done` says so (or 15 s pass).
@@ -101,10 +144,13 @@ on_both_backends!(status_changes_stream_to_event_clients, |app| {
     let id = app.place(&[(mug, 1)], json!({})).await;
     let one = app.client.get(app.url(&format!("/api/v1/orders/{id}/events"))).send().await.unwrap();
     assert_eq!(one.status(), 200);
-    for status in ["processing", "fulfilled", "shipped"] {
-        let moved = app.patch(&format!("/api/v1/orders/{id}/status"), &json!({"status": status})).await;
-        assert_eq!(moved.status(), 200);
-    }
+    // A worker starts once both streams follow the order: it takes and decides it, then it is shipped by hand.
+    let fulfillment = &app.service.fulfillment;
+    let workers = Workers::start(Worker::new(fulfillment.clone(), fulfillment.queue().clone(), fast_fulfillment(1)), 1);
+    app.wait_for_status(id, "fulfilled", Duration::from_secs(15)).await;
+    workers.drain(Duration::from_secs(5)).await;
+    let moved = app.patch(&format!("/api/v1/orders/{id}/status"), &json!({"status": "shipped"})).await;
+    assert_eq!(moved.status(), 200);
     let events = read_events(one, |events| events.len() >= 4).await;
     assert_eq!(events[0], ("OrderState".to_owned(), json!({"order_id": id, "status": "pending", "version": 1})));
     let changes: Vec<(&str, &Value, &Value)> =

@@ -269,5 +269,6 @@ async fn health_is_not_serving_while_a_slot_is_empty() {
     let refused = empty.grpc().await.create_order(order_of(7, &[(mug, 1)])).await.unwrap_err();
     assert_eq!(refused.code(), Code::Unavailable);
     assert_eq!(refused.get_details_error_info().unwrap().reason, "rule-unavailable");
+    assert_eq!(refused.get_details_retry_info().unwrap().retry_delay, Some(Duration::from_secs(1)));
     assert!(!refused.message().contains("empty"), "no internals: {}", refused.message());
 }

@@ -325,6 +325,12 @@ impl TestApp {
         self._database.as_ref().expect("this app runs on PostgreSQL")
     }
 
+    /// The embedded database's file (embedded backend only).
+    pub fn sqlite_file(&self) -> PathBuf {
+        assert_eq!(self.backend, Backend::Embedded, "this app runs on SQLite");
+        self._dir.path().join("orderly.db")
+    }
+
     /// How many orders the database holds.
     pub async fn order_count(&self) -> i64 {
         let page: Value = self.get("/api/v1/orders?limit=100").await.json().await.unwrap();

@@ -16,6 +16,7 @@ mod idempotency;
 mod observability;
 mod openapi;
 mod orders;
+mod platform_faults;
 mod products;
 mod sandbox;
 mod swap;

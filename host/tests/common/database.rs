@@ -33,6 +33,11 @@ impl TestDatabase {
         Self { pool, name, url: url.to_string() }
     }
 
+    /// The database's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
     /// The database's URL.
     pub fn url(&self) -> &str {
         &self.url

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use tokio::sync::{Mutex, watch};
 
-use super::{ClaimedJob, DeadLetter, Failed, JobQueue, QueueDepth, QueueError, Reaped, now_ms};
+use super::{ClaimedJob, DeadLetter, Failed, JobQueue, QueueDepth, QueueError, Reaped, new_token, now_ms};
 use crate::store::Store;
 
 /// How often an idle worker looks again without being woken: jobs written by
@@ -57,9 +57,10 @@ impl JobQueue for DatabaseJobQueue {
         loop {
             // Marked seen before looking, so a commit after the look wakes us.
             written.borrow_and_update();
-            if let Some(row) = self.store.claim_job(now_ms()).await? {
+            let token = new_token();
+            if let Some(row) = self.store.claim_job(now_ms(), &token).await? {
                 let attempts = u32::try_from(row.attempts).unwrap_or(0);
-                return Ok(Some(ClaimedJob { payload: row.payload, attempts, row: Some(row.id) }));
+                return Ok(Some(ClaimedJob { payload: row.payload, attempts, token, row: Some(row.id) }));
             }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
@@ -70,8 +71,12 @@ impl JobQueue for DatabaseJobQueue {
     }
 
     async fn ack(&self, job: &ClaimedJob) -> Result<(), QueueError> {
-        self.store.ack_job(Self::row(job)?).await?;
+        self.store.ack_job(Self::row(job)?, &job.token).await?;
         Ok(())
+    }
+
+    async fn renew(&self, job: &ClaimedJob) -> Result<bool, QueueError> {
+        Ok(self.store.renew_job(Self::row(job)?, &job.token, now_ms()).await?)
     }
 
     async fn fail(
@@ -81,14 +86,17 @@ impl JobQueue for DatabaseJobQueue {
         retry_in: Duration,
         max_attempts: u32,
     ) -> Result<Failed, QueueError> {
-        let (attempts, dead) =
-            self.store.fail_job(Self::row(job)?, error, due_in(retry_in), max_attempts.max(1)).await?;
+        let failed = (Self::row(job)?, job.token.as_str());
+        let Some((attempts, dead)) = self.store.fail_job(failed, error, due_in(retry_in), max_attempts.max(1)).await?
+        else {
+            return Ok(Failed::Gone);
+        };
         let attempts = u32::try_from(attempts).unwrap_or(0);
         Ok(if dead { Failed::Dead { attempts } } else { Failed::Retrying { attempts } })
     }
 
     async fn release(&self, job: &ClaimedJob, retry_in: Duration) -> Result<(), QueueError> {
-        self.store.release_job(Self::row(job)?, due_in(retry_in)).await?;
+        self.store.release_job(Self::row(job)?, &job.token, due_in(retry_in)).await?;
         Ok(())
     }
 
@@ -128,6 +136,11 @@ impl JobQueue for DatabaseJobQueue {
     async fn remove_dead(&self, id: &str) -> Result<bool, QueueError> {
         let Ok(row) = id.parse::<i64>() else { return Ok(false) };
         Ok(self.store.bury_job(row).await?)
+    }
+
+    async fn holds(&self, payloads: &[String]) -> Result<Vec<bool>, QueueError> {
+        // The rows are the jobs: the outbox cannot lose one.
+        Ok(vec![true; payloads.len()])
     }
 
     async fn depth(&self) -> Result<QueueDepth, QueueError> {

@@ -34,6 +34,10 @@ pub struct ClaimedJob {
     pub payload: String,
     /// Failed attempts before this one.
     pub attempts: u32,
+    /// This delivery's claim token: ack, fail, release and renewal act only
+    /// while the queue's claim on the job is still this one, and the order
+    /// is leased to it under the same token.
+    pub token: String,
     /// Its row, in the database-backed queue.
     row: Option<i64>,
 }
@@ -126,6 +130,9 @@ pub trait JobQueue: Send + Sync {
         retry_in: Duration,
         max_attempts: u32,
     ) -> Result<Failed, QueueError>;
+    /// Renews this delivery's claim (the worker is still at it), so the
+    /// reaper does not give the job to another; false if the claim is gone.
+    async fn renew(&self, job: &ClaimedJob) -> Result<bool, QueueError>;
     /// Gives the job back after `retry_in` without counting an attempt (the
     /// failure was the platform's, not the job's).
     async fn release(&self, job: &ClaimedJob, retry_in: Duration) -> Result<(), QueueError>;
@@ -143,6 +150,15 @@ pub trait JobQueue: Send + Sync {
     async fn remove_dead(&self, id: &str) -> Result<bool, QueueError>;
     /// How many jobs are where.
     async fn depth(&self) -> Result<QueueDepth, QueueError>;
+    /// Which of `payloads` the queue holds in any state (waiting, held by a
+    /// worker, waiting for a retry, or dead), one answer each: a job it does
+    /// not hold was lost and must be published again.
+    async fn holds(&self, payloads: &[String]) -> Result<Vec<bool>, QueueError>;
+}
+
+/// A new delivery's claim token.
+pub(crate) fn new_token() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
 }
 
 /// Milliseconds since the epoch, the queue's clock.

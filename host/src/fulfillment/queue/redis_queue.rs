@@ -2,8 +2,9 @@
 //! fulfillment_queue`, workers `BLMOVE` the oldest job into
 //! `fulfillment_queue:processing` and `LREM` it when done.
 //!
-//! Beside them: `:claims` (hash: job -> when it was claimed, for the
-//! reaper), `:attempts` (hash: job -> failed attempts), `:delayed` (sorted
+//! Beside them: `:claims` (hash: job -> when it was claimed or last renewed,
+//! and the claim's token, for the reaper and for fencing: ack, fail, release
+//! and renewal act only for the delivery whose token is recorded), `:attempts` (hash: job -> failed attempts), `:delayed` (sorted
 //! set: retries by due time) and `:dead` (list of dead letters). A job is
 //! named by the SHA-1 of its payload, computed by Redis itself, so even a
 //! message that is not JSON can be counted and dead-lettered. Every step that
@@ -17,7 +18,7 @@ use ::redis::{Client, Script};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use super::{ClaimedJob, DeadLetter, Failed, JobQueue, QueueDepth, QueueError, Reaped, now_ms};
+use super::{ClaimedJob, DeadLetter, Failed, JobQueue, QueueDepth, QueueError, Reaped, new_token, now_ms};
 
 /// The queue's keys under a namespace.
 #[derive(Debug, Clone)]
@@ -45,60 +46,91 @@ impl QueueKeys {
     }
 }
 
-/// Records when a job was claimed; answers its failed attempts so far.
+/// Records when a job was claimed, and by which delivery (`<ms> <token>`);
+/// answers its failed attempts so far.
 static MARK_CLAIM: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
         local id = redis.sha1hex(ARGV[1])
-        redis.call('HSET', KEYS[1], id, ARGV[2])
+        redis.call('HSET', KEYS[1], id, ARGV[2] .. ' ' .. ARGV[3])
         return tonumber(redis.call('HGET', KEYS[2], id) or '0')
         ",
     )
 });
 
+/// The start of every script that acts for one delivery: `id` names the job
+/// (ARGV[1]), and the script stops, answering `GONE`, unless the claim in
+/// KEYS[2] carries the delivery's token (ARGV[2]): its claim expired and
+/// the job was requeued, maybe claimed again by another worker.
+macro_rules! for_the_claim_holder {
+    ($gone:literal, $body:literal) => {
+        concat!(
+            r"
+        local id = redis.sha1hex(ARGV[1])
+        local claim = redis.call('HGET', KEYS[2], id)
+        if not claim or string.match(claim, ' (.+)$') ~= ARGV[2] then return ",
+            $gone,
+            " end",
+            $body
+        )
+    };
+}
+
+/// Renews a claim (the worker is alive and still at it): the reaper times it from now.
+static RENEW: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(for_the_claim_holder!(
+        "0",
+        r"
+        redis.call('HSET', KEYS[2], id, ARGV[3] .. ' ' .. ARGV[2])
+        return 1
+        "
+    ))
+});
+
 /// Removes a finished job from the processing list and forgets its bookkeeping.
 static ACK: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
+    Script::new(for_the_claim_holder!(
+        "0",
         r"
-        local id = redis.sha1hex(ARGV[1])
         redis.call('HDEL', KEYS[2], id)
         redis.call('HDEL', KEYS[3], id)
         return redis.call('LREM', KEYS[1], 1, ARGV[1])
-        ",
-    )
+        "
+    ))
 });
 
 /// A failed attempt: schedule a retry, or dead-letter the job. Answers
 /// {attempts, 0 = the claim was gone, 1 = retrying, 2 = dead}.
 static FAIL: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
+    Script::new(for_the_claim_holder!(
+        "{0, 0}",
         r"
-        local id = redis.sha1hex(ARGV[1])
         if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 0 then return {0, 0} end
         redis.call('HDEL', KEYS[2], id)
         local attempts = redis.call('HINCRBY', KEYS[3], id, 1)
-        if attempts >= tonumber(ARGV[3]) then
+        if attempts >= tonumber(ARGV[4]) then
           redis.call('HDEL', KEYS[3], id)
           redis.call('LPUSH', KEYS[5], cjson.encode({id = id, payload = ARGV[1], attempts = attempts,
-                                                     error = ARGV[4], dead_at = ARGV[5]}))
+                                                     error = ARGV[5], dead_at = ARGV[6]}))
           return {attempts, 2}
         end
-        redis.call('ZADD', KEYS[4], ARGV[2], ARGV[1])
+        redis.call('ZADD', KEYS[4], ARGV[3], ARGV[1])
         return {attempts, 1}
-        ",
-    )
+        "
+    ))
 });
 
 /// Gives a job back for later without counting an attempt.
 static RELEASE: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
+    Script::new(for_the_claim_holder!(
+        "0",
         r"
         if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 0 then return 0 end
-        redis.call('HDEL', KEYS[2], redis.sha1hex(ARGV[1]))
-        redis.call('ZADD', KEYS[3], ARGV[2], ARGV[1])
+        redis.call('HDEL', KEYS[2], id)
+        redis.call('ZADD', KEYS[3], ARGV[3], ARGV[1])
         return 1
-        ",
-    )
+        "
+    ))
 });
 
 /// Moves due retries to the back of the queue.
@@ -133,7 +165,7 @@ static REAP: LazyLock<Script> = LazyLock::new(|| {
             local claimed = redis.call('HGET', KEYS[2], id)
             if not claimed then
               redis.call('HSET', KEYS[2], id, ARGV[1])
-            elseif now - tonumber(claimed) > tonumber(ARGV[2]) then
+            elseif now - tonumber(string.match(claimed, '^(%d+)')) > tonumber(ARGV[2]) then
               redis.call('LREM', KEYS[1], 1, payload)
               redis.call('HDEL', KEYS[2], id)
               local attempts = redis.call('HINCRBY', KEYS[3], id, 1)
@@ -164,6 +196,28 @@ static TAKE_DEAD: LazyLock<Script> = LazyLock::new(|| {
         if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 0 then return 0 end
         if KEYS[2] then redis.call('LPUSH', KEYS[2], cjson.decode(ARGV[1]).payload) end
         return 1
+        ",
+    )
+});
+
+/// Which of the payloads in ARGV are anywhere in the queue: waiting, held,
+/// delayed or dead. One pass over each key, so the answer is one snapshot
+/// (no job moves between keys while a script runs). Answers 1 or 0 each.
+static HOLDS: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+        local held = {}
+        for _, key in ipairs({KEYS[1], KEYS[2]}) do
+          for _, payload in ipairs(redis.call('LRANGE', key, 0, -1)) do held[payload] = true end
+        end
+        for _, payload in ipairs(redis.call('ZRANGE', KEYS[3], 0, -1)) do held[payload] = true end
+        for _, entry in ipairs(redis.call('LRANGE', KEYS[4], 0, -1)) do
+          local ok, letter = pcall(cjson.decode, entry)
+          if ok and type(letter) == 'table' and type(letter.payload) == 'string' then held[letter.payload] = true end
+        end
+        local answer = {}
+        for index, payload in ipairs(ARGV) do answer[index] = held[payload] and 1 or 0 end
+        return answer
         ",
     )
 });
@@ -248,14 +302,16 @@ impl JobQueue for RedisJobQueue {
             .await?;
         drop(blocking);
         let Some(payload) = payload else { return Ok(None) };
+        let token = new_token();
         let attempts: u32 = MARK_CLAIM
             .key(&self.keys.claims)
             .key(&self.keys.attempts)
             .arg(&payload)
             .arg(now_ms())
+            .arg(&token)
             .invoke_async(&mut self.connection.clone())
             .await?;
-        Ok(Some(ClaimedJob { payload, attempts, row: None }))
+        Ok(Some(ClaimedJob { payload, attempts, token, row: None }))
     }
 
     async fn ack(&self, job: &ClaimedJob) -> Result<(), QueueError> {
@@ -264,9 +320,22 @@ impl JobQueue for RedisJobQueue {
             .key(&self.keys.claims)
             .key(&self.keys.attempts)
             .arg(&job.payload)
+            .arg(&job.token)
             .invoke_async(&mut self.connection.clone())
             .await?;
         Ok(())
+    }
+
+    async fn renew(&self, job: &ClaimedJob) -> Result<bool, QueueError> {
+        let renewed: i64 = RENEW
+            .key(&self.keys.processing)
+            .key(&self.keys.claims)
+            .arg(&job.payload)
+            .arg(&job.token)
+            .arg(now_ms())
+            .invoke_async(&mut self.connection.clone())
+            .await?;
+        Ok(renewed == 1)
     }
 
     async fn fail(
@@ -283,6 +352,7 @@ impl JobQueue for RedisJobQueue {
             .key(&self.keys.delayed)
             .key(&self.keys.dead)
             .arg(&job.payload)
+            .arg(&job.token)
             .arg(now_ms() + retry_in.as_millis() as i64)
             .arg(max_attempts.max(1))
             .arg(error)
@@ -302,6 +372,7 @@ impl JobQueue for RedisJobQueue {
             .key(&self.keys.claims)
             .key(&self.keys.delayed)
             .arg(&job.payload)
+            .arg(&job.token)
             .arg(now_ms() + retry_in.as_millis() as i64)
             .invoke_async(&mut self.connection.clone())
             .await?;
@@ -374,6 +445,19 @@ impl JobQueue for RedisJobQueue {
         let Some(raw) = self.find_dead(id).await? else { return Ok(false) };
         let taken: i64 = TAKE_DEAD.key(&self.keys.dead).arg(raw).invoke_async(&mut self.connection.clone()).await?;
         Ok(taken == 1)
+    }
+
+    async fn holds(&self, payloads: &[String]) -> Result<Vec<bool>, QueueError> {
+        if payloads.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut script = HOLDS.prepare_invoke();
+        script.key(&self.keys.queue).key(&self.keys.processing).key(&self.keys.delayed).key(&self.keys.dead);
+        for payload in payloads {
+            script.arg(payload);
+        }
+        let held: Vec<u8> = script.invoke_async(&mut self.connection.clone()).await?;
+        Ok(held.into_iter().map(|held| held == 1).collect())
     }
 
     async fn depth(&self) -> Result<QueueDepth, QueueError> {

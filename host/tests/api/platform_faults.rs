@@ -1,0 +1,148 @@
+//! Faults of the platform, told apart from faults of the work: a database
+//! that turned read-only (a failover) or dropped its connections (a restart),
+//! and an embedded file another process holds locked, answer 503 with
+//! `Retry-After` and cost a fulfillment job no attempt; and a keyed order
+//! whose client went away mid-request is still placed, once, and its retry
+//! gets the first answer.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use sqlx::Connection;
+
+use crate::helpers::{Backend, Options, TestApp, fast_fulfillment, postgres_url, problem};
+use crate::on_both_backends;
+use host::config::FulfillmentSettings;
+use host::fulfillment::DelayRange;
+
+/// Runs `sql` on the PostgreSQL server's admin database.
+async fn admin(sql: &str) {
+    let mut admin = sqlx::PgConnection::connect(&postgres_url()).await.unwrap();
+    sqlx::query(sql).execute(&mut admin).await.unwrap();
+}
+
+/// Makes `app`'s database read-only for new sessions (as a standby after a
+/// failover is) or writable again, and ends every session on it, as a
+/// restart does (the server answers `57P01 admin_shutdown`).
+async fn fail_over(app: &TestApp, read_only: bool) {
+    let name = app.database().name();
+    let setting = if read_only { "on" } else { "off" };
+    admin(&format!("ALTER DATABASE {name} SET default_transaction_read_only = {setting}")).await;
+    admin(&format!("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'")).await;
+}
+
+fn order_of(product: i64) -> Value {
+    json!({"user_id": 7, "items": [{"product_id": product, "quantity": 1}]})
+}
+
+/// Asserts `response` is the 503 of a platform fault, with its `Retry-After`.
+async fn unavailable(response: reqwest::Response) {
+    let retry_after = response.headers().get("retry-after").map(|value| value.to_str().unwrap().to_owned());
+    let body = problem(response, 503).await;
+    assert_eq!(body["type"], "urn:orderly:problem:service-unavailable", "{body}");
+    assert_eq!(retry_after.as_deref(), Some("1"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_only_database_is_unavailable_and_costs_no_attempt() {
+    // One attempt allowed: a fault charged to the job would dead-letter it at once.
+    let fulfillment = fast_fulfillment(1);
+    let slow = Some(DelayRange { min_ms: 1_500, max_ms: 1_500 });
+    let fulfillment = FulfillmentSettings { max_attempts: 1, simulated_delay_ms: slow, ..fulfillment };
+    let app = TestApp::spawn_with(Backend::Postgres, Options { fulfillment: Some(fulfillment), ..Options::default() });
+    let app = app.await;
+    let mug = app.product("MUG", 1250, 10).await;
+    let id = app.place(&[(mug, 1)], json!({})).await;
+    app.wait_for_status(id, "processing", Duration::from_secs(10)).await;
+    // The worker holds the job (its policy is "slow"); the database fails over.
+    fail_over(&app, true).await;
+    for _ in 0..3 {
+        unavailable(app.post("/api/v1/orders", &order_of(mug)).await).await;
+    }
+    let change = app.patch(&format!("/api/v1/orders/{id}/status"), &json!({"status": "cancelled"})).await;
+    unavailable(change).await;
+    // The worker's decision met the read-only database: given back, not failed.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let depth = app.service.fulfillment.depth().await.unwrap();
+    assert_eq!(depth.dead, 0, "no job was charged for the failover: {depth:?}");
+    fail_over(&app, false).await;
+    let order = app.wait_for_status(id, "fulfilled", Duration::from_secs(20)).await;
+    let moves: Vec<&Value> = order["history"].as_array().unwrap().iter().map(|entry| &entry["to"]).collect();
+    assert_eq!(moves, ["pending", "processing", "fulfilled"], "decided once: {order}");
+    assert_eq!(app.post("/api/v1/orders", &order_of(mug)).await.status(), 201);
+    assert_eq!((app.order_count().await, app.stock(mug).await), (2, 8), "nothing stored by the refused requests");
+}
+
+/// Holds the database's write lock against the service: on PostgreSQL the
+/// product's row, on SQLite the whole file (as another process writing
+/// would), until [`WriteLock::release`].
+enum WriteLock {
+    Postgres(sqlx::Transaction<'static, sqlx::Postgres>),
+    Sqlite(rusqlite::Connection),
+}
+
+impl WriteLock {
+    async fn take(app: &TestApp, product: i64) -> Self {
+        match app.backend {
+            Backend::Postgres => {
+                let mut tx = app.database().pool.begin().await.unwrap();
+                sqlx::query("SELECT 1 FROM products WHERE id = $1 FOR UPDATE")
+                    .bind(product)
+                    .execute(&mut *tx)
+                    .await
+                    .unwrap();
+                WriteLock::Postgres(tx)
+            }
+            Backend::Embedded => {
+                let file = rusqlite::Connection::open(app.sqlite_file()).unwrap();
+                file.execute_batch("BEGIN IMMEDIATE").unwrap();
+                WriteLock::Sqlite(file)
+            }
+        }
+    }
+
+    async fn release(self) {
+        match self {
+            WriteLock::Postgres(tx) => tx.rollback().await.unwrap(),
+            WriteLock::Sqlite(file) => file.execute_batch("ROLLBACK").unwrap(),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_file_locked_past_the_busy_timeout_is_unavailable() {
+    let app = TestApp::spawn(Backend::Embedded).await;
+    let mug = app.product("MUG", 1250, 10).await;
+    let lock = WriteLock::take(&app, mug).await;
+    // SQLite waits out its 5 s busy timeout, then answers SQLITE_BUSY.
+    unavailable(app.post("/api/v1/orders", &order_of(mug)).await).await;
+    lock.release().await;
+    assert_eq!(app.post("/api/v1/orders", &order_of(mug)).await.status(), 201);
+    assert_eq!((app.order_count().await, app.stock(mug).await), (1, 9));
+}
+
+on_both_backends!(a_keyed_order_is_placed_even_when_its_client_goes_away, |app| {
+    let mug = app.product("MUG", 1250, 10).await;
+    let lock = WriteLock::take(&app, mug).await;
+    // The client sends a keyed order, which waits on the lock, and gives up
+    // (its connection closes) before an answer comes.
+    let (client, url) = (reqwest::Client::new(), app.url("/api/v1/orders"));
+    let sent = client.post(&url).header("idempotency-key", "walked-away").json(&order_of(mug)).send();
+    assert!(tokio::time::timeout(Duration::from_millis(500), sent).await.is_err(), "no answer while locked");
+    drop(client);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    lock.release().await;
+    // The placing went on without its client: the order is stored once.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while app.order_count().await == 0 {
+        assert!(Instant::now() < deadline, "the order was dropped with its connection");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The client's retry with the same key gets that order.
+    let retry = app.client.post(&url).header("idempotency-key", "walked-away").json(&order_of(mug)).send().await;
+    let retry = retry.unwrap();
+    assert_eq!((retry.status().as_u16(), retry.headers().get("idempotent-replayed").is_some()), (201, true));
+    let order: Value = retry.json().await.unwrap();
+    assert_eq!(order["items"][0]["quantity"], 1);
+    assert_eq!((app.order_count().await, app.stock(mug).await), (1, 9), "placed once, stock taken once");
+});
