@@ -6,8 +6,13 @@
 //! guarded transitions issued directly through the store (no queue, no
 //! component) by as many tasks.
 //!
+//! Then a Redis outage under that load, on a Redis of the benchmark's own:
+//! killed 2 s in and restarted empty 5 s later; it reports the jobs Redis
+//! held when it died, the extra jobs published again, and how long after
+//! Redis came back every order was fulfilled.
+//!
 //! `BENCH_ORDERS` (default 3000) orders per run; `BENCH_RATE` (default 100/s)
-//! and `BENCH_SECONDS` (default 10) for the lag run.
+//! and `BENCH_SECONDS` (default 10) for the lag and outage runs.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -21,6 +26,9 @@ use host::store::{Guard, NewOrder, PricedLine, Step};
 
 mod common;
 use common::{BenchDatabase, install_components, percentile, setting};
+#[path = "../tests/common/redis_server.rs"]
+mod redis_server;
+use redis_server::PrivateRedis;
 
 const CATALOGUE: i64 = 100;
 
@@ -152,6 +160,91 @@ async fn baseline(service: &Arc<App>, ids: Vec<i64>, tasks: usize) -> Duration {
     started.elapsed()
 }
 
+/// The benchmark's products; returns the first one's id.
+async fn catalogue(service: &App) -> i64 {
+    let mut first = None;
+    for n in 0..CATALOGUE {
+        let product = host::domain::input::NewProduct {
+            sku: format!("BENCH-{n}"),
+            name: format!("Bench product {n}"),
+            price: 500,
+            currency: "EUR".into(),
+            stock: 1_000_000_000_000,
+            active: true,
+        };
+        let id = service.store.create_product(&product).await.unwrap().id;
+        first.get_or_insert(id);
+    }
+    first.unwrap()
+}
+
+/// Places `count` orders at `rate` per second, numbered from `from`; returns their ids.
+async fn place_steadily(service: &Arc<App>, first_product: i64, from: u64, count: u64, rate: u64) -> Vec<i64> {
+    let mut every = tokio::time::interval(Duration::from_secs_f64(1.0 / rate as f64));
+    let mut ids = Vec::new();
+    for n in 0..count {
+        every.tick().await;
+        let service = service.clone();
+        ids.push(tokio::spawn(async move { service.store.create_order(&new_order(from + n, first_product)).await }));
+    }
+    let mut placed = Vec::new();
+    for id in ids {
+        placed.push(id.await.unwrap().unwrap().id);
+    }
+    placed
+}
+
+/// What a Redis outage under load cost.
+struct Outage {
+    placed: usize,
+    /// Jobs Redis held (queued, in hand, waiting for a retry) when it died.
+    held: u64,
+    /// Jobs published again beyond one per order.
+    extra: i64,
+    /// From Redis back to every order fulfilled.
+    drained: Duration,
+}
+
+/// Orders placed at `rate`/s for `seconds` (at least 8) with 4 workers, on a
+/// database and a Redis of this run's own; Redis is killed 2 s in and
+/// restarted empty 5 s later.
+fn redis_outage(rate: u64, seconds: u64) -> Outage {
+    let server = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let mut redis = PrivateRedis::start();
+    let mut database = BenchDatabase::create(&server);
+    database.redis_url = redis.url();
+    let dir = tempfile::tempdir().unwrap();
+    install_components(&dir.path().join("components"));
+    let settings = FulfillmentSettings { workers: 4, claim_wait_ms: 100, ..FulfillmentSettings::default() };
+    let app = server.block_on(Application::build(database.serve_settings(&dir.path().join("components"), settings)));
+    let app = app.expect("the service starts");
+    let service = app.app();
+    server.spawn(app.run_until(std::future::pending()));
+    let first_product = server.block_on(catalogue(&service));
+    let load = {
+        let service = service.clone();
+        server.spawn(async move { place_steadily(&service, first_product, 0, rate * seconds.max(8), rate).await })
+    };
+    std::thread::sleep(Duration::from_secs(2));
+    let depth = server.block_on(service.fulfillment.queue().depth()).unwrap_or_default();
+    redis.stop();
+    std::thread::sleep(Duration::from_secs(5));
+    redis.restart();
+    let back = Instant::now();
+    let ids = server.block_on(load).unwrap();
+    server.block_on(wait_fulfilled(&service, ids.len() as i64));
+    let drained = back.elapsed();
+    let jobs: i64 = server.block_on(async {
+        let direct = sqlx::PgPool::connect(&database.url).await.unwrap();
+        sqlx::query_scalar("SELECT count(*) FROM outbox WHERE topic = 'fulfillment'").fetch_one(&direct).await.unwrap()
+    });
+    drop(server);
+    let cleanup = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    database.drop_now(&cleanup);
+    let held = depth.queued + depth.processing + depth.delayed;
+    Outage { placed: ids.len(), held, extra: jobs - ids.len() as i64, drained }
+}
+
 fn main() {
     let orders: u64 = setting("BENCH_ORDERS", 3000, 100);
     let rate: u64 = setting("BENCH_RATE", 100, 50);
@@ -166,22 +259,7 @@ fn main() {
     let app = app.expect("the service starts");
     let service = app.app();
     server.spawn(app.run_until(std::future::pending()));
-    let first_product = server.block_on(async {
-        let mut first = None;
-        for n in 0..CATALOGUE {
-            let product = host::domain::input::NewProduct {
-                sku: format!("BENCH-{n}"),
-                name: format!("Bench product {n}"),
-                price: 500,
-                currency: "EUR".into(),
-                stock: 1_000_000_000_000,
-                active: true,
-            };
-            let id = service.store.create_product(&product).await.unwrap().id;
-            first.get_or_insert(id);
-        }
-        first.unwrap()
-    });
+    let first_product = server.block_on(catalogue(&service));
 
     database.vacuum(&server);
     let mut rows = Vec::new();
@@ -228,22 +306,7 @@ fn main() {
         Workers::start(Worker::new(service.fulfillment.clone(), service.fulfillment.queue().clone(), settings), 4)
     });
     let lag_orders = rate * seconds;
-    let ids = server.block_on(async {
-        let mut every = tokio::time::interval(Duration::from_secs_f64(1.0 / rate as f64));
-        let mut ids = Vec::new();
-        for n in 0..lag_orders {
-            every.tick().await;
-            let service = service.clone();
-            ids.push(tokio::spawn(async move {
-                service.store.create_order(&new_order(placed + n, first_product)).await.unwrap().id
-            }));
-        }
-        let mut placed_ids = Vec::new();
-        for id in ids {
-            placed_ids.push(id.await.unwrap());
-        }
-        placed_ids
-    });
+    let ids = server.block_on(place_steadily(&service, first_product, placed, lag_orders, rate));
     fulfilled += lag_orders as i64;
     server.block_on(wait_fulfilled(&service, fulfilled));
     server.block_on(running.drain(Duration::from_secs(10)));
@@ -302,4 +365,15 @@ fn main() {
     drop(server);
     let cleanup = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     database.drop_now(&cleanup);
+
+    let outage = redis_outage(rate, seconds);
+    println!();
+    println!(
+        "Redis killed for 5 s under {rate}/s with 4 workers ({} orders): it held {} jobs when it died; \
+         {} jobs published again (target: at most the jobs it held); every order fulfilled {:.1} s after Redis came back",
+        outage.placed,
+        outage.held,
+        outage.extra,
+        outage.drained.as_secs_f64()
+    );
 }

@@ -21,8 +21,10 @@ const BATCH: i64 = 500;
 const TURN_TAKEN: Duration = Duration::from_millis(20);
 /// How often an idle relay looks without being woken (rows written by other processes).
 const IDLE_POLL: Duration = Duration::from_millis(500);
-/// The longest pause between attempts while Redis is down.
-const MAX_BACKOFF: Duration = Duration::from_secs(10);
+/// The longest pause between attempts while Redis is down: short, since
+/// every order placed meanwhile waits for Redis to come back, and one
+/// attempt a second costs a down server nothing.
+const MAX_BACKOFF: Duration = Duration::from_secs(1);
 
 /// Where the relay publishes.
 pub enum Sink {

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use serde_json::{Value, json};
 
-use crate::helpers::{Backend, Options, TestApp, fast_fulfillment};
+use crate::helpers::{Backend, Options, PrivateRedis, TestApp, fast_fulfillment};
 use crate::on_both_backends;
 use host::config::{FulfillmentSettings, SwapSettings};
 use host::fulfillment::relay::{Relay, Sink};
@@ -188,52 +188,6 @@ async fn sigterm_lets_jobs_in_hand_finish_and_loses_none() {
     wait_for_count(&app, "fulfilled", 4, Duration::from_secs(30)).await;
     rest.drain(Duration::from_secs(5)).await;
     assert_fulfilled_exactly_once(&app, 4).await;
-}
-
-/// A Redis server of the test's own, on a free port, without persistence.
-struct PrivateRedis {
-    port: u16,
-    process: Option<Child>,
-}
-
-impl PrivateRedis {
-    fn start() -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let mut redis = Self { port, process: None };
-        redis.restart();
-        redis
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    fn restart(&mut self) {
-        let process = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("redis-server is installed");
-        self.process = Some(process);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(Instant::now() < deadline, "redis-server did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn stop(&mut self) {
-        if let Some(mut process) = self.process.take() {
-            process.kill().unwrap();
-            process.wait().unwrap();
-        }
-    }
-}
-
-impl Drop for PrivateRedis {
-    fn drop(&mut self) {
-        self.stop();
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -17,7 +17,10 @@ use serde_json::{Value, json};
 
 #[path = "../common/database.rs"]
 mod database;
+#[path = "../common/redis_server.rs"]
+mod redis_server;
 pub use database::{TestDatabase, postgres_url, redis_url};
+pub use redis_server::PrivateRedis;
 
 /// Which backing servers a test app runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
