@@ -209,7 +209,7 @@ async fn orders_survive_redis_going_down_and_losing_its_data() {
     assert!(started.elapsed() < Duration::from_secs(10), "orders are taken while Redis is down");
     redis.restart();
     // Workers start; the relay publishes what waited in the outbox, and the
-    // reconciler publishes again the orders whose jobs Redis lost.
+    // recovery pass publishes again the orders whose jobs Redis lost.
     let settings = FulfillmentSettings { recover_every_ms: 1000, ..fast_fulfillment(2) };
     let background = Background::start(app.service.clone(), &settings, &SwapSettings::default());
     wait_for_count(&app, "fulfilled", 6, Duration::from_secs(60)).await;
