@@ -21,7 +21,7 @@ use crate::domain::decision::{DraftLine, DraftOrder, Quote};
 use crate::domain::input::{OrderRequest, Violation};
 use crate::domain::{ComponentRecord, OrderDetail, Product};
 use crate::runtime::CallContext;
-use crate::store::{Claim, NewOrder, PricedLine, Store};
+use crate::store::{Claim, NewOrder, PricedLine, Store, StoreError};
 
 /// When work done for a caller must stop, and the time limit that set it
 /// (the client's deadline or the server's own).
@@ -37,6 +37,11 @@ impl Deadline {
         Self { at: Instant::now() + limit, limit }
     }
 }
+
+/// How many times, and how far apart, a failed request's key release is
+/// tried while the database is unavailable (about 5 s in all).
+const KEY_RELEASE_TRIES: u32 = 25;
+const KEY_RELEASE_PAUSE: Duration = Duration::from_millis(200);
 
 /// How often a request waiting for another with the same key looks again.
 const KEY_POLL: Duration = Duration::from_millis(20);
@@ -274,11 +279,23 @@ impl Drop for HeldKey {
     fn drop(&mut self) {
         let Some(key) = self.key.take() else { return };
         let store = self.store.clone();
-        // Drop cannot wait; the release runs on its own.
+        // Drop cannot wait; the release runs on its own, and outlasts a short
+        // outage (the failure that freed the key is often the database
+        // restarting), or the retry would wait for a key nobody holds.
         tokio::spawn(async move {
-            if let Err(error) = store.release_idempotency_key(&key).await {
-                tracing::warn!(%error, "cannot release an idempotency key");
+            for _ in 0..KEY_RELEASE_TRIES {
+                match store.release_idempotency_key(&key).await {
+                    Ok(()) => return,
+                    Err(StoreError::Database(error)) if crate::store::is_unavailable(&error) => {
+                        tokio::time::sleep(KEY_RELEASE_PAUSE).await;
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, "cannot release an idempotency key");
+                        return;
+                    }
+                }
             }
+            tracing::warn!("cannot release an idempotency key: the database stayed unavailable");
         });
     }
 }

@@ -17,9 +17,12 @@ use serde_json::{Value, json};
 
 #[path = "../common/database.rs"]
 mod database;
+#[path = "../common/postgres_server.rs"]
+mod postgres_server;
 #[path = "../common/redis_server.rs"]
 mod redis_server;
 pub use database::{TestDatabase, postgres_url, redis_url};
+pub use postgres_server::PrivatePostgres;
 pub use redis_server::PrivateRedis;
 
 /// Which backing servers a test app runs on.
@@ -154,6 +157,8 @@ pub struct Options {
     pub components: Vec<(Slot, &'static str)>,
     /// The Redis server, when not the shared one.
     pub redis_url: Option<String>,
+    /// The PostgreSQL database, when not a fresh one on the shared server.
+    pub database_url: Option<String>,
     /// Install each default component's golden fixtures as `<slot>.fixtures/`.
     pub fixtures: bool,
     /// Hot-swap settings, when not the default.
@@ -194,15 +199,19 @@ impl TestApp {
                 (None, BackendSettings { database_url: Some(url), ..BackendSettings::default() })
             }
             Backend::Postgres => {
-                let database = TestDatabase::create().await;
+                let database = match &options.database_url {
+                    Some(_) => None,
+                    None => Some(TestDatabase::create().await),
+                };
+                let url = options.database_url.clone().or_else(|| database.as_ref().map(|db| db.url().to_owned()));
                 let settings = BackendSettings {
-                    database_url: Some(database.url().to_owned()),
+                    database_url: url,
                     redis_url: Some(options.redis_url.clone().unwrap_or_else(redis_url)),
                     redis_namespace: namespace.clone(),
                     database_max_connections: 8,
                     ..BackendSettings::default()
                 };
-                (Some(database), settings)
+                (database, settings)
             }
         };
         let backend_redis_url = backend_settings.redis_url.clone();
