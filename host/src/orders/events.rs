@@ -85,9 +85,11 @@ pub async fn follow_stream(client: Client, stream: String, hub: EventHub, stop: 
     let mut connection: Option<ConnectionManager> = None;
     while !stop.is_cancelled() {
         if connection.is_none() {
+            // One reconnection attempt per read: this loop paces its own retries.
             let config = ConnectionManagerConfig::new()
                 .set_connection_timeout(Some(Duration::from_secs(2)))
-                .set_response_timeout(Some(STREAM_BLOCK + Duration::from_secs(5)));
+                .set_response_timeout(Some(STREAM_BLOCK + Duration::from_secs(5)))
+                .set_number_of_retries(0);
             match ConnectionManager::new_with_config(client.clone(), config).await {
                 Ok(opened) => connection = Some(opened),
                 Err(error) => {

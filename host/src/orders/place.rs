@@ -103,26 +103,29 @@ impl Orders {
         correlation_id: &str,
         key: String,
     ) -> Result<Placed, OrderError> {
-        if let Some(replay) = self.claim_key(&key, &request_hash(&request)?).await? {
-            return Ok(replay);
-        }
-        let held = HeldKey { store: self.store.clone(), key: Some(key.clone()) };
+        let since = match self.claim_key(&key, &request_hash(&request)?).await? {
+            KeyClaim::Held { since } => since,
+            KeyClaim::Answered(replay) => return Ok(*replay),
+        };
+        let held = HeldKey { store: self.store.clone(), claim: Some((key.clone(), since)) };
         let placed = self.place_new(request, correlation_id, Some(key)).await?;
         held.keep();
         Ok(placed)
     }
 
-    /// Takes `key` for this request: `None` when it is ours to use, the first
-    /// answer when this request was placed before.
-    async fn claim_key(&self, key: &str, hash: &str) -> Result<Option<Placed>, OrderError> {
+    /// Takes `key` for this request, or finds the first answer when this
+    /// request was placed before.
+    async fn claim_key(&self, key: &str, hash: &str) -> Result<KeyClaim, OrderError> {
         let policy = &self.policy;
         let ttl = chrono::Duration::from_std(policy.idempotency_ttl).map_err(anyhow::Error::from)?;
         let abandon = chrono::Duration::from_std(policy.idempotency_abandon_after).map_err(anyhow::Error::from)?;
         let waiting_since = Instant::now();
         loop {
             match self.store.claim_idempotency_key(key, hash, ttl, abandon).await? {
-                Claim::Fresh => return Ok(None),
-                Claim::Replay { body, .. } => return Placed::replayed(body).map(Some),
+                Claim::Fresh { since } => return Ok(KeyClaim::Held { since }),
+                Claim::Replay { body, .. } => {
+                    return Placed::replayed(body).map(|placed| KeyClaim::Answered(Box::new(placed)));
+                }
                 Claim::Mismatch => return Err(OrderError::KeyReused),
                 Claim::InProgress if waiting_since.elapsed() < policy.idempotency_wait => {
                     tokio::time::sleep(KEY_POLL).await;
@@ -259,32 +262,41 @@ fn new_order(
     }
 }
 
+/// What claiming an idempotency key found.
+enum KeyClaim {
+    /// The key is this request's, by the claim made at `since`.
+    Held { since: chrono::DateTime<chrono::Utc> },
+    /// The same request was placed before: its answer.
+    Answered(Box<Placed>),
+}
+
 /// A claimed idempotency key that is freed unless the request placed its
 /// order: failed requests are not remembered, and neither is one stopped at
 /// its deadline, so the client may retry with the same key. Freeing touches only a key still in
 /// progress: a key whose order committed was completed in that transaction.
 struct HeldKey {
     store: Store,
-    key: Option<String>,
+    /// The key and when it was claimed.
+    claim: Option<(String, chrono::DateTime<chrono::Utc>)>,
 }
 
 impl HeldKey {
     /// The order was placed: the key stays, completed with its answer.
     fn keep(mut self) {
-        self.key = None;
+        self.claim = None;
     }
 }
 
 impl Drop for HeldKey {
     fn drop(&mut self) {
-        let Some(key) = self.key.take() else { return };
+        let Some((key, since)) = self.claim.take() else { return };
         let store = self.store.clone();
         // Drop cannot wait; the release runs on its own, and outlasts a short
         // outage (the failure that freed the key is often the database
         // restarting), or the retry would wait for a key nobody holds.
         tokio::spawn(async move {
             for _ in 0..KEY_RELEASE_TRIES {
-                match store.release_idempotency_key(&key).await {
+                match store.release_idempotency_key(&key, since).await {
                     Ok(()) => return,
                     Err(StoreError::Database(error)) if crate::store::is_unavailable(&error) => {
                         tokio::time::sleep(KEY_RELEASE_PAUSE).await;

@@ -12,8 +12,9 @@ use super::{Store, StoreError, with_pool};
 /// What a claim on a key found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Claim {
-    /// The key is new (or its earlier use expired): this request owns it.
-    Fresh,
+    /// The key is new (or its earlier use expired): this request owns it,
+    /// by the claim made at `since` (what its release names).
+    Fresh { since: DateTime<Utc> },
     /// The same request completed earlier: replay this answer.
     Replay { status: u16, body: String },
     /// The key was used with another request body.
@@ -60,7 +61,7 @@ impl Store {
                 .map(|done| done.rows_affected())
             })?;
             if inserted == 1 {
-                return Ok(Claim::Fresh);
+                return Ok(Claim::Fresh { since: now });
             }
             let found = with_pool!(self, |pool| {
                 sqlx::query_as::<_, KeyRow>(
@@ -96,11 +97,14 @@ impl Store {
         Ok(Claim::InProgress)
     }
 
-    /// Gives up a claim after a failed request, so the key can be retried.
-    pub async fn release_idempotency_key(&self, key: &str) -> Result<(), StoreError> {
+    /// Gives up the claim on `key` made at `since` after a failed request, so
+    /// the key can be retried. A later claim of the same key (the first was
+    /// abandoned and taken over) is left alone, however late this arrives.
+    pub async fn release_idempotency_key(&self, key: &str, since: DateTime<Utc>) -> Result<(), StoreError> {
         with_pool!(self, |pool| {
-            sqlx::query("DELETE FROM idempotency_keys WHERE key = $1 AND state = 'in_progress'")
+            sqlx::query("DELETE FROM idempotency_keys WHERE key = $1 AND state = 'in_progress' AND created_at = $2")
                 .bind(key)
+                .bind(since)
                 .execute(pool)
                 .await
                 .map(|done| done.rows_affected())

@@ -1,5 +1,6 @@
 //! `Idempotency-Key` on `POST /orders`.
 
+use host::store::Claim;
 use serde_json::{Value, json};
 
 use crate::helpers::{TestApp, problem};
@@ -83,3 +84,22 @@ async fn keys_expire() {
     assert_eq!(reused.status(), 201, "an expired key is a new key");
     assert_eq!(app.order_count().await, 2);
 }
+
+on_both_backends!(a_late_release_leaves_a_newer_claim_of_the_key_alone, |app| {
+    let store = &app.service.store;
+    let (ttl, never) = (chrono::Duration::hours(1), chrono::Duration::hours(1));
+    let claim = |abandon_after| store.claim_idempotency_key("late", "same-request", ttl, abandon_after);
+    let Claim::Fresh { since: first } = claim(never).await.unwrap() else { panic!("a new key is fresh") };
+    // The first request hangs; its retry, past the abandon time, takes the key over.
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    let Claim::Fresh { since: second } = claim(chrono::Duration::zero()).await.unwrap() else {
+        panic!("an abandoned claim is taken over")
+    };
+    assert_ne!(first, second);
+    // The first request's release arrives late: the retry's claim stays.
+    store.release_idempotency_key("late", first).await.unwrap();
+    assert_eq!(claim(never).await.unwrap(), Claim::InProgress);
+    // The retry's own release frees the key.
+    store.release_idempotency_key("late", second).await.unwrap();
+    assert!(matches!(claim(never).await.unwrap(), Claim::Fresh { .. }));
+});

@@ -286,9 +286,13 @@ impl JobQueue for RedisJobQueue {
         let mut blocking = self.blocking.lock().await;
         if blocking.is_none() {
             // Longer than the block itself, or every empty wait would look like a dead server.
+            // One reconnection attempt per claim: the worker paces its own retries (a
+            // second apart), so it takes jobs again as soon as Redis is back instead of
+            // waiting out a growing reconnection backoff.
             let config = ConnectionManagerConfig::new()
                 .set_connection_timeout(Some(Duration::from_secs(2)))
-                .set_response_timeout(Some(wait + Duration::from_secs(5)));
+                .set_response_timeout(Some(wait + Duration::from_secs(5)))
+                .set_number_of_retries(0);
             *blocking = Some(ConnectionManager::new_with_config(self.client.clone(), config).await?);
         }
         let connection = blocking.as_mut().expect("opened above");
