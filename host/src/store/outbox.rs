@@ -26,6 +26,8 @@ pub struct OutboxMessage {
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct OpenJob {
     pub order_id: i64,
+    /// Its outbox row.
+    pub row: i64,
     /// The order's version when it was read.
     pub version: i64,
     /// The job, as queued.
@@ -343,7 +345,7 @@ impl Store {
     pub async fn open_jobs(&self, after: i64, limit: i64) -> Result<Vec<OpenJob>, StoreError> {
         let jobs = with_pool!(self, |pool| {
             sqlx::query_as::<_, OpenJob>(
-                "SELECT o.id AS order_id, o.version, b.payload, b.correlation_id FROM orders o \
+                "SELECT o.id AS order_id, b.id AS row, o.version, b.payload, b.correlation_id FROM orders o \
                  JOIN outbox b ON b.id = (SELECT max(x.id) FROM outbox x \
                                           WHERE x.order_id = o.id AND x.topic = 'fulfillment') \
                  WHERE o.status IN ('pending', 'processing') AND o.id > $1 \
@@ -360,25 +362,44 @@ impl Store {
 
     /// Writes `job` to the outbox again, exactly as it was (same job id), so
     /// the relay queues it once more; unless its order changed since `job`
-    /// was read (a worker moved it on: the job is not lost, it is done).
-    /// Returns whether it was written.
+    /// was read (a worker moved it on: the job is not lost, it is done), or
+    /// a newer message for it was written meanwhile (another process's
+    /// recovery got there first: the order row is locked while checking, so
+    /// of several processes recovering at once exactly one writes). Returns
+    /// whether it was written.
     pub async fn republish(&self, job: &OpenJob) -> Result<bool, StoreError> {
-        let written = with_pool!(self, |pool| {
-            sqlx::query(
+        let written = with_pool!(self, |pool| async {
+            let mut tx = pool.begin().await?;
+            let still_open = sqlx::query(
+                "UPDATE orders SET version = version WHERE id = $1 AND version = $2 \
+                 AND status IN ('pending', 'processing')",
+            )
+            .bind(job.order_id)
+            .bind(job.version)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if still_open == 0 {
+                return Ok::<u64, StoreError>(0);
+            }
+            let written = sqlx::query(
                 "INSERT INTO outbox (topic, payload, correlation_id, created_at, order_id) \
-                 SELECT $1, $2, $3, $4, $5 WHERE EXISTS (SELECT 1 FROM orders WHERE id = $5 AND version = $6 \
-                                                          AND status IN ('pending', 'processing'))",
+                 SELECT $1, $2, $3, $4, $5 WHERE NOT EXISTS \
+                   (SELECT 1 FROM outbox WHERE order_id = $5 AND topic = $1 AND id > $6)",
             )
             .bind(FULFILLMENT_TOPIC)
             .bind(&job.payload)
             .bind(&job.correlation_id)
             .bind(now())
             .bind(job.order_id)
-            .bind(job.version)
-            .execute(pool)
-            .await
-            .map(|done| done.rows_affected())
-        })?;
+            .bind(job.row)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            tx.commit().await?;
+            Ok(written)
+        }
+        .await)?;
         if written > 0 {
             self.announce_outbox();
         }

@@ -122,6 +122,8 @@ pub struct TestApp {
     /// Its components folder (a `host worker` started by a test loads the same).
     pub components_dir: PathBuf,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
+    /// Its database's URL.
+    pub database_url: String,
     _database: Option<TestDatabase>,
     _dir: tempfile::TempDir,
 }
@@ -215,6 +217,7 @@ impl TestApp {
             }
         };
         let backend_redis_url = backend_settings.redis_url.clone();
+        let database_url = backend_settings.database_url.clone().unwrap_or_default();
         let settings = ServeSettings {
             backend: BackendSettings { connect_tries: 1, ..backend_settings },
             listen_addr: "127.0.0.1:0".parse().unwrap(),
@@ -248,6 +251,7 @@ impl TestApp {
             backend,
             namespace,
             redis_url: backend_redis_url,
+            database_url,
             components_dir: dir.path().join("components"),
             stop: Some(stop),
             _database: database,

@@ -153,7 +153,7 @@ on_both_backends!(a_keyed_order_is_placed_even_when_its_client_goes_away, |app| 
 /// retried with the same key until it is answered 201; any other answer
 /// fails the test. Returns each placed order, (id, quantity), and how many
 /// 503s it was answered.
-async fn keyed_client(app: Arc<TestApp>, mug: i64, client: u32, run: Duration) -> (Vec<(i64, i64)>, u32) {
+pub(crate) async fn keyed_client(app: Arc<TestApp>, mug: i64, client: u32, run: Duration) -> (Vec<(i64, i64)>, u32) {
     let started = Instant::now();
     let (mut placed, mut refused) = (Vec::new(), 0);
     for n in 0.. {

@@ -86,11 +86,14 @@ impl Drop for PrivatePostgres {
     fn drop(&mut self) {
         let data = self.dir.join("data");
         let stop = ["-D", path(&data), "-m", "immediate", "-w", "stop"];
-        let _ = if is_root() {
-            Command::new("runuser").args(["-u", "postgres", "--"]).arg(program("pg_ctl")).args(stop).status()
+        let mut command = if is_root() {
+            let mut command = Command::new("runuser");
+            command.args(["-u", "postgres", "--"]).arg(program("pg_ctl"));
+            command
         } else {
-            Command::new(program("pg_ctl")).args(stop).status()
+            Command::new(program("pg_ctl"))
         };
+        let _ = command.args(stop).stdout(Stdio::null()).status();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
