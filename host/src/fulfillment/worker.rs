@@ -129,13 +129,7 @@ impl Worker {
         };
         async {
             let outcome = match parsed {
-                Ok(job) => {
-                    let outcome = self.process(queue, &claimed, &job).await;
-                    if matches!(outcome, Err(Failure::Job(_) | Failure::Unavailable(_))) {
-                        self.end_lease(job.order_id, &claimed.token).await;
-                    }
-                    outcome
-                }
+                Ok(job) => self.attempt(queue, &claimed, &job).await,
                 Err(reason) => Err(Failure::Job(reason)),
             };
             match outcome {
@@ -151,6 +145,16 @@ impl Worker {
         }
         .instrument(span)
         .await
+    }
+
+    /// One attempt at the job; a failed one lets go of the order's lease at
+    /// once, so the retry need not wait for it to run out.
+    async fn attempt(&self, queue: &dyn JobQueue, claimed: &ClaimedJob, job: &Job) -> Result<Outcome, Failure> {
+        let outcome = self.process(queue, claimed, job).await;
+        if matches!(outcome, Err(Failure::Job(_) | Failure::Unavailable(_))) {
+            self.end_lease(job.order_id, &claimed.token).await;
+        }
+        outcome
     }
 
     async fn settle_failed(&self, queue: &dyn JobQueue, claimed: &ClaimedJob, reason: &str) {
