@@ -38,7 +38,7 @@ pub async fn run(fulfillment: Arc<Fulfillment>, settings: FulfillmentSettings, s
             next_reap = now + reap_every;
             fulfillment.reap(visibility, settings.max_attempts).await;
         }
-        if now >= next_recovery {
+        if now >= next_recovery && fulfillment.queue.can_lose_jobs() {
             next_recovery = now + recover_every;
             recovered_up_to = fulfillment.recover_lost_jobs(recovered_up_to).await;
         }

@@ -10,6 +10,7 @@ pub mod events;
 pub mod order_cache;
 pub mod place;
 pub mod product_cache;
+mod versioned;
 pub mod watch;
 
 use std::sync::Arc;

@@ -16,6 +16,8 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use redis::aio::ConnectionManager;
 
+use super::versioned;
+
 /// Where rendered orders are cached.
 #[async_trait]
 pub trait OrderCache: Send + Sync {
@@ -24,24 +26,6 @@ pub trait OrderCache: Send + Sync {
     /// Caches the rendering of `version` of order `id`, unless the same or
     /// a newer version is cached.
     async fn put(&self, id: i64, version: i64, json: &str);
-}
-
-/// Stores `<version> <json>` unless the key holds the same or a newer
-/// version; the expiry is renewed with every write.
-const PUT_IF_NEWER: &str = r"
-local current = redis.call('GET', KEYS[1])
-if current then
-    local cached = tonumber(string.match(current, '^(%d+) '))
-    if cached and cached >= tonumber(ARGV[1]) then return 0 end
-end
-redis.call('SET', KEYS[1], ARGV[1] .. ' ' .. ARGV[2], 'EX', ARGV[3])
-return 1
-";
-
-/// The JSON of a cached `<version> <json>` value.
-fn rendering(mut value: String) -> Option<String> {
-    let space = value.find(' ')?;
-    Some(value.split_off(space + 1))
 }
 
 /// Rendered orders in Redis under `<namespace>order:<id>`.
@@ -72,17 +56,12 @@ impl OrderCache for RedisOrderCache {
                 tracing::warn!(%error, "order cache unavailable; reading the database");
                 None
             })
-            .and_then(rendering)
+            .and_then(|value| versioned::json_of(&value).map(str::to_owned))
     }
 
     async fn put(&self, id: i64, version: i64, json: &str) {
-        let stored = redis::Script::new(PUT_IF_NEWER)
-            .key(self.key(id))
-            .arg(version)
-            .arg(json)
-            .arg(self.ttl.as_secs().max(1))
-            .invoke_async::<i64>(&mut self.connection.clone())
-            .await;
+        let stored =
+            versioned::put_if_newer(&self.connection, &[(self.key(id), version, json.to_owned())], self.ttl).await;
         if let Err(error) = stored {
             let deleted = redis::cmd("DEL").arg(self.key(id)).query_async::<()>(&mut self.connection.clone()).await;
             tracing::warn!(%error, order_id = id, deleted = deleted.is_ok(), "cannot update the cached order");
@@ -150,11 +129,5 @@ mod tests {
         cache.put(2, 2, "changed").await;
         assert_eq!(cache.get(2).await.as_deref(), Some("changed"));
         assert_eq!(cache.get(3).await, None);
-    }
-
-    #[test]
-    fn a_cached_value_is_its_version_then_its_json() {
-        assert_eq!(rendering("12 {\"id\":1}".into()).as_deref(), Some("{\"id\":1}"));
-        assert_eq!(rendering("garbage".into()), None);
     }
 }

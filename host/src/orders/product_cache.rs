@@ -19,6 +19,7 @@ use async_trait::async_trait;
 use redis::AsyncCommands;
 use redis::aio::ConnectionManager;
 
+use super::versioned;
 use crate::domain::Product;
 
 /// Where cached products live.
@@ -38,27 +39,9 @@ fn stamp(product: &Product) -> i64 {
     product.updated_at.timestamp_micros()
 }
 
-/// Stores each `<stamp> <json>` (ARGV[2i], ARGV[2i+1]) under KEYS[i] unless
-/// the key holds the same or a newer stamp; ARGV[1] is the TTL in seconds.
-/// Answers how many were written.
-const PUT_IF_NEWER: &str = r"
-local written = 0
-for index, key in ipairs(KEYS) do
-  local stamp = tonumber(ARGV[index * 2])
-  local current = redis.call('GET', key)
-  local cached = current and tonumber(string.match(current, '^(%d+) '))
-  if not cached or cached < stamp then
-    redis.call('SET', key, ARGV[index * 2] .. ' ' .. ARGV[index * 2 + 1], 'EX', ARGV[1])
-    written = written + 1
-  end
-end
-return written
-";
-
 /// The product in a `<stamp> <json>` value; `None` for anything else.
 fn cached_product(value: &str) -> Option<Product> {
-    let (stamp, json) = value.split_once(' ')?;
-    stamp.bytes().all(|byte| byte.is_ascii_digit()).then(|| serde_json::from_str(json).ok())?
+    serde_json::from_str(versioned::json_of(value)?).ok()
 }
 
 /// Products in Redis under `<namespace>product:<id>`, as JSON with a TTL.
@@ -114,17 +97,11 @@ impl ProductCache for RedisProductCache {
 
 impl RedisProductCache {
     async fn put_if_newer(&self, products: &[Product]) -> redis::RedisResult<()> {
-        if products.is_empty() {
-            return Ok(());
-        }
-        let script = redis::Script::new(PUT_IF_NEWER);
-        let mut invocation = script.prepare_invoke();
-        invocation.arg(self.ttl.as_secs().max(1));
-        for product in products {
-            let Ok(json) = serde_json::to_string(product) else { continue };
-            invocation.key(self.key(product.id)).arg(stamp(product)).arg(json);
-        }
-        invocation.invoke_async::<i64>(&mut self.connection.clone()).await.map(|_| ())
+        let entries: Vec<(String, i64, String)> = products
+            .iter()
+            .filter_map(|product| Some((self.key(product.id), stamp(product), serde_json::to_string(product).ok()?)))
+            .collect();
+        versioned::put_if_newer(&self.connection, &entries, self.ttl).await
     }
 }
 

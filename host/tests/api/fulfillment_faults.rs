@@ -192,15 +192,21 @@ async fn sigterm_lets_jobs_in_hand_finish_and_loses_none() {
     assert_fulfilled_exactly_once(&app, 4).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn orders_survive_redis_going_down_and_losing_its_data() {
-    let mut redis = PrivateRedis::start();
+/// The service on a Redis of the test's own, with three orders for one product waiting.
+async fn three_orders_on_a_private_redis() -> (PrivateRedis, TestApp, i64) {
+    let redis = PrivateRedis::start();
     let options = Options { redis_url: Some(redis.url()), ..Options::default() };
     let app = TestApp::spawn_with(Backend::Postgres, options).await;
     let mug = app.product("MUG", 1250, 100).await;
     for user in 0..3 {
         app.place_for(user, &[(mug, 1)], json!({})).await;
     }
+    (redis, app, mug)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn orders_survive_redis_going_down_and_losing_its_data() {
+    let (mut redis, app, mug) = three_orders_on_a_private_redis().await;
     wait_until_queued(&app, 3).await;
     // Redis dies with three jobs queued; orders keep coming in.
     redis.stop();
@@ -263,13 +269,7 @@ async fn recovery_asks_the_queue_and_republishes_only_what_it_lost() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn orders_held_by_a_frozen_worker_are_decided_after_redis_loses_its_claims() {
-    let mut redis = PrivateRedis::start();
-    let options = Options { redis_url: Some(redis.url()), ..Options::default() };
-    let app = TestApp::spawn_with(Backend::Postgres, options).await;
-    let mug = app.product("MUG", 1250, 100).await;
-    for user in 0..3 {
-        app.place_for(user, &[(mug, 1)], json!({})).await;
-    }
+    let (mut redis, app, _) = three_orders_on_a_private_redis().await;
     // A worker takes all three and is frozen with them in hand.
     let mut frozen =
         worker_process(&app, &[("WORKERS", "3"), ("FULFILLMENT_DELAY_MS", "60000"), ("VISIBILITY_TIMEOUT_MS", "2000")]);

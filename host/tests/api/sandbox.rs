@@ -28,7 +28,9 @@ on_both_backends!(
     |app| {
         let mug = app.product("MUG", 1250, 5).await;
         let started = Instant::now();
-        let body = problem(app.order(&[(mug, 1)]).await, 503).await;
+        let response = app.order(&[(mug, 1)]).await;
+        assert_eq!(response.headers()["retry-after"], "1", "a 503 says when to retry");
+        let body = problem(response, 503).await;
         let elapsed = started.elapsed();
         assert_eq!(body["type"], "urn:orderly:problem:rule-unavailable");
         assert!(elapsed >= Duration::from_millis(200), "{elapsed:?}");
@@ -51,7 +53,9 @@ on_both_backends!(
         let send =
             || app.client.post(app.url("/api/v1/orders")).header("idempotency-key", "slow-order-1").json(&order).send();
         let started = Instant::now();
-        let body = problem(send().await.unwrap(), 503).await;
+        let response = send().await.unwrap();
+        assert_eq!(response.headers()["retry-after"], "1", "a 503 says when to retry");
+        let body = problem(response, 503).await;
         let elapsed = started.elapsed();
         assert_eq!(body["type"], "urn:orderly:problem:request-timeout", "{body}");
         assert!(body["detail"].as_str().unwrap().contains("300 ms"), "{body}");

@@ -138,8 +138,12 @@ impl JobQueue for DatabaseJobQueue {
         Ok(self.store.bury_job(row).await?)
     }
 
-    async fn holds(&self, payloads: &[String]) -> Result<Vec<bool>, QueueError> {
+    fn can_lose_jobs(&self) -> bool {
         // The rows are the jobs: the outbox cannot lose one.
+        false
+    }
+
+    async fn holds(&self, payloads: &[String]) -> Result<Vec<bool>, QueueError> {
         Ok(vec![true; payloads.len()])
     }
 

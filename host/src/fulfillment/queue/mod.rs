@@ -150,6 +150,9 @@ pub trait JobQueue: Send + Sync {
     async fn remove_dead(&self, id: &str) -> Result<bool, QueueError>;
     /// How many jobs are where.
     async fn depth(&self) -> Result<QueueDepth, QueueError>;
+    /// Whether jobs can vanish from the queue (a Redis restarted without its
+    /// data); only then does the recovery pass look for lost ones.
+    fn can_lose_jobs(&self) -> bool;
     /// Which of `payloads` the queue holds in any state (waiting, held by a
     /// worker, waiting for a retry, or dead), one answer each: a job it does
     /// not hold was lost and must be published again.

@@ -451,6 +451,10 @@ impl JobQueue for RedisJobQueue {
         Ok(taken == 1)
     }
 
+    fn can_lose_jobs(&self) -> bool {
+        true
+    }
+
     async fn holds(&self, payloads: &[String]) -> Result<Vec<bool>, QueueError> {
         if payloads.is_empty() {
             return Ok(Vec::new());
