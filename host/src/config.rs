@@ -166,8 +166,8 @@ pub struct ServeSettings {
     #[arg(long, env = "MAX_BODY_BYTES", default_value_t = 64 * 1024)]
     pub max_body_bytes: usize,
     /// How long a request may run before it is stopped with a 503, in ms
-    /// (event streams excepted). Above the idempotency wait (10 s), so a
-    /// request waiting on another with its key gets that request's answer.
+    /// (event streams excepted). A request waiting for another with its
+    /// idempotency key waits at most three quarters of it (and 10 s).
     #[arg(long, env = "REQUEST_TIMEOUT_MS", default_value_t = 15_000)]
     pub request_timeout_ms: u64,
     /// Currency of orders and products that do not name one.
@@ -185,6 +185,13 @@ pub struct ServeSettings {
     /// Seconds to let requests in flight finish after SIGTERM or Ctrl-C.
     #[arg(long, env = "SHUTDOWN_GRACE_SECS", default_value_t = 10)]
     pub shutdown_grace_secs: u64,
+}
+
+impl ServeSettings {
+    /// How long a request may run.
+    pub fn time_limit(&self) -> Duration {
+        Duration::from_millis(self.request_timeout_ms.max(1))
+    }
 }
 
 impl Default for ServeSettings {

@@ -103,7 +103,8 @@ impl Application {
             default_currency: settings.default_currency.clone(),
             idempotency_ttl: Duration::from_secs(settings.idempotency_ttl_secs),
             ..OrderPolicy::default()
-        };
+        }
+        .with_time_limit(settings.time_limit());
         let app = App::build(
             AppSettings {
                 backend: &settings.backend,
@@ -166,7 +167,7 @@ impl Application {
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         let limits = crate::api::HttpLimits {
             max_body_bytes: self.settings.max_body_bytes,
-            request_timeout: Duration::from_millis(self.settings.request_timeout_ms.max(1)),
+            request_timeout: self.settings.time_limit(),
         };
         let router = crate::api::router(self.api_state(), limits);
         let grpc_limits =

@@ -71,6 +71,11 @@ pub enum ApiError {
     /// 409: anything else that conflicts with the current state.
     #[error("{detail}")]
     Conflict { detail: String },
+    /// 409: a request with the same `Idempotency-Key` is still being
+    /// placed (or its process died, and the key is free again once its
+    /// time limit has passed); worth retrying, unlike other conflicts.
+    #[error("{detail}")]
+    KeyInProgress { detail: String },
     /// 503: a component failed (trap, deadline, memory, malformed output) or
     /// its slot is empty. The kind is logged, not answered.
     #[error("{slot} component failed: {cause}")]
@@ -140,6 +145,9 @@ impl ApiError {
                 (StatusCode::CONFLICT, "illegal-transition", "The order cannot move to that state")
             }
             Conflict { .. } => (StatusCode::CONFLICT, "conflict", "Conflict with the current state"),
+            KeyInProgress { .. } => {
+                (StatusCode::CONFLICT, "idempotency-key-in-progress", "The same request is still being placed")
+            }
             Component { .. } => {
                 (StatusCode::SERVICE_UNAVAILABLE, "rule-unavailable", "A business rule could not be applied")
             }
@@ -223,7 +231,7 @@ impl IntoResponse for ApiError {
         if matches!(self, ApiError::Unauthorized) {
             response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
-        if status == StatusCode::SERVICE_UNAVAILABLE {
+        if status == StatusCode::SERVICE_UNAVAILABLE || matches!(self, ApiError::KeyInProgress { .. }) {
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(crate::orders::RETRY_AFTER_SECONDS));
         }
         response
@@ -256,9 +264,8 @@ impl From<OrderError> for ApiError {
         match error {
             OrderError::Invalid(violations) => ApiError::violations(violations),
             OrderError::NotFound { .. } => ApiError::NotFound { detail },
-            OrderError::Inactive(_) | OrderError::Duplicate(_) | OrderError::KeyInProgress | OrderError::KeyLost => {
-                ApiError::Conflict { detail }
-            }
+            OrderError::Inactive(_) | OrderError::Duplicate(_) | OrderError::KeyLost => ApiError::Conflict { detail },
+            OrderError::KeyInProgress => ApiError::KeyInProgress { detail },
             OrderError::InsufficientStock { product_id, requested, available } => {
                 ApiError::InsufficientStock { detail, product_id, requested, available }
             }

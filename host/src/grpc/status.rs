@@ -68,9 +68,8 @@ impl From<OrderError> for Status {
             OrderError::KeyReused => {
                 status(Code::AlreadyExists, message, "idempotency-key-reused", ErrorDetails::new())
             }
-            OrderError::KeyInProgress | OrderError::KeyLost => {
-                status(Code::Aborted, message, "conflict", ErrorDetails::new())
-            }
+            OrderError::KeyInProgress => status(Code::Aborted, message, "idempotency-key-in-progress", retry_later()),
+            OrderError::KeyLost => status(Code::Aborted, message, "conflict", ErrorDetails::new()),
             OrderError::Rule { slot, cause } => {
                 tracing::error!(target: "grpc", slot = slot.name(), error = %cause, "a rule failed");
                 let message = format!("the {slot} rule failed; nothing was stored, try again later");

@@ -44,14 +44,40 @@ pub struct OrderPolicy {
     pub idempotency_wait: Duration,
 }
 
+/// How long past the time limit a keyed placing may still be committing
+/// (its transaction's last round trip) before its claim is presumed dead.
+const KEY_CLAIM_MARGIN: Duration = Duration::from_secs(5);
+/// Longest a request waits for another with the same key.
+const KEY_WAIT: Duration = Duration::from_secs(10);
+
+impl OrderPolicy {
+    /// The keyed requests' timing under a request `time_limit`.
+    ///
+    /// A keyed placing stops at the time limit, so a claim held longer
+    /// (plus a margin) belongs to a process that died (killed, crashed)
+    /// while placing it: its key is free again then, instead of blocking
+    /// the client's retries for longer. A request waiting for another with
+    /// its key gives up within three quarters of the limit, so it answers
+    /// "in progress" rather than running out of time.
+    pub fn with_time_limit(self, time_limit: Duration) -> Self {
+        Self {
+            idempotency_abandon_after: time_limit + KEY_CLAIM_MARGIN,
+            idempotency_wait: KEY_WAIT.min(time_limit * 3 / 4),
+            ..self
+        }
+    }
+}
+
 impl Default for OrderPolicy {
     fn default() -> Self {
-        Self {
+        let policy = Self {
             default_currency: "EUR".into(),
             idempotency_ttl: Duration::from_secs(24 * 3600),
-            idempotency_abandon_after: Duration::from_secs(60),
-            idempotency_wait: Duration::from_secs(10),
-        }
+            idempotency_abandon_after: Duration::ZERO,
+            idempotency_wait: Duration::ZERO,
+        };
+        // The default request time limit.
+        policy.with_time_limit(Duration::from_secs(15))
     }
 }
 

@@ -3,7 +3,7 @@
 //! with jobs in hand, and Redis losing its data. No order is lost, and none
 //! is fulfilled twice.
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -12,38 +12,16 @@ use serde_json::{Value, json};
 
 use crate::helpers::{Backend, Options, PrivatePostgres, PrivateRedis, TestApp, fast_fulfillment};
 use crate::on_both_backends;
-use crate::platform_faults::keyed_client;
+use crate::processes::{
+    ApiProcess, KeyedLoad, assert_each_order_placed_and_decided_once, keyed_client, signal, worker_process,
+    worker_process_to,
+};
 use host::config::{FulfillmentSettings, SwapSettings};
 use host::fulfillment::relay::{Relay, Sink};
 use host::fulfillment::{DelayRange, Worker, Workers};
 use host::runtime::Slot;
 use host::startup::Background;
 use sqlx::Connection;
-
-/// `host worker` on `app`'s database, Redis and components, with `settings` as
-/// environment variables.
-fn worker_process(app: &TestApp, settings: &[(&str, &str)]) -> Child {
-    let output = if std::env::var_os("TEST_LOG").is_some() { Stdio::inherit() } else { Stdio::null() };
-    worker_process_to(app, settings, output)
-}
-
-/// [`worker_process`], its log lines (JSON) written to `output`.
-fn worker_process_to(app: &TestApp, settings: &[(&str, &str)], output: Stdio) -> Child {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_host"));
-    command
-        .arg("worker")
-        .env("DATABASE_URL", &app.database_url)
-        .env("REDIS_URL", app.redis_url.as_deref().unwrap())
-        .env("REDIS_NAMESPACE", &app.namespace)
-        .env("COMPONENTS_DIR", &app.components_dir)
-        .env("CLAIM_WAIT_MS", "200")
-        .env("RUST_LOG", "warn")
-        .stdout(output);
-    for (name, value) in settings {
-        command.env(name, value);
-    }
-    command.spawn().expect("host worker starts")
-}
 
 /// How many times each order entered `status`: (order id, count), for every order in the database.
 async fn entries_into(app: &TestApp, status: &str) -> Vec<(i64, i64)> {
@@ -426,12 +404,6 @@ async fn relays_in_several_processes_keep_each_orders_events_in_order() {
     assert!(last_version.values().all(|version| *version == 2), "every order ended cancelled");
 }
 
-/// Sends `signal` (`STOP`, `CONT`) to a child process.
-fn signal(child: &Child, signal: &str) {
-    let sent = Command::new("kill").args([&format!("-{signal}"), &child.id().to_string()]).status().unwrap();
-    assert!(sent.success(), "kill -{signal}");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn every_fault_under_one_load_loses_no_order_and_decides_none_twice() {
     let (postgres, mut redis) = (PrivatePostgres::start(), PrivateRedis::start());
@@ -445,20 +417,24 @@ async fn every_fault_under_one_load_loses_no_order_and_decides_none_twice() {
         }),
         ..Options::default()
     };
-    let app = Arc::new(TestApp::spawn_with(Backend::Postgres, options).await);
+    let app = TestApp::spawn_with(Backend::Postgres, options).await;
     let mug = app.product("MUG", 100, 1_000_000).await;
     let fast = [("WORKERS", "2"), ("VISIBILITY_TIMEOUT_MS", "2000"), ("RECOVER_EVERY_MS", "1000")];
     let (mut doomed, mut frozen) = (worker_process(&app, &fast), worker_process(&app, &fast));
-    // Four clients place keyed orders for 9 s, retrying each 503 with its key.
+    // Four clients place keyed orders through an API process for 9 s, retrying
+    // with its key each request that got no final answer.
+    let mut api = ApiProcess::start(&app).await;
     let clients: Vec<_> =
-        (0..4).map(|client| tokio::spawn(keyed_client(app.clone(), mug, client, Duration::from_secs(9)))).collect();
+        (0..4).map(|client| tokio::spawn(keyed_client(api.url(), mug, client, Duration::from_secs(9)))).collect();
     let at = |ms| tokio::time::sleep(Duration::from_millis(ms));
     at(1_000).await;
     doomed.kill().unwrap(); // a worker dies with jobs in hand
     doomed.wait().unwrap();
     let mut replacement = worker_process(&app, &fast);
-    at(1_000).await;
-    signal(&frozen, "STOP"); // another freezes with its jobs
+    at(500).await;
+    api.kill_and_restart(&app).await; // the API dies mid-request
+    at(500).await;
+    signal(&frozen, "STOP"); // another worker freezes with its jobs
     at(1_000).await;
     let held = app.service.fulfillment.depth().await.unwrap();
     redis.stop(); // Redis dies and comes back empty
@@ -468,33 +444,18 @@ async fn every_fault_under_one_load_loses_no_order_and_decides_none_twice() {
     tokio::task::block_in_place(|| postgres.restart()); // the database restarts
     at(1_000).await;
     signal(&frozen, "CONT"); // the frozen worker wakes, long past its leases
-    let (mut placed, mut refused) = (Vec::new(), 0);
-    for client in clients {
-        let (orders, answered_503) = client.await.unwrap();
-        placed.extend(orders);
-        refused += answered_503;
-    }
+    let load = KeyedLoad::merge(futures::future::join_all(clients).await.into_iter().map(Result::unwrap));
     // Every answered order is decided exactly once, and no other order exists.
-    for (id, _) in &placed {
-        let order = app.wait_for_status(*id, "fulfilled", Duration::from_secs(90)).await;
-        let moves: Vec<&Value> = order["history"].as_array().unwrap().iter().map(|entry| &entry["to"]).collect();
-        assert_eq!(moves, ["pending", "processing", "fulfilled"], "decided once: {order}");
-    }
+    assert_each_order_placed_and_decided_once(&app, &load, mug, 1_000_000).await;
     for worker in [&mut frozen, &mut replacement] {
         worker.kill().unwrap();
         worker.wait().unwrap();
     }
     let mut connection = sqlx::PgConnection::connect(&postgres.url()).await.unwrap();
-    let (stored, jobs): (i64, i64) = sqlx::query_as(
-        "SELECT (SELECT count(*) FROM orders), (SELECT count(*) FROM outbox WHERE topic = 'fulfillment')",
-    )
-    .fetch_one(&mut connection)
-    .await
-    .unwrap();
-    assert_eq!(stored, placed.len() as i64, "no order stored behind an error answer");
-    let units: i64 = placed.iter().map(|(_, quantity)| quantity).sum();
-    assert_eq!(app.stock(mug).await, 1_000_000 - units, "stock exact");
-    assert_eq!(app.service.fulfillment.depth().await.unwrap().dead, 0, "no job charged for a platform fault");
+    let jobs: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox WHERE topic = 'fulfillment'")
+        .fetch_one(&mut connection)
+        .await
+        .unwrap();
     // Redis lost its jobs once, so no order needed its job published again more than once,
     // however many processes ran the recovery pass at the same time.
     let most: i64 = sqlx::query_scalar(
@@ -505,10 +466,14 @@ async fn every_fault_under_one_load_loses_no_order_and_decides_none_twice() {
     .await
     .unwrap();
     assert!(most <= 2, "an order's job was published {most} times");
-    let (extra, held) = (jobs - placed.len() as i64, held.queued + held.processing + held.delayed);
+    let (extra, held) = (jobs - load.placed.len() as i64, held.queued + held.processing + held.delayed);
     println!(
-        "{} orders through a killed worker, a frozen one, Redis restarted empty and PostgreSQL restarted: \
-         {refused} answers 503 (retried with their keys); Redis held {held} jobs when it died, {extra} were published again",
-        placed.len()
+        "{} orders through a killed worker, a frozen one, the API killed, Redis restarted empty and PostgreSQL \
+         restarted: {} requests unanswered, {} answered 409 in progress, {} answered 503 (all retried with their \
+         keys); Redis held {held} jobs when it died, {extra} were published again",
+        load.placed.len(),
+        load.unanswered,
+        load.in_progress,
+        load.refused
     );
 }

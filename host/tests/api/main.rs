@@ -17,6 +17,7 @@ mod observability;
 mod openapi;
 mod orders;
 mod platform_faults;
+mod processes;
 mod products;
 mod sandbox;
 mod swap;

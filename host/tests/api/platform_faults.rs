@@ -4,9 +4,9 @@
 //! `Retry-After` and cost a fulfillment job no attempt; and a keyed order
 //! whose client went away mid-request is still placed, once, and its retry
 //! gets the first answer. A PostgreSQL server restarted twice under a
-//! steady load of keyed orders loses none and decides none twice.
+//! steady load of keyed orders loses none and decides none twice, and so
+//! does the API process killed (twice) in the middle of placing them.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -14,6 +14,7 @@ use sqlx::Connection;
 
 use crate::helpers::{Backend, Options, PrivatePostgres, TestApp, fast_fulfillment, postgres_url, problem};
 use crate::on_both_backends;
+use crate::processes::{ApiProcess, KeyedLoad, assert_each_order_placed_and_decided_once, keyed_client};
 use host::config::FulfillmentSettings;
 use host::fulfillment::DelayRange;
 
@@ -149,79 +150,76 @@ on_both_backends!(a_keyed_order_is_placed_even_when_its_client_goes_away, |app| 
     assert_eq!((app.order_count().await, app.stock(mug).await), (1, 9), "placed once, stock taken once");
 });
 
-/// One client placing orders with idempotency keys for `run`: a 503 is
-/// retried with the same key until it is answered 201; any other answer
-/// fails the test. Returns each placed order, (id, quantity), and how many
-/// 503s it was answered.
-pub(crate) async fn keyed_client(app: Arc<TestApp>, mug: i64, client: u32, run: Duration) -> (Vec<(i64, i64)>, u32) {
-    let started = Instant::now();
-    let (mut placed, mut refused) = (Vec::new(), 0);
-    for n in 0.. {
-        if started.elapsed() > run {
-            break;
-        }
-        let (key, quantity) = (format!("client-{client}-order-{n}"), 1 + i64::from(n % 3));
-        let body = json!({"user_id": client * 10_000 + n, "items": [{"product_id": mug, "quantity": quantity}]});
-        let mut tries = 0;
-        loop {
-            let sent = app.client.post(app.url("/api/v1/orders")).header("idempotency-key", &key).json(&body).send();
-            let response = sent.await.unwrap();
-            match response.status().as_u16() {
-                201 => {
-                    let order: Value = response.json().await.unwrap();
-                    placed.push((order["id"].as_i64().unwrap(), quantity));
-                    break;
-                }
-                503 => {
-                    assert!(response.headers().contains_key("retry-after"));
-                    (tries, refused) = (tries + 1, refused + 1);
-                    assert!(tries < 200, "{key} never placed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-                other => panic!("{key}: {other} {}", response.text().await.unwrap_or_default()),
-            }
-        }
-    }
-    (placed, refused)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn orders_survive_postgres_restarting_under_load() {
     let postgres = PrivatePostgres::start();
     let options =
         Options { database_url: Some(postgres.url()), fulfillment: Some(fast_fulfillment(2)), ..Options::default() };
-    let app = Arc::new(TestApp::spawn_with(Backend::Postgres, options).await);
+    let app = TestApp::spawn_with(Backend::Postgres, options).await;
     let mug = app.product("MUG", 100, 1_000_000).await;
     // Four clients place orders for 6 s; the server restarts twice meanwhile.
     let clients: Vec<_> =
-        (0..4).map(|client| tokio::spawn(keyed_client(app.clone(), mug, client, Duration::from_secs(6)))).collect();
+        (0..4).map(|client| tokio::spawn(keyed_client(app.url(""), mug, client, Duration::from_secs(6)))).collect();
     tokio::time::sleep(Duration::from_millis(1_500)).await;
     // `pg_ctl` waits for the restart; the runtime's other threads keep serving.
     tokio::task::block_in_place(|| postgres.restart());
     tokio::time::sleep(Duration::from_millis(2_000)).await;
     tokio::task::block_in_place(|| postgres.restart());
-    let (mut placed, mut refused) = (Vec::new(), 0);
-    for client in clients {
-        let (orders, answered_503) = client.await.unwrap();
-        placed.extend(orders);
-        refused += answered_503;
-    }
-    println!("{} orders placed across two restarts; {refused} answers were 503 and retried", placed.len());
-    assert!(placed.len() > 20, "the load ran: {} orders", placed.len());
-    // Every order answered 201 is decided exactly once; no other order exists; the stock is exact.
-    for (id, _) in &placed {
-        let order = app.wait_for_status(*id, "fulfilled", Duration::from_secs(60)).await;
-        let moves: Vec<&Value> = order["history"].as_array().unwrap().iter().map(|entry| &entry["to"]).collect();
-        assert_eq!(moves, ["pending", "processing", "fulfilled"], "decided once: {order}");
-    }
-    let ids: std::collections::BTreeSet<i64> = placed.iter().map(|(id, _)| *id).collect();
-    assert_eq!(ids.len(), placed.len(), "one order per key");
-    let stored: i64 = {
-        let mut connection = sqlx::PgConnection::connect(&postgres.url()).await.unwrap();
-        sqlx::query_scalar("SELECT count(*) FROM orders").fetch_one(&mut connection).await.unwrap()
-    };
-    assert_eq!(stored, placed.len() as i64, "no order stored behind an error answer");
-    let units: i64 = placed.iter().map(|(_, quantity)| quantity).sum();
-    assert_eq!(app.stock(mug).await, 1_000_000 - units);
+    let load = KeyedLoad::merge(futures::future::join_all(clients).await.into_iter().map(Result::unwrap));
+    println!("{} orders placed across two restarts; {} answers were 503 and retried", load.placed.len(), load.refused);
+    assert!(load.placed.len() > 20, "the load ran: {} orders", load.placed.len());
+    assert_each_order_placed_and_decided_once(&app, &load, mug, 1_000_000).await;
     assert_eq!(app.service.fulfillment.depth().await.unwrap().dead, 0, "no job charged for the restarts");
+}
+
+/// Keys claimed by requests that have not finished placing their order.
+async fn keys_in_progress(app: &TestApp) -> i64 {
+    let mut connection = sqlx::PgConnection::connect(&app.database_url).await.unwrap();
+    let query = "SELECT count(*) FROM idempotency_keys WHERE state = 'in_progress'";
+    sqlx::query_scalar(query).fetch_one(&mut connection).await.unwrap()
+}
+
+/// Freezes `api` at a moment it holds keys it has not finished placing
+/// orders for; returns how many.
+async fn freeze_mid_placing(api: &ApiProcess, app: &TestApp) -> i64 {
+    for _ in 0..200 {
+        api.signal("STOP");
+        let held = keys_in_progress(app).await;
+        if held > 0 {
+            return held;
+        }
+        api.signal("CONT");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("the API never held a key in progress");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn keyed_orders_survive_the_api_process_killed_mid_request() {
+    let options = Options { fulfillment: Some(fast_fulfillment(2)), ..Options::default() };
+    let app = TestApp::spawn_with(Backend::Postgres, options).await;
+    let mug = app.product("MUG", 100, 1_000_000).await;
+    let mut api = ApiProcess::start(&app).await;
+    let clients: Vec<_> =
+        (0..4).map(|client| tokio::spawn(keyed_client(api.url(), mug, client, Duration::from_secs(5)))).collect();
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    // Killed while placing orders: their keys are claimed, their transactions open.
+    let held = freeze_mid_placing(&api, &app).await;
+    api.kill_and_restart(&app).await;
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    api.kill_and_restart(&app).await; // and again, at whatever moment
+    let load = KeyedLoad::merge(futures::future::join_all(clients).await.into_iter().map(Result::unwrap));
+    println!(
+        "{} orders placed through two kills of the API ({held} keys held at the first): {} requests unanswered, \
+         {} answered 409 in progress, {} answered 503, all retried with their keys",
+        load.placed.len(),
+        load.unanswered,
+        load.in_progress,
+        load.refused
+    );
+    assert!(load.unanswered > 0, "the kills cut requests off");
+    assert!(load.in_progress > 0, "the keys the dead process held were answered 409 until free");
+    // The keys the dead process held were taken over once its time limit had passed, and placed once.
+    assert_each_order_placed_and_decided_once(&app, &load, mug, 1_000_000).await;
+    assert_eq!(keys_in_progress(&app).await, 0, "no key left held");
 }
