@@ -15,6 +15,7 @@ mod leases;
 pub mod orders;
 pub mod outbox;
 pub mod products;
+pub mod registry;
 mod rows;
 pub mod statements;
 pub mod transitions;

@@ -19,6 +19,7 @@ mod orders;
 mod platform_faults;
 mod processes;
 mod products;
+mod registry;
 mod sandbox;
 mod swap;
 mod text;
