@@ -18,6 +18,7 @@ use crate::orders::events::EventHub;
 use crate::orders::order_cache::{MemoryOrderCache, OrderCache, RedisOrderCache};
 use crate::orders::product_cache::{MemoryProductCache, ProductCache, RedisProductCache};
 use crate::orders::{OrderPolicy, Orders};
+use crate::rules::swap::ProcessInfo;
 use crate::rules::{Rules, Swaps};
 use crate::runtime::capabilities::{KvBackend, MemoryKv, RedisKv, ReqwestHttp, TracingLogs};
 use crate::runtime::{Capabilities, EngineSettings, Runtime, Slot};
@@ -53,7 +54,11 @@ pub struct App {
 /// What a service is built from, whichever command runs it.
 pub struct AppSettings<'a> {
     pub backend: &'a BackendSettings,
-    pub components_dir: &'a std::path::Path,
+    /// `serve` or `worker`, as the component registry lists the process.
+    pub role: &'static str,
+    /// The components folder this process publishes from (`host serve`);
+    /// workers have none and follow the registry only.
+    pub components_dir: Option<&'a std::path::Path>,
     pub swap: &'a SwapSettings,
     pub product_cache_ttl: Duration,
     pub seed_demo_products: Option<bool>,
@@ -131,7 +136,8 @@ impl App {
             None => Runtime::new(&EngineSettings::default(), capabilities)?,
         };
         seed_demo_products(&store, settings.seed_demo_products, &settings.orders.default_currency).await?;
-        let swaps = Swaps::new(settings.components_dir.to_path_buf(), settings.swap.policy());
+        let dir = settings.components_dir.map(std::path::Path::to_path_buf);
+        let swaps = Swaps::new(store.clone(), dir, settings.swap, ProcessInfo::current(settings.role));
         let rules = Arc::new(Rules::new(runtime, swaps));
         let orders = Arc::new(Orders::new(
             store.clone(),
@@ -144,7 +150,7 @@ impl App {
         let fulfillment = Arc::new(Fulfillment::new(store.clone(), rules.clone(), orders.clone(), backends.queue));
         let redis_connection = redis.as_ref().map(|link| link.connection.clone());
         let health = Arc::new(Health::new(store.clone(), redis_connection, rules.clone()));
-        load_components(&rules, settings.components_dir).await?;
+        load_components(&rules).await?;
         Ok(Self { store, rules, orders, fulfillment, health, redis, stopping: CancellationToken::new() })
     }
 }
@@ -160,16 +166,17 @@ async fn seed_demo_products(store: &Store, seed: Option<bool>, currency: &str) -
     Ok(())
 }
 
-/// Loads the folder's components through the gate, as every later version:
-/// a component that fails its fixtures does not serve, not even at start-up.
-async fn load_components(rules: &Rules, dir: &std::path::Path) -> anyhow::Result<()> {
-    let filled =
-        rules.load_folder().await.with_context(|| format!("cannot read the components in {}", dir.display()))?;
-    for slot in Slot::ALL.into_iter().filter(|slot| !filled.contains(slot)) {
+/// Publishes the folder's new components (when this process keeps the
+/// folder), then loads the registry's active versions, each through the
+/// gate: a component that fails its fixtures does not serve, not even at
+/// start-up.
+async fn load_components(rules: &Rules) -> anyhow::Result<()> {
+    rules.publish_folder_at_start().await.context("cannot publish the components folder to the registry")?;
+    rules.follow_registry().await.context("cannot load the component registry's active versions")?;
+    for slot in Slot::ALL.into_iter().filter(|slot| rules.slots().get(*slot).is_none()) {
         tracing::warn!(
             slot = slot.name(),
-            dir = %dir.display(),
-            "no component serves this slot: work that needs it fails until one is dropped in (run `just build`)"
+            "no component serves this slot: work that needs it fails until one is published (run `just build`)"
         );
     }
     Ok(())

@@ -106,11 +106,26 @@ pub struct SwapSettings {
     /// The failure rate over those calls that rolls the slot back by itself.
     #[arg(long, env = "ROLLBACK_FAILURE_RATE", default_value_t = 0.5)]
     pub rollback_failure_rate: f64,
+    /// How often the component registry is looked at besides its
+    /// notifications (PostgreSQL), in ms: the longest a missed change waits.
+    #[arg(long, env = "REGISTRY_RECHECK_MS", default_value_t = 2_000)]
+    pub registry_recheck_ms: u64,
+    /// How long a process may take to serve a slot's new version before the
+    /// admin API flags it as lagging, in ms.
+    #[arg(long, env = "CONVERGE_WITHIN_MS", default_value_t = 30_000)]
+    pub converge_within_ms: u64,
 }
 
 impl Default for SwapSettings {
     fn default() -> Self {
-        Self { watch_components: true, watch_debounce_ms: 250, rollback_window_calls: 20, rollback_failure_rate: 0.5 }
+        Self {
+            watch_components: true,
+            watch_debounce_ms: 250,
+            rollback_window_calls: 20,
+            rollback_failure_rate: 0.5,
+            registry_recheck_ms: 2_000,
+            converge_within_ms: 30_000,
+        }
     }
 }
 
@@ -124,16 +139,16 @@ impl SwapSettings {
     }
 }
 
-/// `host worker`: fulfillment workers without the HTTP API.
+/// `host worker`: fulfillment workers without the HTTP API; the components
+/// come from the registry.
 #[derive(Debug, Clone, Args)]
 pub struct WorkerSettings {
     #[command(flatten)]
     pub backend: BackendSettings,
-    /// Folder holding `<slot>.wasm` and `<slot>.toml` for each slot.
-    #[arg(long, env = "COMPONENTS_DIR", default_value = "data/components")]
-    pub components_dir: PathBuf,
     #[command(flatten)]
     pub fulfillment: FulfillmentSettings,
+    /// The rollback policy and how the registry is followed (a worker
+    /// watches no folder: its components come from the registry).
     #[command(flatten)]
     pub swap: SwapSettings,
     /// Seconds to let jobs in hand finish after SIGTERM or Ctrl-C.

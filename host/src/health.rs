@@ -63,6 +63,7 @@ impl Health {
         let mut checks = BTreeMap::new();
         checks.insert("database".into(), self.database().await);
         checks.insert("redis".into(), self.redis().await);
+        checks.insert("registry".into(), self.registry());
         for slot in Slot::ALL {
             checks.insert(format!("slot:{}", slot.name()), self.slot(slot));
         }
@@ -91,6 +92,15 @@ impl Health {
             Ok(Ok(_)) => Check::new("up", None),
             Ok(Err(error)) => Check::new("down", error.to_string()),
             Err(_) => Check::new("down", format!("no answer within {PROBE_TIMEOUT:?}")),
+        }
+    }
+
+    /// Whether this process has loaded the component registry's active versions.
+    fn registry(&self) -> Check {
+        if self.rules.swaps().loaded() {
+            Check::new("up", None)
+        } else {
+            Check::new("loading", "the registry's active versions are not loaded yet".to_owned())
         }
     }
 

@@ -9,6 +9,7 @@ use std::time::Duration;
 use host::app::{App, AppSettings};
 use host::config::{BackendSettings, ServeSettings, WorkerSettings};
 use host::orders::OrderPolicy;
+use host::rules::swap::gate::Fixtures;
 use host::runtime::bindings::types::Order;
 use host::runtime::{CallContext, Capabilities, EngineSettings, Runtime, Slot, SlotRegistry};
 use host::startup::{Application, Background, shutdown_signal};
@@ -89,7 +90,8 @@ async fn worker(settings: WorkerSettings) -> anyhow::Result<()> {
     let app = App::build(
         AppSettings {
             backend: &settings.backend,
-            components_dir: &settings.components_dir,
+            role: "worker",
+            components_dir: None,
             swap: &settings.swap,
             product_cache_ttl: Duration::from_secs(300),
             seed_demo_products: Some(false),
@@ -194,7 +196,8 @@ async fn check_component(
         Some(Err(error)) => host::rules::swap::gate::refused(slot, &host::runtime::digest(&wasm), error.to_string()),
         parsed => {
             let config = parsed.and_then(Result::ok).unwrap_or_default();
-            host::rules::swap::gate::check(&runtime, slot, wasm, config, config_text, fixtures.as_deref()).await
+            let golden = fixtures.as_deref().map_or(Fixtures::None, Fixtures::in_dir);
+            host::rules::swap::gate::check(&runtime, slot, wasm, config, config_text, &golden).await
         }
     };
     if json {

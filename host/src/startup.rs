@@ -46,7 +46,9 @@ impl Background {
     pub fn start(app: Arc<App>, settings: &FulfillmentSettings, swap: &SwapSettings) -> Self {
         let stop = CancellationToken::new();
         let mut tasks = JoinSet::new();
-        if swap.watch_components {
+        let recheck = Duration::from_millis(swap.registry_recheck_ms.max(1));
+        tasks.spawn(crate::rules::swap::follow(app.rules.clone(), recheck, stop.clone()));
+        if swap.watch_components && app.rules.swaps().dir.is_some() {
             let debounce = Duration::from_millis(swap.watch_debounce_ms);
             tasks.spawn(crate::rules::swap::watch::watch(app.rules.clone(), debounce, stop.clone()));
         }
@@ -108,7 +110,8 @@ impl Application {
         let app = App::build(
             AppSettings {
                 backend: &settings.backend,
-                components_dir: &settings.components_dir,
+                role: "serve",
+                components_dir: Some(&settings.components_dir),
                 swap: &settings.swap,
                 product_cache_ttl: Duration::from_secs(settings.product_cache_ttl_secs),
                 seed_demo_products: settings.seed_demo_products,

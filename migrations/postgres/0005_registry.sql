@@ -36,10 +36,12 @@ CREATE TABLE component_versions (
     UNIQUE (slot, fingerprint)
 );
 
--- The version each slot serves; `generation` counts the slot's changes.
+-- The version each slot serves, what activated it (`startup`, `folder`,
+-- `upload`, `cli`, `rollback`); `generation` counts the slot's changes.
 CREATE TABLE component_slots (
     slot        TEXT PRIMARY KEY CHECK (slot IN ('validation', 'pricing', 'fulfillment')),
     version_id  BIGINT NOT NULL REFERENCES component_versions (id),
+    source      TEXT NOT NULL,
     generation  BIGINT NOT NULL,
     changed_at  TIMESTAMPTZ NOT NULL
 );

@@ -9,12 +9,13 @@ use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
 use utoipa_axum::routes;
 
 use super::admin::Admin;
-use super::documented::AdminProblems;
+use super::documented::{AdminProblems, Unavailable};
 use super::extract::{ApiPath, WasmBody};
 use super::problem::{ApiError, Problem, Result};
 use super::state::ApiState;
+use crate::orders::OrderError;
 use crate::rules::swap::gate::MAX_COMPONENT_BYTES;
-use crate::rules::swap::{GateReport, Proposal, RollbackError, SlotHistoryView, SlotStatus, Source};
+use crate::rules::swap::{GateReport, Proposal, SlotHistoryView, SlotStatus, Source, SwapError};
 use crate::runtime::Slot;
 
 /// The slot routes.
@@ -28,6 +29,15 @@ pub fn router() -> OpenApiRouter<ApiState> {
 
 fn slot(name: &str) -> Result<Slot> {
     name.parse().map_err(|message: String| ApiError::not_found(message))
+}
+
+/// The answer to a change of a slot that could not be made.
+fn swap_problem(error: SwapError) -> ApiError {
+    match error {
+        SwapError::NothingToRestore(_) => ApiError::Conflict { detail: error.to_string() },
+        SwapError::UnknownVersion { .. } => ApiError::not_found(error.to_string()),
+        SwapError::Registry(store) => OrderError::from(store).into(),
+    }
 }
 
 /// A slot's name in a path (for the document: the handlers parse it).
@@ -46,16 +56,19 @@ enum SlotName {
 #[allow(dead_code)]
 struct Wasm(Vec<u8>);
 
-/// Every slot: the version serving (name, version, sha256, when loaded,
-/// calls, errors, p50/p99 call time) and the latest rejection.
+/// Every slot: the registry's active version (name, version, sha256, what
+/// activated it, probation; its calls in this process), what every live
+/// process serves and whether it converged, and the latest rejection.
 #[utoipa::path(get, path = "/admin/slots", tag = "admin", security(("admin_token" = [])),
     responses(
         (status = 200, body = Vec<SlotStatus>),
         AdminProblems,
         (status = 404, description = "The admin API is disabled (no ADMIN_TOKEN)", body = Problem, content_type = "application/problem+json"),
+        Unavailable,
     ))]
-async fn list_slots(_: Admin, State(api): State<ApiState>) -> axum::Json<Vec<SlotStatus>> {
-    axum::Json(api.rules.slot_statuses())
+async fn list_slots(_: Admin, State(api): State<ApiState>) -> Result<axum::Json<Vec<SlotStatus>>> {
+    let statuses = api.rules.slot_statuses().await.map_err(|error| swap_problem(error.into()))?;
+    Ok(axum::Json(statuses))
 }
 
 /// A slot's versions (oldest first) and what happened to it: activations,
@@ -66,13 +79,15 @@ async fn list_slots(_: Admin, State(api): State<ApiState>) -> axum::Json<Vec<Slo
         (status = 200, body = SlotHistoryView),
         AdminProblems,
         (status = 404, description = "No such slot, or the admin API is disabled", body = Problem, content_type = "application/problem+json"),
+        Unavailable,
     ))]
 async fn slot_history(
     _: Admin,
     State(api): State<ApiState>,
     ApiPath(name): ApiPath<String>,
 ) -> Result<axum::Json<SlotHistoryView>> {
-    Ok(axum::Json(api.rules.slot_history(slot(&name)?)))
+    let history = api.rules.slot_history(slot(&name)?).await.map_err(|error| swap_problem(error.into()))?;
+    Ok(axum::Json(history))
 }
 
 /// The outcome of an upload that serves.
@@ -108,11 +123,11 @@ async fn upload(
     WasmBody(wasm): WasmBody,
 ) -> Result<axum::Json<UploadOutcome>> {
     let slot = slot(&name)?;
-    let (_, toml) = crate::runtime::slot::slot_files(&api.rules.swaps().dir, slot);
-    let config_text = tokio::fs::read_to_string(&toml).await.ok();
-    let (outcome, report) = match api.rules.propose(slot, wasm.to_vec(), config_text, Source::Upload).await {
+    let proposed = api.rules.propose_build(slot, wasm.to_vec(), Source::Upload).await.map_err(swap_problem)?;
+    let (outcome, report) = match proposed {
         Proposal::Activated(report) => ("activated", Some(report)),
         Proposal::Unchanged => ("unchanged", None),
+        Proposal::Stored { report, .. } => ("stored", Some(report)),
         Proposal::Rejected(report) => return Err(ApiError::ComponentRejected { report: Box::new(report) }),
     };
     Ok(axum::Json(UploadOutcome { outcome: outcome.into(), report }))
@@ -136,9 +151,8 @@ async fn roll_back(
     ApiPath(name): ApiPath<String>,
 ) -> Result<axum::Json<SlotStatus>> {
     let slot = slot(&name)?;
-    api.rules.roll_back(slot, "rolled back by an operator").await.map_err(|error| match error {
-        RollbackError::NothingToRestore(_) => ApiError::Conflict { detail: error.to_string() },
-    })?;
-    let status = api.rules.slot_statuses().into_iter().find(|status| status.slot == slot.name());
+    api.rules.roll_back(slot, "rolled back by an operator").await.map_err(swap_problem)?;
+    let statuses = api.rules.slot_statuses().await.map_err(|error| swap_problem(error.into()))?;
+    let status = statuses.into_iter().find(|status| status.slot == slot.name());
     Ok(axum::Json(status.expect("every slot has a status")))
 }

@@ -83,6 +83,8 @@ const VERSION_COLUMNS: &str = "id, slot, fingerprint, sha256, config_text, fixtu
 pub struct ActiveRow {
     pub slot: String,
     pub version_id: i64,
+    /// What activated it.
+    pub source: String,
     /// How many times the slot changed.
     pub generation: i64,
     pub changed_at: DateTime<Utc>,
@@ -115,6 +117,18 @@ pub struct ProcessRow {
     /// JSON, see the migration.
     pub serving: String,
     pub problems: String,
+}
+
+/// Notifications of the registry's changes (PostgreSQL only).
+pub struct RegistryChanges(sqlx::postgres::PgListener);
+
+impl RegistryChanges {
+    /// Waits for the next change. A lost connection is re-established on
+    /// the next call; what changed meanwhile is found by a periodic look.
+    pub async fn next(&mut self) -> Result<(), StoreError> {
+        self.0.recv().await?;
+        Ok(())
+    }
 }
 
 /// Which version a slot must be serving for a change to apply.
@@ -177,46 +191,54 @@ impl Store {
         Ok(id)
     }
 
-    /// Makes version `id` serve `event.slot` if the slot serves what
-    /// `expect` says, recording `event` (its kind and source) in the same
+    /// Makes version `id` serve `slot` if the slot serves what `expect`
+    /// says, recording `events` (what happened, in order) in the same
     /// transaction, and notifying the processes that follow. `None` when the
-    /// slot had changed in between.
+    /// slot had changed in between. An empty slot meets any expectation.
     pub async fn activate_component_version(
         &self,
+        slot: &str,
         id: i64,
+        source: &str,
         expect: Expect,
-        event: &SlotEventRow,
+        events: &[SlotEventRow],
     ) -> Result<Option<ActiveRow>, StoreError> {
         let guard = match expect {
             Expect::Any => String::new(),
-            Expect::Serving(_) => " WHERE component_slots.version_id = $4".into(),
+            Expect::Serving(_) => " WHERE component_slots.version_id = $5".into(),
         };
         let upsert = format!(
-            "INSERT INTO component_slots (slot, version_id, generation, changed_at) VALUES ($1, $2, 1, $3) \
-             ON CONFLICT (slot) DO UPDATE SET version_id = excluded.version_id, \
-             generation = component_slots.generation + 1, changed_at = excluded.changed_at{guard} \
-             RETURNING slot, version_id, generation, changed_at"
+            "INSERT INTO component_slots (slot, version_id, source, generation, changed_at) \
+             VALUES ($1, $2, $4, 1, $3) ON CONFLICT (slot) DO UPDATE SET version_id = excluded.version_id, \
+             source = excluded.source, generation = component_slots.generation + 1, \
+             changed_at = excluded.changed_at{guard} RETURNING slot, version_id, source, generation, changed_at"
         );
         let notify = matches!(self.pool, Pool::Postgres(_));
         let active = with_pool!(self, |pool| {
             let mut tx = pool.begin().await?;
-            let mut query = sqlx::query_as::<_, ActiveRow>(&upsert).bind(&event.slot).bind(id).bind(event.at);
+            let mut query = sqlx::query_as::<_, ActiveRow>(&upsert).bind(slot).bind(id).bind(now()).bind(source);
             if let Expect::Serving(current) = expect {
                 query = query.bind(current);
             }
             let Some(active) = query.fetch_optional(&mut *tx).await? else { return Ok(None) };
-            insert_event!(&mut *tx, event)?;
+            for event in events {
+                insert_event!(&mut *tx, event)?;
+            }
             if notify {
-                sqlx::query("SELECT pg_notify($1, $2)")
-                    .bind(REGISTRY_CHANNEL)
-                    .bind(&event.slot)
-                    .execute(&mut *tx)
-                    .await?;
+                sqlx::query("SELECT pg_notify($1, $2)").bind(REGISTRY_CHANNEL).bind(slot).execute(&mut *tx).await?;
             }
             tx.commit().await?;
             active
         });
         Ok(Some(active))
+    }
+
+    /// Notifications of the registry's changes, where the backend sends them.
+    pub async fn registry_changes(&self) -> Result<Option<RegistryChanges>, StoreError> {
+        let Pool::Postgres(pool) = &self.pool else { return Ok(None) };
+        let mut listener = sqlx::postgres::PgListener::connect_with(pool).await?;
+        listener.listen(REGISTRY_CHANNEL).await?;
+        Ok(Some(RegistryChanges(listener)))
     }
 
     /// Records something that happened to a slot without changing it (a rejection).
@@ -227,7 +249,7 @@ impl Store {
 
     /// The version each slot serves.
     pub async fn active_component_versions(&self) -> Result<Vec<ActiveRow>, StoreError> {
-        let query = "SELECT slot, version_id, generation, changed_at FROM component_slots ORDER BY slot";
+        let query = "SELECT slot, version_id, source, generation, changed_at FROM component_slots ORDER BY slot";
         Ok(with_pool!(self, |pool| sqlx::query_as(query).fetch_all(pool).await)?)
     }
 
@@ -326,10 +348,17 @@ impl Store {
         Ok(())
     }
 
-    /// Forgets process `id` (it stopped), and every process not seen since `stale`.
-    pub async fn forget_processes(&self, id: &str, stale: DateTime<Utc>) -> Result<(), StoreError> {
-        let query = "DELETE FROM component_processes WHERE id = $1 OR last_seen < $2";
-        with_pool!(self, |pool| sqlx::query(query).bind(id).bind(stale).execute(pool).await.map(|_| ()))?;
+    /// Forgets process `id` (it stopped).
+    pub async fn forget_process(&self, id: &str) -> Result<(), StoreError> {
+        let query = "DELETE FROM component_processes WHERE id = $1";
+        with_pool!(self, |pool| sqlx::query(query).bind(id).execute(pool).await.map(|_| ()))?;
+        Ok(())
+    }
+
+    /// Forgets the processes not seen since `stale` (they died without a word).
+    pub async fn forget_processes_unseen_since(&self, stale: DateTime<Utc>) -> Result<(), StoreError> {
+        let query = "DELETE FROM component_processes WHERE last_seen < $1";
+        with_pool!(self, |pool| sqlx::query(query).bind(stale).execute(pool).await.map(|_| ()))?;
         Ok(())
     }
 

@@ -7,6 +7,7 @@ mod cli;
 mod concurrency;
 mod dead_letters;
 mod errors;
+mod fleet;
 mod fulfillment;
 mod fulfillment_faults;
 mod grpc;

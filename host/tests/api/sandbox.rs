@@ -38,7 +38,8 @@ on_both_backends!(
         assert_eq!(app.stock(mug).await, 5);
         assert_eq!(app.order_count().await, 0);
         // Counted against the version that did it.
-        let pricing = &app.service.rules.slot_statuses()[1];
+        let statuses = app.service.rules.slot_statuses().await.unwrap();
+        let pricing = &statuses[1];
         let stats = &pricing.active.as_ref().unwrap().stats;
         assert_eq!((stats.calls, stats.errors), (1, 1), "{pricing:?}");
     }
@@ -67,7 +68,7 @@ on_both_backends!(
         let pricing = std::fs::read(wasm("pricing")).unwrap();
         let toml = std::fs::read_to_string(component_dir("pricing").join("pricing.toml")).unwrap();
         let swapped = app.service.rules.propose(Slot::Pricing, pricing, Some(toml), Source::Upload).await;
-        assert!(matches!(swapped, Proposal::Activated(_)), "{swapped:?}");
+        assert!(matches!(swapped, Ok(Proposal::Activated(_))), "{swapped:?}");
         let retry = send().await.unwrap();
         assert_eq!(retry.status(), 201);
         assert!(retry.headers().get("idempotent-replayed").is_none());
@@ -91,7 +92,7 @@ on_both_backends!(hostile_input_neither_traps_the_rules_nor_rolls_back_a_good_ve
     let toml = std::fs::read_to_string(component_dir("pricing").join("pricing.toml")).unwrap();
     let toml = toml.replace("version = \"0.1.0\"", "version = \"0.1.1\"");
     let swapped = app.service.rules.propose(Slot::Pricing, pricing, Some(toml), Source::Upload).await;
-    assert!(matches!(swapped, Proposal::Activated(_)), "{swapped:?}");
+    assert!(matches!(swapped, Ok(Proposal::Activated(_))), "{swapped:?}");
 
     let hostile = ["x".repeat(600), "SAVE 10".into(), "%00".into(), "\u{1F600}".repeat(20), "a:b:c".into()];
     for (user, code) in hostile.iter().cycle().take(30).enumerate() {
@@ -101,11 +102,11 @@ on_both_backends!(hostile_input_neither_traps_the_rules_nor_rolls_back_a_good_ve
         let body = problem(answer, 422).await;
         assert_eq!(body["violations"][0]["code"], "invalid-promo-code", "{code:?}: {body}");
     }
-    let statuses = app.service.rules.slot_statuses();
+    let statuses = app.service.rules.slot_statuses().await.unwrap();
     let active: &Value = &serde_json::to_value(&statuses[1]).unwrap()["active"];
     assert_eq!(active["version"], "0.1.1", "the good version still serves: {active}");
     assert_eq!(active["errors"], 0, "{active}");
-    let history = app.service.rules.slot_history(Slot::Pricing);
+    let history = app.service.rules.slot_history(Slot::Pricing).await.unwrap();
     assert!(
         history.events.iter().all(|event| event.kind != host::rules::swap::EventKind::AutoRolledBack),
         "{:?}",
@@ -125,7 +126,7 @@ on_both_backends!(
         let sleeper = std::fs::read(wasm("fixtures/sleep")).unwrap();
         let toml = "[component]\nname = \"sleeper\"\nversion = \"6.6.6\"\n[limits]\ndeadline_ms = 50\n";
         let swapped = app.service.rules.propose(Slot::Pricing, sleeper, Some(toml.into()), Source::Upload).await;
-        assert!(matches!(swapped, Proposal::Activated(_)), "{swapped:?}");
+        assert!(matches!(swapped, Ok(Proposal::Activated(_))), "{swapped:?}");
         // Each call is stopped at its deadline and counted: three of the
         // first four send the slot back to the version before.
         for _ in 0..3 {
@@ -133,7 +134,8 @@ on_both_backends!(
         }
         let deadline = Instant::now() + Duration::from_secs(5);
         loop {
-            let active = serde_json::to_value(&app.service.rules.slot_statuses()[1]).unwrap()["active"].clone();
+            let active =
+                serde_json::to_value(&app.service.rules.slot_statuses().await.unwrap()[1]).unwrap()["active"].clone();
             if active["component"] == "pricing" {
                 assert_eq!(active["source"], "rollback", "{active}");
                 break;

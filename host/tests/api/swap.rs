@@ -13,9 +13,9 @@ use serde_json::{Value, json};
 use crate::helpers::{Backend, Options, TestApp, component_dir, copy_dir, fast_fulfillment, problem, wasm};
 use host::config::SwapSettings;
 
-const TOKEN: &str = "swap-admin-token";
+pub(crate) const TOKEN: &str = "swap-admin-token";
 
-fn swapping(workers: usize) -> Options {
+pub(crate) fn swapping(workers: usize) -> Options {
     Options {
         fixtures: true,
         admin_token: Some(TOKEN.into()),
@@ -25,17 +25,17 @@ fn swapping(workers: usize) -> Options {
     }
 }
 
-async fn admin(app: &TestApp, method: reqwest::Method, path: &str) -> reqwest::Response {
+pub(crate) async fn admin(app: &TestApp, method: reqwest::Method, path: &str) -> reqwest::Response {
     app.client.request(method, app.url(path)).bearer_auth(TOKEN).send().await.unwrap()
 }
 
-async fn slot_status(app: &TestApp, slot: &str) -> Value {
+pub(crate) async fn slot_status(app: &TestApp, slot: &str) -> Value {
     let slots: Value = admin(app, reqwest::Method::GET, "/api/v1/admin/slots").await.json().await.unwrap();
     slots.as_array().unwrap().iter().find(|status| status["slot"] == slot).unwrap().clone()
 }
 
 /// Waits until `check` holds for the slot's status; returns it.
-async fn wait_for_slot(app: &TestApp, slot: &str, check: impl Fn(&Value) -> bool) -> Value {
+pub(crate) async fn wait_for_slot(app: &TestApp, slot: &str, check: impl Fn(&Value) -> bool) -> Value {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let status = slot_status(app, slot).await;
@@ -49,7 +49,7 @@ async fn wait_for_slot(app: &TestApp, slot: &str, check: impl Fn(&Value) -> bool
 
 /// Drops a component into the folder the safe way: fixtures, then the
 /// `.toml`, then the `.wasm`, each written beside and renamed into place.
-fn drop_component(dir: &Path, slot: &str, wasm: &[u8], toml: Option<&str>, fixtures: Option<&Path>) {
+pub(crate) fn drop_component(dir: &Path, slot: &str, wasm: &[u8], toml: Option<&str>, fixtures: Option<&Path>) {
     if let Some(fixtures) = fixtures {
         let staged = dir.join(format!(".{slot}.fixtures.new"));
         copy_dir(fixtures, &staged);
@@ -92,11 +92,11 @@ fn files_in(dir: &Path) -> Vec<(String, Vec<u8>)> {
     files
 }
 
-fn sha256(bytes: &[u8]) -> String {
+pub(crate) fn sha256(bytes: &[u8]) -> String {
     host::runtime::digest(bytes)
 }
 
-fn toml_of(crate_dir: &str, slot: &str) -> String {
+pub(crate) fn toml_of(crate_dir: &str, slot: &str) -> String {
     std::fs::read_to_string(component_dir(crate_dir).join(format!("{slot}.toml"))).unwrap()
 }
 
@@ -151,7 +151,7 @@ async fn a_dropped_policy_goes_live_new_orders_follow_it_and_it_rolls_back() {
         std::fs::read(app.components_dir.join("fulfillment.wasm")).unwrap(),
         host::runtime::SlotConfig::parse(&toml, "fulfillment.toml").unwrap(),
         Some(toml),
-        Some(&app.components_dir.join("fulfillment.fixtures")),
+        &host::rules::swap::gate::Fixtures::in_dir(&app.components_dir.join("fulfillment.fixtures")),
     )
     .await;
     assert!(verdict.report.accepted, "{:?}", verdict.report);
@@ -176,7 +176,10 @@ async fn a_dropped_policy_goes_live_new_orders_follow_it_and_it_rolls_back() {
             ("activated", "fulfillment-standard"),
         ]
     );
-    assert_eq!(history["versions"].as_array().unwrap().len(), 3);
+    // Two versions (each stored once), four changes.
+    let versions: Vec<&str> =
+        history["versions"].as_array().unwrap().iter().map(|version| version["component"].as_str().unwrap()).collect();
+    assert_eq!(versions, ["fulfillment-standard", "fulfillment-express"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -352,9 +355,30 @@ async fn the_admin_api_uploads_rolls_back_and_reports() {
     assert_eq!(std::fs::read(app.components_dir.join("pricing.wasm")).unwrap(), first);
     let history: Value =
         admin(&app, reqwest::Method::GET, "/api/v1/admin/slots/pricing/history").await.json().await.unwrap();
-    let sources: Vec<&str> =
-        history["versions"].as_array().unwrap().iter().map(|version| version["source"].as_str().unwrap()).collect();
-    assert_eq!(sources, ["startup", "upload", "rollback"]);
+    // Two versions, each stored once with how it came; the changes are events.
+    let sources: Vec<(&str, bool)> = history["versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|version| (version["source"].as_str().unwrap(), version["active"].as_bool().unwrap()))
+        .collect();
+    assert_eq!(sources, [("startup", true), ("upload", false)]);
+    let events: Vec<(&str, &str)> = history["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|event| (event["kind"].as_str().unwrap(), event["source"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        events,
+        [
+            ("activated", "startup"),
+            ("activated", "upload"),
+            ("rejected", "upload"),
+            ("rolled-back", "rollback"),
+            ("activated", "rollback")
+        ]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

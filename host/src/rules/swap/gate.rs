@@ -10,7 +10,40 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::runtime::fixtures::{parse_fixtures, read_fixture_files, run_fixtures};
+use crate::runtime::slot::FixtureFiles;
 use crate::runtime::{LoadedComponent, Runtime, Slot, SlotConfig};
+
+/// The golden fixtures a candidate is checked against: its own, kept with it.
+#[derive(Debug, Clone)]
+pub enum Fixtures {
+    /// None: only compilation and the slot's world are checked.
+    None,
+    /// The files (`<case>.input.json`, `<case>.expected.json`) with their bytes.
+    Files(FixtureFiles),
+    /// They could not be read: the candidate is refused.
+    Unreadable(String),
+}
+
+impl Fixtures {
+    /// The fixtures in the folder `dir`; none when there is no such folder.
+    pub fn in_dir(dir: &Path) -> Self {
+        if !dir.is_dir() {
+            return Fixtures::None;
+        }
+        match read_fixture_files(dir) {
+            Ok(files) => Fixtures::Files(files.into()),
+            Err(error) => Fixtures::Unreadable(error.to_string()),
+        }
+    }
+
+    /// The files, if any.
+    pub fn files(&self) -> Option<&FixtureFiles> {
+        match self {
+            Fixtures::Files(files) => Some(files),
+            _ => None,
+        }
+    }
+}
 
 /// How one golden case went.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -91,15 +124,15 @@ const MAX_FIXTURES: usize = 200;
 /// slot waits for) is free again.
 const GATE_BUDGET: Duration = Duration::from_secs(60);
 
-/// Checks `wasm` for `slot` with `config`, against the fixtures in
-/// `fixtures` (when that folder exists), within the gate's budget.
+/// Checks `wasm` for `slot` with `config`, against `fixtures`, within the
+/// gate's budget.
 pub async fn check(
     runtime: &Runtime,
     slot: Slot,
     wasm: Vec<u8>,
     config: SlotConfig,
     config_text: Option<String>,
-    fixtures: Option<&Path>,
+    fixtures: &Fixtures,
 ) -> Verdict {
     let sha256 = crate::runtime::digest(&wasm);
     if wasm.len() > MAX_COMPONENT_BYTES {
@@ -126,7 +159,7 @@ async fn judge(
     wasm: Vec<u8>,
     config: SlotConfig,
     config_text: Option<String>,
-    fixtures: Option<&Path>,
+    fixtures: &Fixtures,
 ) -> Verdict {
     let started = Instant::now();
     let sha256 = crate::runtime::digest(&wasm);
@@ -154,13 +187,15 @@ async fn judge(
         Err(error) => return finish(report, None, Some(error.to_string())),
     };
     (report.exports, report.imports) = runtime.interface(&component);
-    let Some(dir) = fixtures.filter(|dir| dir.is_dir()) else {
-        return finish(report, Some(component), None);
+    let files = match fixtures {
+        Fixtures::None => return finish(report, Some(component), None),
+        Fixtures::Unreadable(error) => return finish(report, None, Some(format!("unreadable fixtures: {error}"))),
+        Fixtures::Files(files) => files,
     };
-    // Read once: the cases run are the files kept with the version.
-    let cases = match read_fixture_files(dir).and_then(|files| Ok((parse_fixtures(dir, &files)?, files))) {
-        Ok((cases, files)) => {
-            component.fixture_files = Some(files.into());
+    // The cases run are the files kept with the version.
+    let cases = match parse_fixtures(Path::new("fixtures"), files) {
+        Ok(cases) => {
+            component.fixture_files = Some(files.clone());
             cases
         }
         Err(error) => return finish(report, None, Some(format!("unreadable fixtures: {error}"))),

@@ -18,8 +18,9 @@ use crate::runtime::Slot;
 const RESCAN: Duration = Duration::from_secs(5);
 
 /// Watches until `stop`; `debounce` is how long the folder must be quiet.
+/// A process without a folder (a worker) has nothing to watch.
 pub async fn watch(rules: Arc<Rules>, debounce: Duration, stop: CancellationToken) {
-    let dir = rules.swaps().dir.clone();
+    let Some(dir) = rules.swaps().dir.clone() else { return };
     let (sender, mut changes) = tokio::sync::mpsc::unbounded_channel();
     let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
         if let Ok(event) = event {
