@@ -3,16 +3,18 @@
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
+use component_commands::ComponentCommand;
 use std::sync::Arc;
 use std::time::Duration;
 
 use host::app::{App, AppSettings};
 use host::config::{BackendSettings, ServeSettings, WorkerSettings};
 use host::orders::OrderPolicy;
-use host::rules::swap::gate::Fixtures;
 use host::runtime::bindings::types::Order;
 use host::runtime::{CallContext, Capabilities, EngineSettings, Runtime, Slot, SlotRegistry};
 use host::startup::{Application, Background, shutdown_signal};
+
+mod component_commands;
 
 #[derive(Parser)]
 #[command(name = "host", version, about = "An order service whose business rules are WebAssembly components")]
@@ -29,7 +31,7 @@ enum Command {
     /// Run fulfillment workers (no HTTP API): take jobs from the queue, ask
     /// the `fulfillment` component, apply its decisions. Drains on SIGTERM.
     Worker(Box<WorkerSettings>),
-    /// Work with component files offline.
+    /// Check a component file offline, or push it to the component registry.
     Component {
         #[command(subcommand)]
         command: ComponentCommand,
@@ -61,13 +63,11 @@ async fn main() -> anyhow::Result<()> {
         Command::Worker(settings) => worker(*settings).await,
         Command::Migrate { backend } => migrate(&backend).await,
         Command::Demo { components_dir, order } => demo(&components_dir, order).await,
-        Command::Component { command: ComponentCommand::Check { file, slot, config, fixtures, json } } => {
-            match check_component(file, slot, config, fixtures, json).await {
-                Ok(true) => Ok(()),
-                Ok(false) => std::process::exit(1),
-                Err(error) => Err(error),
-            }
-        }
+        Command::Component { command } => match command.run().await {
+            Ok(true) => Ok(()),
+            Ok(false) => std::process::exit(1),
+            Err(error) => Err(error),
+        },
     };
     if let Err(error) = &outcome {
         tracing::error!(error = format!("{error:#}"), "stopped on an error");
@@ -146,69 +146,6 @@ async fn demo(components_dir: &std::path::Path, order: Option<PathBuf>) -> anyho
     let decision = runtime.decide(&component(Slot::Fulfillment), &context, &order, &quote).await?;
     println!("fulfillment: {}", serde_json::to_string(&decision.value)?);
     Ok(())
-}
-
-#[derive(Subcommand)]
-enum ComponentCommand {
-    /// Run the gate a component must pass before it goes live (compile, fit
-    /// the slot's world, answer the golden fixtures) and print the report.
-    /// Exits with 1 if the component would be rejected.
-    Check {
-        /// The component's `.wasm`.
-        file: PathBuf,
-        /// The slot it is meant for: validation, pricing or fulfillment.
-        #[arg(long)]
-        slot: Slot,
-        /// Its `.toml` (default: the file's name with `.toml`, if present).
-        #[arg(long)]
-        config: Option<PathBuf>,
-        /// The golden fixtures (default: `<slot>.fixtures/` beside the file, if present).
-        #[arg(long)]
-        fixtures: Option<PathBuf>,
-        /// Print the report as JSON.
-        #[arg(long)]
-        json: bool,
-    },
-}
-
-async fn check_component(
-    file: PathBuf,
-    slot: Slot,
-    config: Option<PathBuf>,
-    fixtures: Option<PathBuf>,
-    json: bool,
-) -> anyhow::Result<bool> {
-    use anyhow::Context;
-    let wasm = std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
-    let config_path = config.unwrap_or_else(|| file.with_extension("toml"));
-    let config_text = match std::fs::read_to_string(&config_path) {
-        Ok(text) => Some(text),
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => None,
-        Err(error) => return Err(error).with_context(|| format!("cannot read {}", config_path.display())),
-    };
-    let fixtures =
-        fixtures.or_else(|| Some(file.parent()?.join(format!("{}.fixtures", slot.name()))).filter(|dir| dir.is_dir()));
-    let runtime = Runtime::new(&EngineSettings::default(), Capabilities::embedded())?;
-    let verdict = match config_text
-        .as_deref()
-        .map(|text| host::runtime::SlotConfig::parse(text, &config_path.display().to_string()))
-    {
-        Some(Err(error)) => host::rules::swap::gate::refused(slot, &host::runtime::digest(&wasm), error.to_string()),
-        parsed => {
-            let config = parsed.and_then(Result::ok).unwrap_or_default();
-            let golden = fixtures.as_deref().map_or(Fixtures::None, Fixtures::in_dir);
-            host::rules::swap::gate::check(&runtime, slot, wasm, config, config_text, &golden).await
-        }
-    };
-    if json {
-        println!("{}", serde_json::to_string_pretty(&verdict.report)?);
-    } else {
-        if fixtures.is_none() {
-            println!("(no golden fixtures given: only compilation and the slot's world are checked)");
-        }
-        print!("{}", verdict.report.render());
-    }
-    Ok(verdict.report.accepted)
 }
 
 /// `host` with no subcommand serves with settings from the environment.

@@ -10,8 +10,9 @@ use serde_json::{Value, json};
 
 use crate::helpers::{Backend, TestApp, component_dir, wasm};
 use crate::processes::worker_process;
-use crate::swap::{TOKEN, admin, drop_component, sha256, swapping, toml_of, wait_for_slot};
+use crate::swap::{TOKEN, admin, drop_component, drop_flaky_policy, sha256, swapping, toml_of, wait_for_slot};
 use host::config::SwapSettings;
+use host::store::registry::{Expect, NewVersion, SlotEventRow};
 
 /// Workers that look at the registry twice a second (notifications come first anyway).
 const FOLLOWING: [(&str, &str); 3] = [("WORKERS", "2"), ("REGISTRY_RECHECK_MS", "500"), ("ADMIN_TOKEN", TOKEN)];
@@ -94,4 +95,166 @@ async fn workers_follow_a_swap_and_a_rollback_and_a_restarted_worker_serves_the_
         worker.kill().unwrap();
         worker.wait().unwrap();
     }
+}
+
+/// `host component push` with `args`, on `app`'s database.
+fn push(app: &TestApp, args: &[&std::ffi::OsStr]) -> std::process::Output {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_host"));
+    command.args(["component", "push"]).args(args).args(["--database-url", &app.database_url]);
+    command.env_remove("DATABASE_URL").env("RUST_LOG", "warn").output().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pushed_version_with_its_own_fixtures_goes_live_and_a_rejected_one_changes_nothing() {
+    let mut options = swapping(1);
+    options.swap = Some(SwapSettings { registry_recheck_ms: 500, ..SwapSettings::default() });
+    let app = TestApp::spawn_with(Backend::Postgres, options).await;
+    let mug = app.product("MUG", 1250, 100).await;
+    let express = wasm("fulfillment-express");
+    let crate_dir = component_dir("fulfillment-express");
+    let (config, fixtures) = (crate_dir.join("fulfillment.toml"), crate_dir.join("fixtures"));
+    let os = |path: &std::path::Path| path.as_os_str().to_owned();
+    let pushed = push(
+        &app,
+        &[
+            express.as_os_str(),
+            "--slot".as_ref(),
+            "fulfillment".as_ref(),
+            "--config".as_ref(),
+            &os(&config),
+            "--fixtures".as_ref(),
+            &os(&fixtures),
+            "--activate".as_ref(),
+        ],
+    );
+    let said = String::from_utf8_lossy(&pushed.stdout);
+    assert!(pushed.status.success(), "{said}{}", String::from_utf8_lossy(&pushed.stderr));
+    assert!(said.contains("ACCEPTED") && said.contains("activated"), "{said}");
+    // The service follows: a policy that decides differently from the one serving goes live,
+    // judged by its own fixtures.
+    let express_sha = sha256(&std::fs::read(&express).unwrap());
+    let status = converged_on(&app, "fulfillment", &express_sha, 1).await;
+    assert_eq!(
+        (status["active"]["source"].as_str(), status["active"]["on_probation"].as_bool()),
+        (Some("cli"), Some(true))
+    );
+    assert!(status["active"]["added_by"].as_str().unwrap().starts_with("cli "), "{status}");
+    let order = app.place_for(1, &[(mug, 1)], json!({"region": "us"})).await;
+    let order = app.wait_for_status(order, "fulfilled", Duration::from_secs(15)).await;
+    assert_eq!(order["shipment"]["service"], "express", "{order}");
+
+    // A trapping policy is refused by the gate before it reaches the registry.
+    let trap = wasm("fixtures/trap-policy");
+    let refused = push(
+        &app,
+        &[
+            trap.as_os_str(),
+            "--slot".as_ref(),
+            "fulfillment".as_ref(),
+            "--fixtures".as_ref(),
+            &os(&fixtures),
+            "--activate".as_ref(),
+        ],
+    );
+    assert_eq!(refused.status.code(), Some(1), "{}", String::from_utf8_lossy(&refused.stdout));
+    let history: Value =
+        admin(&app, reqwest::Method::GET, "/api/v1/admin/slots/fulfillment/history").await.json().await.unwrap();
+    let versions = history["versions"].as_array().unwrap();
+    assert_eq!(versions.len(), 2, "the rejected one was not stored: {history:#}");
+    let last = history["events"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!((last["kind"].as_str(), last["source"].as_str()), (Some("rejected"), Some("cli")), "{last}");
+    assert_eq!(wait_for_slot(&app, "fulfillment", |_| true).await["active"]["sha256"], express_sha.as_str());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failures_seen_by_one_worker_roll_the_whole_deployment_back() {
+    let mut options = swapping(0);
+    options.swap = Some(SwapSettings {
+        watch_debounce_ms: 100,
+        registry_recheck_ms: 500,
+        rollback_window_calls: 4,
+        ..SwapSettings::default()
+    });
+    let app = TestApp::spawn_with(Backend::Postgres, options).await;
+    let mug = app.product("MUG", 1250, 100).await;
+    let worker_settings =
+        [("WORKERS", "1"), ("REGISTRY_RECHECK_MS", "500"), ("MAX_ATTEMPTS", "20"), ("ROLLBACK_WINDOW_CALLS", "4")];
+    let mut worker = worker_process(&app, &worker_settings);
+    let _fixtures = drop_flaky_policy(&app);
+    let flaky = sha256(&std::fs::read(wasm("fixtures/trap-policy")).unwrap());
+    converged_on(&app, "fulfillment", &flaky, 2).await;
+    // Only the worker calls the policy (the service runs no workers): its failures alone decide.
+    let doomed = app.place_for(1, &[(mug, 1)], json!({"trap": "yes"})).await;
+    let standard = sha256(&std::fs::read(wasm("fulfillment-standard")).unwrap());
+    let status = converged_on(&app, "fulfillment", &standard, 2).await;
+    assert_eq!(status["active"]["source"], "rollback", "{status}");
+    let history: Value =
+        admin(&app, reqwest::Method::GET, "/api/v1/admin/slots/fulfillment/history").await.json().await.unwrap();
+    let event = history["events"].as_array().unwrap().iter().find(|event| event["kind"] == "auto-rolled-back");
+    let event = event.expect("an automatic rollback");
+    assert!(event["added_by"].as_str().unwrap().starts_with("worker "), "the worker rolled it back: {event}");
+    assert!(event["reason"].as_str().unwrap().contains("of its first"), "{event}");
+    let order = app.wait_for_status(doomed, "fulfilled", Duration::from_secs(30)).await;
+    assert_eq!(order["shipment"]["carrier"], "postal", "retried on the restored version");
+    worker.kill().unwrap();
+    worker.wait().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_a_process_refuses_leaves_it_serving_the_old_one_and_shown_as_not_converged() {
+    let mut options = swapping(0);
+    options.swap = Some(SwapSettings { registry_recheck_ms: 200, converge_within_ms: 500, ..SwapSettings::default() });
+    let app = TestApp::spawn_with(Backend::Postgres, options).await;
+    let mug = app.product("MUG", 1250, 100).await;
+    let pricing = std::fs::read(wasm("pricing")).unwrap();
+    // Written into the registry past any gate (as a process with another
+    // runtime might accept): fixtures no build of the pricing rule answers.
+    let input = std::fs::read_to_string(component_dir("pricing").join("fixtures/promo-code.input.json")).unwrap();
+    let fixtures = json!([["wrong.input.json", input], ["wrong.expected.json", "{\"Err\": []}"]]).to_string();
+    let fixtures = fixtures.as_str();
+    let store = &app.service.store;
+    let sha = sha256(&pricing);
+    let config = toml_of("pricing", "pricing");
+    let id = store
+        .add_component_version(&NewVersion {
+            slot: "pricing",
+            fingerprint: "unjudged",
+            sha256: &sha,
+            wasm: &pricing,
+            config_text: Some(&config),
+            fixtures: Some(fixtures),
+            component: "pricing",
+            version: "0.1.0-unjudged",
+            source: "upload",
+            added_by: "test",
+            gate_report: "{}",
+        })
+        .await
+        .unwrap();
+    let event = SlotEventRow {
+        slot: "pricing".into(),
+        kind: "activated".into(),
+        version_id: Some(id),
+        component: "pricing".into(),
+        version: "0.1.0-unjudged".into(),
+        sha256: sha.clone(),
+        source: "upload".into(),
+        reason: None,
+        added_by: "test".into(),
+        at: chrono::Utc::now(),
+    };
+    store.activate_component_version("pricing", id, "upload", Expect::Any, &[event]).await.unwrap();
+    let status = wait_for_slot(&app, "pricing", |status| {
+        let process = &status["processes"][0];
+        status["active"]["id"] == id && process["problem"].is_string() && process["lagging"] == true
+    })
+    .await;
+    assert_eq!(status["converged"], false, "{status}");
+    let process = &status["processes"][0];
+    assert_ne!(process["serving"]["version_id"], id, "{status}");
+    assert!(process["problem"].as_str().unwrap().contains("golden fixtures failed"), "{status}");
+    // It keeps serving the version it had.
+    assert_eq!(app.order(&[(mug, 1)]).await.status(), 201);
+    let ready: Value = app.get("/ready").await.json().await.unwrap();
+    assert_eq!(ready["checks"]["registry"]["status"], "up", "{ready}");
 }

@@ -381,19 +381,9 @@ async fn the_admin_api_uploads_rolls_back_and_reports() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_new_version_failing_in_production_is_rolled_back_by_itself() {
-    let mut options = swapping(1);
-    options.fulfillment.as_mut().unwrap().max_attempts = 20;
-    options.swap = Some(SwapSettings {
-        watch_debounce_ms: 100,
-        rollback_window_calls: 4,
-        rollback_failure_rate: 0.5,
-        ..SwapSettings::default()
-    });
-    let app = TestApp::spawn_with(Backend::Embedded, options).await;
-    let mug = app.product("MUG", 1250, 100).await;
-    // A policy that passes its own fixtures, but traps on orders marked `trap`.
+/// Drops a policy that passes its own fixtures but traps on orders marked
+/// `trap` (`flaky-policy` 9.9.9); returns its fixtures' folder.
+pub(crate) fn drop_flaky_policy(app: &TestApp) -> tempfile::TempDir {
     let fixtures = tempfile::tempdir().unwrap();
     std::fs::copy(
         component_dir("fulfillment-standard").join("fixtures/ship.input.json"),
@@ -406,6 +396,22 @@ async fn a_new_version_failing_in_production_is_rolled_back_by_itself() {
     let flaky = std::fs::read(wasm("fixtures/trap-policy")).unwrap();
     let toml = "[component]\nname = \"flaky-policy\"\nversion = \"9.9.9\"\n";
     drop_component(&app.components_dir, "fulfillment", &flaky, Some(toml), Some(fixtures.path()));
+    fixtures
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_version_failing_in_production_is_rolled_back_by_itself() {
+    let mut options = swapping(1);
+    options.fulfillment.as_mut().unwrap().max_attempts = 20;
+    options.swap = Some(SwapSettings {
+        watch_debounce_ms: 100,
+        rollback_window_calls: 4,
+        rollback_failure_rate: 0.5,
+        ..SwapSettings::default()
+    });
+    let app = TestApp::spawn_with(Backend::Embedded, options).await;
+    let mug = app.product("MUG", 1250, 100).await;
+    let _fixtures = drop_flaky_policy(&app);
     wait_for_slot(&app, "fulfillment", |status| status["active"]["component"] == "flaky-policy").await;
 
     let doomed = app.place_for(1, &[(mug, 1)], json!({"trap": "yes"})).await;
