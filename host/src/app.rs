@@ -137,7 +137,8 @@ impl App {
         };
         seed_demo_products(&store, settings.seed_demo_products, &settings.orders.default_currency).await?;
         let dir = settings.components_dir.map(std::path::Path::to_path_buf);
-        let swaps = Swaps::new(store.clone(), dir, settings.swap, ProcessInfo::current(settings.role));
+        let registry = store.for_registry().await?;
+        let swaps = Swaps::new(registry, dir, settings.swap, ProcessInfo::current(settings.role));
         let rules = Arc::new(Rules::new(runtime, swaps));
         let orders = Arc::new(Orders::new(
             store.clone(),

@@ -148,6 +148,22 @@ pub struct Probation {
 }
 
 impl Store {
+    /// The store the component registry's work uses. On a SQLite file it
+    /// is a connection of its own: the store's one connection writes every
+    /// order, and a heartbeat waiting out a file another process holds
+    /// locked must not keep an order waiting behind it. On PostgreSQL (or an
+    /// in-memory SQLite database, which a second connection would not see)
+    /// it is the same pool.
+    pub async fn for_registry(&self) -> Result<Store, StoreError> {
+        let Pool::Sqlite(pool) = &self.pool else { return Ok(self.clone()) };
+        let options = (*pool.connect_options()).clone();
+        if options.get_filename().as_os_str().is_empty() || options.get_filename() == std::path::Path::new(":memory:") {
+            return Ok(self.clone());
+        }
+        let own = sqlx::sqlite::SqlitePoolOptions::new().max_connections(1).connect_with(options).await?;
+        Ok(Store::new(Pool::Sqlite(own), self.components_sql.clone(), None))
+    }
+
     /// Stores `new` (its `.wasm` once per sha256) unless a version with its
     /// fingerprint exists; returns the version's id either way.
     pub async fn add_component_version(&self, new: &NewVersion<'_>) -> Result<i64, StoreError> {

@@ -258,3 +258,44 @@ async fn a_version_a_process_refuses_leaves_it_serving_the_old_one_and_shown_as_
     let ready: Value = app.get("/ready").await.json().await.unwrap();
     assert_eq!(ready["checks"]["registry"]["status"], "up", "{ready}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_process_killed_during_a_swap_leaves_the_others_converged_and_comes_back_on_the_new_version() {
+    let mut options = swapping(0);
+    options.swap = Some(SwapSettings { watch_debounce_ms: 100, registry_recheck_ms: 500, ..SwapSettings::default() });
+    let app = TestApp::spawn_with(Backend::Postgres, options).await;
+    let standard = sha256(&std::fs::read(wasm("fulfillment-standard")).unwrap());
+    let mut workers = [worker_process(&app, &FOLLOWING), worker_process(&app, &FOLLOWING)];
+    converged_on(&app, "fulfillment", &standard, 3).await;
+    let express = std::fs::read(wasm("fulfillment-express")).unwrap();
+    drop_component(
+        &app.components_dir,
+        "fulfillment",
+        &express,
+        Some(&toml_of("fulfillment-express", "fulfillment")),
+        Some(&component_dir("fulfillment-express").join("fixtures")),
+    );
+    // The moment the registry names the new version, one worker dies (SIGKILL), mid-swap.
+    wait_for_slot(&app, "fulfillment", |status| status["active"]["sha256"] == sha256(&express)).await;
+    workers[0].kill().unwrap();
+    workers[0].wait().unwrap();
+    let survivor = i64::from(workers[1].id());
+    let status = wait_for_slot(&app, "fulfillment", |status| {
+        let processes = status["processes"].as_array().unwrap();
+        processes.iter().any(|process| process["pid"] == survivor && process["converged"] == true)
+    })
+    .await;
+    assert_eq!(status["active"]["sha256"], sha256(&express).as_str());
+    // Started again, it loads the registry's (new) version.
+    workers[0] = worker_process(&app, &FOLLOWING);
+    let restarted = i64::from(workers[0].id());
+    wait_for_slot(&app, "fulfillment", |status| {
+        let processes = status["processes"].as_array().unwrap();
+        processes.iter().any(|process| process["pid"] == restarted && process["converged"] == true)
+    })
+    .await;
+    for worker in &mut workers {
+        worker.kill().unwrap();
+        worker.wait().unwrap();
+    }
+}

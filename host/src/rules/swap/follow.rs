@@ -29,12 +29,11 @@ const FORGET_AFTER: Duration = Duration::from_secs(60);
 impl Rules {
     /// Brings every slot in line with the registry.
     pub async fn follow_registry(&self) -> Result<(), SwapError> {
-        let active = self.swaps.registry.active_component_versions().await?;
         for slot in Slot::ALL {
+            // Read in the slot's turn: a row read before a change this
+            // process was making would send the slot back to the old version.
             let _turn = self.swaps.turns[slot as usize].lock().await;
-            if let Some(row) = active.iter().find(|row| row.slot == slot.name()) {
-                self.follow_to(slot, row).await?;
-            }
+            self.follow_slot_in_turn(slot).await?;
         }
         self.swaps.loaded.store(true, Ordering::Release);
         Ok(())
