@@ -112,3 +112,34 @@ impl<S: Send + Sync> FromRequest<S> for WasmBody {
         }
     }
 }
+
+/// A `multipart/form-data` body, with problem answers: 415 for another
+/// media type, 400 for a malformed body, 413 over the upload limit.
+pub struct FormBody(pub axum::extract::Multipart);
+
+impl<S: Send + Sync> FromRequest<S> for FormBody {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let media_type = request.headers().get(axum::http::header::CONTENT_TYPE).and_then(|value| value.to_str().ok());
+        let essence = media_type.and_then(|value| value.split(';').next()).map(str::trim);
+        if !essence.is_some_and(|essence| essence.eq_ignore_ascii_case("multipart/form-data")) {
+            return Err(ApiError::UnsupportedMediaType {
+                detail: "send the version as Content-Type: multipart/form-data".into(),
+            });
+        }
+        match axum::extract::Multipart::from_request(request, state).await {
+            Ok(form) => Ok(Self(form)),
+            Err(rejection) => Err(ApiError::BadRequest { detail: rejection.body_text() }),
+        }
+    }
+}
+
+/// The problem answer to a part of a form that could not be read.
+pub fn form_error(error: axum::extract::multipart::MultipartError) -> ApiError {
+    if error.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::TooLarge { detail: "the version exceeds the upload limit".into() }
+    } else {
+        ApiError::BadRequest { detail: error.body_text() }
+    }
+}

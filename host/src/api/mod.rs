@@ -16,6 +16,7 @@ pub mod problem;
 pub mod products;
 pub mod slots;
 pub mod state;
+pub mod versions;
 
 use std::time::Duration;
 
@@ -44,6 +45,7 @@ pub fn router(state: ApiState, limits: HttpLimits) -> Router {
         .merge(orders::router())
         .merge(admin::router())
         .merge(slots::router())
+        .merge(versions::router())
         .layer(axum::middleware::from_fn_with_state(limits.request_timeout, deadline::middleware));
     let (api, document) = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .nest("/api/v1", bounded.merge(events::router()))

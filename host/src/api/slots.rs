@@ -27,12 +27,12 @@ pub fn router() -> OpenApiRouter<ApiState> {
         .routes(routes!(roll_back))
 }
 
-fn slot(name: &str) -> Result<Slot> {
+pub(super) fn slot(name: &str) -> Result<Slot> {
     name.parse().map_err(|message: String| ApiError::not_found(message))
 }
 
 /// The answer to a change of a slot that could not be made.
-fn swap_problem(error: SwapError) -> ApiError {
+pub(super) fn swap_problem(error: SwapError) -> ApiError {
     match error {
         SwapError::NothingToRestore(_) => ApiError::Conflict { detail: error.to_string() },
         SwapError::UnknownVersion { .. } => ApiError::not_found(error.to_string()),
@@ -44,7 +44,7 @@ fn swap_problem(error: SwapError) -> ApiError {
 #[derive(ToSchema)]
 #[schema(rename_all = "lowercase")]
 #[allow(dead_code)]
-enum SlotName {
+pub(super) enum SlotName {
     Validation,
     Pricing,
     Fulfillment,
@@ -90,13 +90,23 @@ async fn slot_history(
     Ok(axum::Json(history))
 }
 
-/// The outcome of an upload that serves.
+/// The outcome of an upload the gate accepted.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct UploadOutcome {
-    /// `activated`, or `unchanged` (it serves already).
+    /// `activated`, `stored` (in the registry, not activated), or
+    /// `unchanged` (it is the active version already).
     pub outcome: String,
+    /// The registry's id of a stored version (to activate it later).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version_id: Option<i64>,
     /// The gate's report (absent when unchanged).
     pub report: Option<GateReport>,
+}
+
+impl UploadOutcome {
+    pub(super) fn new(outcome: &str, version_id: Option<i64>, report: Option<GateReport>) -> Self {
+        Self { outcome: outcome.into(), version_id, report }
+    }
 }
 
 /// Uploads a component (`.wasm` bytes as the body) for a slot, with the
@@ -130,7 +140,7 @@ async fn upload(
         Proposal::Stored { report, .. } => ("stored", Some(report)),
         Proposal::Rejected(report) => return Err(ApiError::ComponentRejected { report: Box::new(report) }),
     };
-    Ok(axum::Json(UploadOutcome { outcome: outcome.into(), report }))
+    Ok(axum::Json(UploadOutcome::new(outcome, None, report)))
 }
 
 /// Sends a slot back to its last known good version (the newest earlier

@@ -8,9 +8,12 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::helpers::{Backend, TestApp, component_dir, wasm};
+use crate::helpers::{Backend, TestApp, component_dir, problem, wasm};
+use crate::on_both_backends;
 use crate::processes::worker_process;
-use crate::swap::{TOKEN, admin, drop_component, drop_flaky_policy, sha256, swapping, toml_of, wait_for_slot};
+use crate::swap::{
+    TOKEN, admin, drop_component, drop_flaky_policy, sha256, slot_status, swapping, toml_of, wait_for_slot,
+};
 use host::config::SwapSettings;
 use host::store::registry::{Expect, NewVersion, SlotEventRow};
 
@@ -299,3 +302,86 @@ async fn a_process_killed_during_a_swap_leaves_the_others_converged_and_comes_ba
         worker.wait().unwrap();
     }
 }
+
+/// A version as the admin API takes it: the `.wasm`, its `.toml`, its fixtures.
+fn version_form(
+    wasm: Vec<u8>,
+    toml: Option<String>,
+    fixtures: &std::path::Path,
+    activate: &str,
+) -> reqwest::multipart::Form {
+    let mut form = reqwest::multipart::Form::new()
+        .part("component", reqwest::multipart::Part::bytes(wasm).file_name("component.wasm"))
+        .text("activate", activate.to_owned());
+    if let Some(toml) = toml {
+        form = form.text("config", toml);
+    }
+    for entry in std::fs::read_dir(fixtures).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        form = form.part("fixtures", reqwest::multipart::Part::bytes(std::fs::read(&path).unwrap()).file_name(name));
+    }
+    form
+}
+
+on_both_backends!(
+    the_admin_api_publishes_a_version_with_its_own_fixtures_and_activates_a_stored_one,
+    options = swapping(1),
+    |app| {
+        let mug = app.product("MUG", 1250, 100).await;
+        let express = std::fs::read(wasm("fulfillment-express")).unwrap();
+        let fixtures = component_dir("fulfillment-express").join("fixtures");
+        let toml = toml_of("fulfillment-express", "fulfillment");
+        let post = |form| {
+            app.client
+                .post(app.url("/api/v1/admin/slots/fulfillment/versions"))
+                .bearer_auth(TOKEN)
+                .multipart(form)
+                .send()
+        };
+        // Stored, not activated: the standard policy keeps serving.
+        let stored = post(version_form(express.clone(), Some(toml.clone()), &fixtures, "false")).await.unwrap();
+        assert_eq!(stored.status(), 200);
+        let stored: Value = stored.json().await.unwrap();
+        assert_eq!(stored["outcome"], "stored", "{stored}");
+        assert!(stored["report"]["fixtures"].as_array().unwrap().iter().all(|case| case["passed"] == true));
+        let id = stored["version_id"].as_i64().unwrap();
+        assert_eq!(slot_status(&app, "fulfillment").await["active"]["component"], "fulfillment-standard");
+
+        // Activated by its id: new orders follow it.
+        let path = format!("/api/v1/admin/slots/fulfillment/versions/{id}/activate");
+        let activated = admin(&app, reqwest::Method::POST, &path).await;
+        assert_eq!(activated.status(), 200);
+        let activated: Value = activated.json().await.unwrap();
+        assert_eq!(
+            (activated["active"]["id"].as_i64(), activated["active"]["source"].as_str()),
+            (Some(id), Some("upload"))
+        );
+        let order = app.place_for(1, &[(mug, 1)], json!({"region": "us"})).await;
+        let order = app.wait_for_status(order, "fulfilled", Duration::from_secs(15)).await;
+        assert_eq!(order["shipment"]["service"], "express", "{order}");
+        // The same version again changes nothing; against the wrong fixtures it is refused with the report.
+        let again: Value =
+            post(version_form(express.clone(), Some(toml), &fixtures, "true")).await.unwrap().json().await.unwrap();
+        assert_eq!(again["outcome"], "unchanged", "{again}");
+        let standard_fixtures = component_dir("fulfillment-standard").join("fixtures");
+        let refused = post(version_form(express, None, &standard_fixtures, "true")).await.unwrap();
+        let refused = problem(refused, 422).await;
+        assert!(refused["report"]["reason"].as_str().unwrap().contains("golden fixtures failed"), "{refused}");
+
+        // Bad forms are problems, and nothing changes.
+        let missing = reqwest::multipart::Form::new().text("config", "x");
+        let missing = problem(post(missing).await.unwrap(), 422).await;
+        assert!(missing["detail"].as_str().unwrap().contains("component"), "{missing}");
+        let badly_named = reqwest::multipart::Form::new()
+            .part("component", reqwest::multipart::Part::bytes(vec![0u8]))
+            .part("fixtures", reqwest::multipart::Part::bytes(b"{}".to_vec()).file_name("../escape.input.json"));
+        problem(post(badly_named).await.unwrap(), 422).await;
+        let not_a_form = app.client.post(app.url("/api/v1/admin/slots/fulfillment/versions")).bearer_auth(TOKEN);
+        problem(not_a_form.json(&json!({})).send().await.unwrap(), 415).await;
+        let unknown =
+            admin(&app, reqwest::Method::POST, "/api/v1/admin/slots/fulfillment/versions/999999/activate").await;
+        problem(unknown, 404).await;
+        assert_eq!(slot_status(&app, "fulfillment").await["active"]["id"].as_i64(), Some(id));
+    }
+);
