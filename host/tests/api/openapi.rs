@@ -57,6 +57,8 @@ async fn the_document_matches_the_routes() {
         "PATCH /api/v1/products/{id}",
         "POST /api/v1/admin/dead-letters/{id}/requeue",
         "POST /api/v1/admin/slots/{slot}/rollback",
+        "POST /api/v1/admin/slots/{slot}/versions",
+        "POST /api/v1/admin/slots/{slot}/versions/{id}/activate",
         "POST /api/v1/orders",
         "POST /api/v1/products",
         "PUT /api/v1/admin/slots/{slot}/component",
