@@ -65,24 +65,33 @@ impl Rules {
             }
         };
         let fingerprint = candidate.fingerprint();
-        if self.swaps.local(slot).folder_fingerprint.as_deref() == Some(fingerprint.as_str()) {
+        let previous = self.swaps.local(slot).folder_fingerprint.replace(fingerprint.clone());
+        if previous.as_deref() == Some(fingerprint.as_str()) {
             return;
         }
-        match self.publish_in_turn(slot, candidate, Source::Folder, true).await {
-            Ok(Proposal::Rejected(_)) => {}
-            Ok(_) => self.swaps.local(slot).folder_fingerprint = Some(fingerprint),
-            Err(error) => tracing::warn!(slot = slot.name(), %error, "cannot publish the dropped component; retrying"),
+        // Seen from here on: serving it writes nothing back over the drop.
+        if let Err(error) = self.publish_in_turn(slot, candidate, Source::Folder, true).await {
+            tracing::warn!(slot = slot.name(), %error, "cannot publish the dropped component; retrying");
+            self.swaps.local(slot).folder_fingerprint = previous;
         }
     }
 
-    /// Makes the folder (if this process keeps one) show `component`, and
-    /// remembers its files as seen.
-    pub(super) async fn write_back(&self, component: &LoadedComponent) {
+    /// Makes the folder (if this process keeps one) show `component`, the
+    /// registry's version with `fingerprint`, unless the folder shows it
+    /// already: a drop being published is not written over (the author may
+    /// be dropping the next one meanwhile). The files are remembered as seen.
+    pub(super) async fn write_back(&self, component: &LoadedComponent, fingerprint: Option<&str>) {
         let Some(dir) = &self.swaps.dir else { return };
-        folder::write_back(dir, component).await;
-        if let Ok(Some(written)) = read_drop(dir, component.slot).await {
-            self.swaps.local(component.slot).folder_fingerprint = Some(written.fingerprint());
+        let slot = component.slot;
+        if fingerprint.is_some() && self.swaps.local(slot).folder_fingerprint.as_deref() == fingerprint {
+            return;
         }
+        folder::write_back(dir, component).await;
+        let seen = match fingerprint {
+            Some(fingerprint) => Some(fingerprint.to_owned()),
+            None => read_drop(dir, slot).await.ok().flatten().map(|written| written.fingerprint()),
+        };
+        self.swaps.local(slot).folder_fingerprint = seen;
     }
 }
 

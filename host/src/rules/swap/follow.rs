@@ -66,7 +66,7 @@ impl Rules {
         let judged = !row.failed && (row.probation_calls as u64) < self.swaps.policy.window;
         let probation = on_probation(source) && judged;
         if let Some(component) = recent {
-            self.install(row.id, component, probation).await;
+            self.install(row.id, &row.fingerprint, component, probation).await;
             return Ok(());
         }
         let wasm = registry.component_wasm(&row.sha256).await?;
@@ -75,7 +75,7 @@ impl Rules {
         // Boxed: the gate's future is large, and this one nests in many.
         let verdict = Box::pin(self.judge(slot, &candidate)).await;
         match verdict.component {
-            Some(component) => self.install(row.id, Arc::new(component), probation).await,
+            Some(component) => self.install(row.id, &row.fingerprint, Arc::new(component), probation).await,
             None => {
                 let reason = verdict.report.reason.unwrap_or_default();
                 tracing::error!(slot = slot.name(), version_id = row.id, component = %row.component,
@@ -87,9 +87,16 @@ impl Rules {
         Ok(())
     }
 
-    /// Makes `component` (registry version `version_id`) serve its slot
-    /// here. The database is told first what its `sql` grant lets it read.
-    pub(super) async fn install(&self, version_id: i64, component: Arc<LoadedComponent>, on_probation: bool) {
+    /// Makes `component` (registry version `version_id`, with
+    /// `fingerprint`) serve its slot here. The database is told first what
+    /// its `sql` grant lets it read.
+    pub(super) async fn install(
+        &self,
+        version_id: i64,
+        fingerprint: &str,
+        component: Arc<LoadedComponent>,
+        on_probation: bool,
+    ) {
         let slot = component.slot;
         let sql = self.runtime.capabilities().sql.clone();
         if let Err(error) = sql.apply_grant(slot, component.config.grants.sql.as_ref()).await {
@@ -112,7 +119,7 @@ impl Rules {
         }
         tracing::info!(slot = slot.name(), version_id, component = %component.name, version = %component.version,
             sha256 = %component.digest, "component activated");
-        self.write_back(&component).await;
+        self.write_back(&component, Some(fingerprint)).await;
     }
 
     /// Tells the registry what this process serves, and forgets processes

@@ -91,7 +91,7 @@ impl Rules {
         }
         let event = self.event(EventKind::Activated, Some(version_id), &report, source, None);
         registry.activate_component_version(slot.name(), version_id, &name_of(source), Expect::Any, &[event]).await?;
-        self.install(version_id, Arc::new(component), on_probation(source)).await;
+        self.install(version_id, &fingerprint, Arc::new(component), on_probation(source)).await;
         Ok(Proposal::Activated(report))
     }
 
@@ -197,7 +197,7 @@ impl Rules {
         let Some(dir) = &self.swaps.dir else { return };
         folder::set_aside_rejected(dir, slot).await;
         if let Some(active) = self.slots.get(slot) {
-            self.write_back(&active).await;
+            self.write_back(&active, None).await;
         }
     }
 }
