@@ -30,11 +30,13 @@ impl Candidate {
         hex::encode(Sha256::digest(identity.to_string()))
     }
 
-    /// The fixtures as stored: JSON `[[file name, text], ...]`.
+    /// The fixtures as stored: JSON `[[file name, text], ...]`, by file
+    /// name (the same files make the same version, in whatever order they came).
     pub fn fixtures_json(&self) -> Option<String> {
         let files = self.fixtures.files()?;
-        let pairs: Vec<(&str, String)> =
+        let mut pairs: Vec<(&str, String)> =
             files.iter().map(|(name, bytes)| (name.as_str(), String::from_utf8_lossy(bytes).into_owned())).collect();
+        pairs.sort();
         serde_json::to_string(&pairs).ok()
     }
 
@@ -77,6 +79,14 @@ mod tests {
         assert_ne!(bare.fingerprint(), tested.fingerprint());
         assert_eq!(bare.fingerprint(), candidate(None, Fixtures::None).fingerprint());
         assert_eq!(bare.sha256(), tested.sha256(), "the same .wasm");
+    }
+
+    #[test]
+    fn the_order_fixtures_come_in_does_not_make_another_version() {
+        let (a, b) = (("a.input.json".to_owned(), b"{}".to_vec()), ("a.expected.json".to_owned(), b"1".to_vec()));
+        let one = candidate(None, Fixtures::Files(vec![a.clone(), b.clone()].into()));
+        let other = candidate(None, Fixtures::Files(vec![b, a].into()));
+        assert_eq!(one.fingerprint(), other.fingerprint());
     }
 
     #[test]
