@@ -12,7 +12,8 @@ use crate::helpers::{Backend, TestApp, component_dir, problem, wasm};
 use crate::on_both_backends;
 use crate::processes::worker_process;
 use crate::swap::{
-    TOKEN, admin, drop_component, drop_flaky_policy, sha256, slot_status, swapping, toml_of, wait_for_slot,
+    TOKEN, admin, drop_component, drop_flaky_policy, sha256, slot_status, swapping, toml_of, wait_for_registry,
+    wait_for_slot,
 };
 use host::config::SwapSettings;
 use host::store::registry::{Expect, NewVersion, SlotEventRow};
@@ -247,7 +248,7 @@ async fn a_version_a_process_refuses_leaves_it_serving_the_old_one_and_shown_as_
         at: chrono::Utc::now(),
     };
     store.activate_component_version("pricing", id, "upload", Expect::Any, &[event]).await.unwrap();
-    let status = wait_for_slot(&app, "pricing", |status| {
+    let status = wait_for_registry(&app, "pricing", |status| {
         let process = &status["processes"][0];
         status["active"]["id"] == id && process["problem"].is_string() && process["lagging"] == true
     })
@@ -279,7 +280,7 @@ async fn a_process_killed_during_a_swap_leaves_the_others_converged_and_comes_ba
         Some(&component_dir("fulfillment-express").join("fixtures")),
     );
     // The moment the registry names the new version, one worker dies (SIGKILL), mid-swap.
-    wait_for_slot(&app, "fulfillment", |status| status["active"]["sha256"] == sha256(&express)).await;
+    wait_for_registry(&app, "fulfillment", |status| status["active"]["sha256"] == sha256(&express)).await;
     workers[0].kill().unwrap();
     workers[0].wait().unwrap();
     let survivor = i64::from(workers[1].id());

@@ -34,8 +34,16 @@ pub(crate) async fn slot_status(app: &TestApp, slot: &str) -> Value {
     slots.as_array().unwrap().iter().find(|status| status["slot"] == slot).unwrap().clone()
 }
 
-/// Waits until `check` holds for the slot's status; returns it.
+/// Waits until `check` holds for the slot's status and this process serves
+/// the registry's active version (the registry changes first, then each
+/// process loads the version); returns the status.
 pub(crate) async fn wait_for_slot(app: &TestApp, slot: &str, check: impl Fn(&Value) -> bool) -> Value {
+    let served_here = |status: &Value| status["active"].is_null() || status["active"]["loaded_at"].is_string();
+    wait_for_registry(app, slot, |status| served_here(status) && check(status)).await
+}
+
+/// Waits until `check` holds for the slot's status as the registry shows it; returns it.
+pub(crate) async fn wait_for_registry(app: &TestApp, slot: &str, check: impl Fn(&Value) -> bool) -> Value {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let status = slot_status(app, slot).await;
