@@ -8,7 +8,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use super::{EventKind, GateReport, Source, SwapError, name_of};
+use super::publish::known_report;
+use super::{EventKind, Source, SwapError, name_of};
 use crate::rules::Rules;
 use crate::runtime::{CallError, LoadedComponent, Slot};
 use crate::store::StoreError;
@@ -111,8 +112,8 @@ impl Rules {
             registry.mark_component_failed(left.id).await?;
         }
         let events = [
-            self.event(kind, Some(left.id), &report_of(&left), Source::Rollback, Some(reason.to_owned())),
-            self.event(EventKind::Activated, Some(target), &report_of(&restored), Source::Rollback, None),
+            self.event(kind, Some(left.id), &known_report(&left, None), Source::Rollback, Some(reason.to_owned())),
+            self.event(EventKind::Activated, Some(target), &known_report(&restored, None), Source::Rollback, None),
         ];
         let expect = Expect::Serving(active.version_id);
         let source = name_of(Source::Rollback);
@@ -128,21 +129,5 @@ impl Rules {
     async fn version_row(&self, id: i64) -> Result<VersionRow, SwapError> {
         let row = self.swaps.registry.component_version(id).await?;
         Ok(row.ok_or_else(|| StoreError::Corrupt(format!("component version {id} is missing")))?)
-    }
-}
-
-/// What an event names of a stored version.
-fn report_of(row: &VersionRow) -> GateReport {
-    GateReport {
-        slot: row.slot.clone(),
-        component: row.component.clone(),
-        version: row.version.clone(),
-        sha256: row.sha256.clone(),
-        accepted: true,
-        reason: None,
-        exports: Vec::new(),
-        imports: Vec::new(),
-        fixtures: Vec::new(),
-        checked_in_ms: 0,
     }
 }

@@ -208,6 +208,23 @@ pub(super) fn on_probation(source: Source) -> bool {
     matches!(source, Source::Folder | Source::Upload | Source::Cli)
 }
 
+/// A stored version as a report names it (slot, component, version,
+/// sha256), for its events, or when its own report cannot be read (`reason`).
+pub(super) fn known_report(row: &VersionRow, reason: Option<&str>) -> GateReport {
+    GateReport {
+        slot: row.slot.clone(),
+        component: row.component.clone(),
+        version: row.version.clone(),
+        sha256: row.sha256.clone(),
+        accepted: true,
+        reason: reason.map(str::to_owned),
+        exports: Vec::new(),
+        imports: Vec::new(),
+        fixtures: Vec::new(),
+        checked_in_ms: 0,
+    }
+}
+
 /// The gate's report kept with a stored version.
 fn stored_report(row: &VersionRow) -> Result<GateReport, SwapError> {
     serde_json::from_str(&row.gate_report).map_err(|error| corrupt(&error))

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::follow::HEARTBEAT;
-use super::publish::on_probation;
+use super::publish::{known_report, on_probation};
 use super::{EventKind, GateReport, SlotEvent, Source, StatsSnapshot, parse_name};
 use crate::rules::Rules;
 use crate::runtime::Slot;
@@ -232,22 +232,8 @@ fn version_view(row: &VersionRow, active: Option<i64>) -> VersionView {
         failed: row.failed,
         probation_calls: row.probation_calls,
         probation_failures: row.probation_failures,
-        report: serde_json::from_str(&row.gate_report).unwrap_or_else(|_| unreadable_report(row)),
-    }
-}
-
-fn unreadable_report(row: &VersionRow) -> GateReport {
-    GateReport {
-        slot: row.slot.clone(),
-        component: row.component.clone(),
-        version: row.version.clone(),
-        sha256: row.sha256.clone(),
-        accepted: true,
-        reason: Some("the stored report could not be read".into()),
-        exports: Vec::new(),
-        imports: Vec::new(),
-        fixtures: Vec::new(),
-        checked_in_ms: 0,
+        report: serde_json::from_str(&row.gate_report)
+            .unwrap_or_else(|_| known_report(row, Some("the stored report could not be read"))),
     }
 }
 
