@@ -77,7 +77,9 @@ contract *args: build-components
 # per-slot call cost against native code; HTTP load on PostgreSQL + Redis
 # against the same transaction issued directly through sqlx; fulfillment
 # throughput and lag against the same transitions issued directly; hot swap
-# (drop to serving, and throughput during swaps against steady state); the
+# (drop to serving, and throughput during swaps against steady state); a
+# deployment of 1 API + 3 worker processes (upload to every process serving
+# it, and throughput while pricing is uploaded every second); the
 # `sql` capability's call against the same query issued directly; gRPC
 # against REST on the same orders and connections.
 bench: build-components
@@ -85,6 +87,7 @@ bench: build-components
     cargo bench -p host --bench http_load
     cargo bench -p host --bench fulfillment
     cargo bench -p host --bench swap
+    cargo bench -p host --bench fleet
     cargo bench -p host --bench sql_capability
     cargo bench -p host --bench grpc_vs_rest
 

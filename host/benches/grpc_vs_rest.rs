@@ -9,7 +9,7 @@
 //! `BENCH_SECONDS` and `BENCH_CONNECTIONS` change the duration and the load.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -17,6 +17,8 @@ use hyper::Request;
 use prost::Message;
 use serde_json::json;
 
+use host::domain::OrderDetail;
+use host::grpc::convert;
 use host::grpc::proto::{CreateOrderRequest, GetOrderRequest, LineRequest};
 
 mod common;
@@ -107,5 +109,47 @@ fn main() {
         created.rate() / posted.rate(),
         read.rate() / got.rate()
     );
+    print_read_breakdown(&running, highest);
     running.finish();
+}
+
+/// What one read costs in the service beyond the transport, per step, on
+/// one order: REST answers the cached JSON; GetOrder also decodes it,
+/// converts it to the message and encodes that.
+fn print_read_breakdown(running: &ApiUnderLoad, id: i64) {
+    const ROUNDS: u32 = 20_000;
+    let orders = running.app.orders.clone();
+    let json = running.server.block_on(orders.order_json(id)).unwrap();
+    let per_call = |step: &mut dyn FnMut()| {
+        let started = Instant::now();
+        for _ in 0..ROUNDS {
+            step();
+        }
+        started.elapsed().as_secs_f64() * 1e6 / f64::from(ROUNDS)
+    };
+    let cached = per_call(&mut || {
+        std::hint::black_box(running.server.block_on(orders.order_json(id)).unwrap());
+    });
+    let decode = per_call(&mut || {
+        std::hint::black_box(serde_json::from_str::<OrderDetail>(&json).unwrap());
+    });
+    let detail: OrderDetail = serde_json::from_str(&json).unwrap();
+    let convert = per_call(&mut || {
+        std::hint::black_box(convert::order(detail.clone()));
+    });
+    let clone = per_call(&mut || {
+        std::hint::black_box(detail.clone());
+    });
+    let message = convert::order(detail.clone());
+    let encode = per_call(&mut || {
+        std::hint::black_box(message.encode_to_vec());
+    });
+    println!();
+    println!("One read of order {id} ({} bytes of JSON, {} of protobuf), per call:", json.len(), message.encoded_len());
+    println!("| step | µs |");
+    println!("| --- | --- |");
+    println!("| the cached JSON (Redis round trip; all REST does) | {cached:.2} |");
+    println!("| decode the JSON into an order | {decode:.2} |");
+    println!("| convert it into the message | {:.2} |", (convert - clone).max(0.0));
+    println!("| encode the message | {encode:.2} |");
 }

@@ -11,9 +11,6 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use http_body_util::Full;
-use hyper::Request;
 use serde_json::json;
 
 use host::app::App;
@@ -23,20 +20,8 @@ use host::runtime::Slot;
 use host::startup::Application;
 
 mod common;
-use common::load::http_load;
-use common::{BenchDatabase, install_components, percentile, setting};
-
-/// The same component with a custom section appended: new bytes and
-/// sha256, the same behaviour (so it passes the same fixtures).
-fn rebuilt(wasm: &[u8], tag: u64) -> Vec<u8> {
-    let name = b"orderly-build";
-    let payload = tag.to_le_bytes();
-    let mut bytes = wasm.to_vec();
-    bytes.extend_from_slice(&[0, (1 + name.len() + payload.len()) as u8, name.len() as u8]);
-    bytes.extend_from_slice(name);
-    bytes.extend_from_slice(&payload);
-    bytes
-}
+use common::load::{http_load, post_order, print_throughput_during_swaps};
+use common::{BenchDatabase, install_components, percentile, rebuilt, setting};
 
 /// Writes `wasm` beside `<slot>.wasm` and renames it over; returns its sha256.
 fn drop_in(dir: &Path, slot: Slot, wasm: &[u8]) -> String {
@@ -123,11 +108,7 @@ fn main() {
         let pick = |offset: u64| products[((n * 7 + offset) % products.len() as u64) as usize];
         let body = json!({"user_id": n % 1_000_000, "items": [
             {"product_id": pick(0), "quantity": 1}, {"product_id": pick(31), "quantity": 2}, {"product_id": pick(67), "quantity": 1}]});
-        Request::post("/api/v1/orders")
-            .header("host", "bench")
-            .header("content-type", "application/json")
-            .body(Full::new(Bytes::from(body.to_string())))
-            .unwrap()
+        post_order(&body)
     });
     let duration = Duration::from_secs(seconds);
     // Warm up (connections, caches, and orders in the tables so the planner's
@@ -169,12 +150,7 @@ fn main() {
     }
     println!("(each includes the folder watcher's 250 ms debounce)");
     println!();
-    println!("| scenario | requests/s | p50 | p99 | non-2xx |");
-    println!("| --- | --- | --- | --- | --- |");
-    println!("{}", steady.row("POST /api/v1/orders, steady"));
-    println!("{}", swapping.row(&format!("POST /api/v1/orders, {swaps} pricing swaps")));
-    println!();
-    println!("throughput during swaps = {:.0} % of steady state", 100.0 * swapping.rate() / steady.rate());
+    print_throughput_during_swaps(&steady, &swapping, &format!("{swaps} pricing swaps"));
     drop(server);
     database.drop_now(&client);
 }

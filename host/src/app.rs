@@ -21,7 +21,7 @@ use crate::orders::{OrderPolicy, Orders};
 use crate::rules::swap::ProcessInfo;
 use crate::rules::{Rules, Swaps};
 use crate::runtime::capabilities::{KvBackend, MemoryKv, RedisKv, ReqwestHttp, TracingLogs};
-use crate::runtime::{Capabilities, EngineSettings, Runtime, Slot};
+use crate::runtime::{Capabilities, EngineSettings, Runtime};
 use crate::store::Store;
 
 /// How long a rendered order stays cached (every change rewrites it).
@@ -174,7 +174,7 @@ async fn seed_demo_products(store: &Store, seed: Option<bool>, currency: &str) -
 async fn load_components(rules: &Rules) -> anyhow::Result<()> {
     rules.publish_folder_at_start().await.context("cannot publish the components folder to the registry")?;
     rules.follow_registry().await.context("cannot load the component registry's active versions")?;
-    for slot in Slot::ALL.into_iter().filter(|slot| rules.slots().get(*slot).is_none()) {
+    for &slot in rules.swaps().followed().iter().filter(|slot| rules.slots().get(**slot).is_none()) {
         tracing::warn!(
             slot = slot.name(),
             "no component serves this slot: work that needs it fails until one is published (run `just build`)"

@@ -68,6 +68,26 @@ impl Outcome {
     }
 }
 
+/// `POST /api/v1/orders` with `body`.
+pub fn post_order(body: &serde_json::Value) -> Request<Full<Bytes>> {
+    Request::post("/api/v1/orders")
+        .header("host", "bench")
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(body.to_string())))
+        .unwrap()
+}
+
+/// Prints `POST /api/v1/orders` steady against during swaps (`swaps` names
+/// them), and the ratio of the two rates.
+pub fn print_throughput_during_swaps(steady: &Outcome, swapping: &Outcome, swaps: &str) {
+    println!("| scenario | requests/s | p50 | p99 | server CPU/request | non-2xx |");
+    println!("| --- | --- | --- | --- | --- | --- |");
+    println!("{}", steady.row("POST /api/v1/orders, steady"));
+    println!("{}", swapping.row(&format!("POST /api/v1/orders, {swaps}")));
+    println!();
+    println!("throughput during swaps = {:.0} % of steady state", 100.0 * swapping.rate() / steady.rate());
+}
+
 /// `connections` keep-alive HTTP/1.1 connections, each sending the request
 /// `make(n)` builds, back to back, for `duration`.
 pub async fn http_load(

@@ -107,6 +107,18 @@ pub fn install_components(dir: &Path) {
     }
 }
 
+/// The same component with a custom section appended: new bytes and
+/// sha256, the same behaviour (so it passes the same fixtures).
+pub fn rebuilt(wasm: &[u8], tag: u64) -> Vec<u8> {
+    let name = b"orderly-build";
+    let payload = tag.to_le_bytes();
+    let mut bytes = wasm.to_vec();
+    bytes.extend_from_slice(&[0, (1 + name.len() + payload.len()) as u8, name.len() as u8]);
+    bytes.extend_from_slice(name);
+    bytes.extend_from_slice(&payload);
+    bytes
+}
+
 /// Medians and percentiles of a sorted sample.
 pub fn percentile<T: Copy + Default>(sorted: &[T], fraction: f64) -> T {
     if sorted.is_empty() {

@@ -1,8 +1,9 @@
 //! Hot swap across a deployment: `host serve` (the test's service, no
-//! workers of its own) and two `host worker` processes on one database.
-//! Every process loads the registry's active versions and follows them; a
-//! swap and a rollback reach the workers, and a restarted worker serves
-//! what the registry says.
+//! workers of its own), `host worker` processes and a second `host serve`
+//! on one database (PostgreSQL, or one embedded SQLite file). Every process
+//! loads the registry's active versions and follows them; a swap and a
+//! rollback reach the others, a restarted process serves what the registry
+//! says, and a process killed mid-swap leaves the registry whole.
 
 use std::time::Duration;
 
@@ -10,16 +11,34 @@ use serde_json::{Value, json};
 
 use crate::helpers::{Backend, TestApp, component_dir, problem, wasm};
 use crate::on_both_backends;
-use crate::processes::worker_process;
+use crate::processes::{ApiProcess, worker_process};
 use crate::swap::{
-    TOKEN, admin, drop_component, drop_flaky_policy, sha256, slot_status, swapping, toml_of, wait_for_registry,
-    wait_for_slot,
+    TOKEN, admin, drop_component, drop_flaky_policy, rebuilt, sha256, slot_status, swapping, toml_of,
+    wait_for_registry, wait_for_slot,
 };
 use host::config::SwapSettings;
 use host::store::registry::{Expect, NewVersion, SlotEventRow};
 
 /// Workers that look at the registry twice a second (notifications come first anyway).
 const FOLLOWING: [(&str, &str); 3] = [("WORKERS", "2"), ("REGISTRY_RECHECK_MS", "500"), ("ADMIN_TOKEN", TOKEN)];
+
+/// The test's service (`host serve`, no workers) following the registry twice a second.
+async fn following(backend: Backend) -> TestApp {
+    let mut options = swapping(0);
+    options.swap = Some(SwapSettings { watch_debounce_ms: 100, registry_recheck_ms: 500, ..SwapSettings::default() });
+    TestApp::spawn_with(backend, options).await
+}
+
+/// A second `host serve` on `app`'s database with `more` settings, and a
+/// components folder of its own (empty: it serves what the registry says),
+/// kept as long as the returned folder is.
+async fn second_api(app: &TestApp, more: &[(&str, &str)]) -> (ApiProcess, tempfile::TempDir) {
+    let folder = tempfile::tempdir().unwrap();
+    let path = folder.path().to_string_lossy().into_owned();
+    let mut settings = vec![("COMPONENTS_DIR", path.as_str()), ("REQUEST_TIMEOUT_MS", "60000")];
+    settings.extend_from_slice(more);
+    (ApiProcess::start_with(app, &settings).await, folder)
+}
 
 /// Waits until `processes` live processes all serve `sha256` in `slot`; returns the slot's status.
 async fn converged_on(app: &TestApp, slot: &str, sha256: &str, processes: usize) -> Value {
@@ -52,9 +71,7 @@ async fn place_orders(app: &TestApp, product: i64, users: std::ops::Range<u32>) 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn workers_follow_a_swap_and_a_rollback_and_a_restarted_worker_serves_the_registrys_version() {
-    let mut options = swapping(0);
-    options.swap = Some(SwapSettings { watch_debounce_ms: 100, registry_recheck_ms: 500, ..SwapSettings::default() });
-    let app = TestApp::spawn_with(Backend::Postgres, options).await;
+    let app = following(Backend::Postgres).await;
     let mug = app.product("MUG", 1250, 1_000).await;
     let standard = sha256(&std::fs::read(wasm("fulfillment-standard")).unwrap());
     let mut workers = [worker_process(&app, &FOLLOWING), worker_process(&app, &FOLLOWING)];
@@ -62,6 +79,18 @@ async fn workers_follow_a_swap_and_a_rollback_and_a_restarted_worker_serves_the_
     let roles: Vec<&str> =
         status["processes"].as_array().unwrap().iter().map(|process| process["role"].as_str().unwrap()).collect();
     assert_eq!(roles.iter().filter(|role| **role == "worker").count(), 2, "{status}");
+    // A worker decides fulfillment only: it loads no other slot, and the other slots list `host serve` alone.
+    let since = chrono::Utc::now() - chrono::Duration::minutes(1);
+    for process in app.service.store.processes_seen_since(since).await.unwrap() {
+        let serving: Value = serde_json::from_str(&process.serving).unwrap();
+        let slots: Vec<&String> = serving.as_object().unwrap().keys().collect();
+        let expected =
+            if process.role == "worker" { vec!["fulfillment"] } else { vec!["fulfillment", "pricing", "validation"] };
+        assert_eq!(slots, expected, "{} serves {serving}", process.role);
+    }
+    let pricing = slot_status(&app, "pricing").await;
+    let roles: Vec<&Value> = pricing["processes"].as_array().unwrap().iter().map(|process| &process["role"]).collect();
+    assert_eq!(roles, [&json!("serve")], "{pricing}");
 
     // The express policy, dropped into the service's folder, reaches both workers.
     let express = std::fs::read(wasm("fulfillment-express")).unwrap();
@@ -265,9 +294,7 @@ async fn a_version_a_process_refuses_leaves_it_serving_the_old_one_and_shown_as_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_process_killed_during_a_swap_leaves_the_others_converged_and_comes_back_on_the_new_version() {
-    let mut options = swapping(0);
-    options.swap = Some(SwapSettings { watch_debounce_ms: 100, registry_recheck_ms: 500, ..SwapSettings::default() });
-    let app = TestApp::spawn_with(Backend::Postgres, options).await;
+    let app = following(Backend::Postgres).await;
     let standard = sha256(&std::fs::read(wasm("fulfillment-standard")).unwrap());
     let mut workers = [worker_process(&app, &FOLLOWING), worker_process(&app, &FOLLOWING)];
     converged_on(&app, "fulfillment", &standard, 3).await;
@@ -302,6 +329,105 @@ async fn a_process_killed_during_a_swap_leaves_the_others_converged_and_comes_ba
         worker.kill().unwrap();
         worker.wait().unwrap();
     }
+}
+
+/// Posts build `tag` of the express policy (its `.toml` and fixtures) to the API at `base`, activated.
+fn upload_express(base: String, tag: &str) -> tokio::task::JoinHandle<Option<Value>> {
+    let express = rebuilt(&std::fs::read(wasm("fulfillment-express")).unwrap(), tag);
+    let fixtures = component_dir("fulfillment-express").join("fixtures");
+    let form = version_form(express, Some(toml_of("fulfillment-express", "fulfillment")), &fixtures, "true");
+    tokio::spawn(async move {
+        let answer = reqwest::Client::new()
+            .post(format!("{base}/api/v1/admin/slots/fulfillment/versions"))
+            .bearer_auth(TOKEN)
+            .multipart(form)
+            .send()
+            .await
+            .ok()?;
+        answer.json().await.ok()
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_killed_while_it_publishes_a_version_leaves_the_registry_whole_and_every_process_on_its_version() {
+    let app = following(Backend::Postgres).await;
+    let mug = app.product("MUG", 1250, 1_000).await;
+    let (mut api, _folder) = second_api(&app, &[("ADMIN_TOKEN", TOKEN)]).await;
+    let mut worker = worker_process(&app, &FOLLOWING);
+    converged_on(&app, "fulfillment", &sha256(&std::fs::read(wasm("fulfillment-standard")).unwrap()), 3).await;
+    // An upload left to finish: how long one takes here, and the kill points spread over it.
+    let started = std::time::Instant::now();
+    let whole = upload_express(api.url(), "whole").await.unwrap().expect("answered");
+    assert_eq!(whole["outcome"], "activated", "{whole}");
+    let took = started.elapsed();
+    let mut outcomes = Vec::new();
+    for (attempt, fraction) in [0.1, 0.4, 0.7, 0.9, 1.0].into_iter().enumerate() {
+        let before = wait_for_registry(&app, "fulfillment", |_| true).await["active"]["sha256"].clone();
+        let upload = upload_express(api.url(), &format!("killed-{attempt}"));
+        tokio::time::sleep(took.mul_f64(fraction)).await;
+        api.kill_and_restart(&app).await;
+        let answer = upload.await.unwrap();
+        // The registry names the version before or the new one, whole: stored, with its activation event.
+        let status = wait_for_registry(&app, "fulfillment", |_| true).await;
+        let active = status["active"]["sha256"].as_str().unwrap().to_owned();
+        let history: Value =
+            admin(&app, reqwest::Method::GET, "/api/v1/admin/slots/fulfillment/history").await.json().await.unwrap();
+        let activated = history["events"].as_array().unwrap().iter().rev().find(|event| event["kind"] == "activated");
+        assert_eq!(
+            activated.unwrap()["sha256"],
+            active.as_str(),
+            "the last activation is the active version: {history:#}"
+        );
+        let stored = history["versions"].as_array().unwrap().iter().any(|version| version["sha256"] == active.as_str());
+        assert!(stored, "the active version is stored: {history:#}");
+        if answer.as_ref().is_some_and(|answer| answer["outcome"] == "activated") {
+            assert_ne!(before, active.as_str(), "an answered activation holds");
+        }
+        outcomes.push(if before == active.as_str() { "kept" } else { "activated" });
+        // Every live process, the restarted API included, serves it, and orders are decided by it.
+        converged_on(&app, "fulfillment", &active, 3).await;
+        let orders = place_orders(&app, mug, 100 * attempt as u32..100 * attempt as u32 + 3).await;
+        assert!(deciding_digests(&app, &orders).await.iter().all(|digest| *digest == active), "{outcomes:?}");
+    }
+    // The restarted API still takes a whole upload.
+    let last = upload_express(api.url(), "after").await.unwrap().expect("answered");
+    assert_eq!(last["outcome"], "activated", "{last}");
+    converged_on(&app, "fulfillment", last["report"]["sha256"].as_str().unwrap(), 3).await;
+    worker.kill().unwrap();
+    worker.wait().unwrap();
+}
+
+/// The digest of the pricing version that priced a new order placed through the API at `base`.
+async fn pricing_digest(base: &str, product: i64) -> String {
+    let body = json!({"user_id": 7, "items": [{"product_id": product, "quantity": 1}]});
+    let answer = reqwest::Client::new().post(format!("{base}/api/v1/orders")).json(&body).send().await.unwrap();
+    assert_eq!(answer.status(), 201);
+    let order: Value = answer.json().await.unwrap();
+    let records = order["components"].as_array().unwrap();
+    let priced = records.iter().find(|record| record["slot"] == "pricing").unwrap();
+    priced["digest"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_processes_on_one_embedded_file_follow_the_registry_without_notifications() {
+    let app = following(Backend::Embedded).await;
+    let mug = app.product("MUG", 1250, 1_000).await;
+    // A second `host serve` on the same SQLite file.
+    let (other, _folder) = second_api(&app, &[("REGISTRY_RECHECK_MS", "500")]).await;
+    let pricing = std::fs::read(wasm("pricing")).unwrap();
+    converged_on(&app, "pricing", &sha256(&pricing), 2).await;
+
+    // A new build dropped into this process's folder: the other finds it by looking.
+    let build = rebuilt(&pricing, "embedded");
+    let fixtures = component_dir("pricing").join("fixtures");
+    drop_component(&app.components_dir, "pricing", &build, Some(&toml_of("pricing", "pricing")), Some(&fixtures));
+    converged_on(&app, "pricing", &sha256(&build), 2).await;
+    assert_eq!(pricing_digest(&other.url(), mug).await, sha256(&build));
+
+    // A rollback here: the other process goes back too.
+    assert_eq!(admin(&app, reqwest::Method::POST, "/api/v1/admin/slots/pricing/rollback").await.status(), 200);
+    converged_on(&app, "pricing", &sha256(&pricing), 2).await;
+    assert_eq!(pricing_digest(&other.url(), mug).await, sha256(&pricing));
 }
 
 /// A version as the admin API takes it: the `.wasm`, its `.toml`, its fixtures.

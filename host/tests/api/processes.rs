@@ -1,5 +1,5 @@
 //! The service's own processes, started by a test against a [`TestApp`]'s
-//! database, Redis and components: `host worker` and `host serve`, to be
+//! database, Redis (when it has one) and components: `host worker` and `host serve`, to be
 //! killed, frozen and restarted; and a client placing keyed orders through
 //! whatever happens to them.
 
@@ -19,12 +19,16 @@ fn host_process(app: &TestApp, subcommand: &str, settings: &[(&str, &str)], outp
     command
         .arg(subcommand)
         .env("DATABASE_URL", &app.database_url)
-        .env("REDIS_URL", app.redis_url.as_deref().unwrap())
         .env("REDIS_NAMESPACE", &app.namespace)
         .env("COMPONENTS_DIR", &app.components_dir)
         .env("CLAIM_WAIT_MS", "200")
         .env("RUST_LOG", "warn")
         .stdout(output);
+    // On the embedded backend there is no Redis: the processes share the SQLite file.
+    match app.redis_url.as_deref() {
+        Some(url) => command.env("REDIS_URL", url),
+        None => command.env_remove("REDIS_URL"),
+    };
     for (name, value) in settings {
         command.env(name, value);
     }
@@ -67,6 +71,11 @@ pub const API_TIME_LIMIT_MS: &str = "2000";
 impl ApiProcess {
     /// Starts the API and waits until it is ready.
     pub async fn start(app: &TestApp) -> Self {
+        Self::start_with(app, &[]).await
+    }
+
+    /// [`ApiProcess::start`] with `more` settings (environment variables).
+    pub async fn start_with(app: &TestApp, more: &[(&str, &str)]) -> Self {
         let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let settings = [
             ("LISTEN_ADDR", format!("127.0.0.1:{port}")),
@@ -75,8 +84,11 @@ impl ApiProcess {
             ("REQUEST_TIMEOUT_MS", API_TIME_LIMIT_MS.to_owned()),
             ("SEED_DEMO_PRODUCTS", "false".to_owned()),
         ];
-        let settings: Vec<(String, String)> =
-            settings.into_iter().map(|(name, value)| (name.to_owned(), value)).collect();
+        let settings: Vec<(String, String)> = settings
+            .into_iter()
+            .map(|(name, value)| (name.to_owned(), value))
+            .chain(more.iter().map(|(name, value)| ((*name).to_owned(), (*value).to_owned())))
+            .collect();
         let child = Self::spawn(app, &settings);
         let api = Self { child, port, settings };
         api.wait_until_ready().await;

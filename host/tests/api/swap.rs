@@ -75,7 +75,7 @@ pub(crate) fn drop_component(dir: &Path, slot: &str, wasm: &[u8], toml: Option<&
 
 /// The same component with a custom section appended: other bytes (another
 /// sha256), the same behaviour.
-fn rebuilt(wasm: &[u8], tag: &str) -> Vec<u8> {
+pub(crate) fn rebuilt(wasm: &[u8], tag: &str) -> Vec<u8> {
     let mut bytes = wasm.to_vec();
     let name = b"orderly-build";
     let payload = tag.as_bytes();

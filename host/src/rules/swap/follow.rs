@@ -27,9 +27,9 @@ pub const HEARTBEAT: Duration = Duration::from_secs(2);
 const FORGET_AFTER: Duration = Duration::from_secs(60);
 
 impl Rules {
-    /// Brings every slot in line with the registry.
+    /// Brings every slot this process follows in line with the registry.
     pub async fn follow_registry(&self) -> Result<(), SwapError> {
-        for slot in Slot::ALL {
+        for &slot in self.swaps.followed() {
             // Read in the slot's turn: a row read before a change this
             // process was making would send the slot back to the old version.
             let _turn = self.swaps.turns[slot as usize].lock().await;
@@ -126,7 +126,7 @@ impl Rules {
     /// long gone.
     pub async fn report_serving(&self) {
         let (mut serving, mut problems) = (BTreeMap::new(), BTreeMap::new());
-        for slot in Slot::ALL {
+        for &slot in self.swaps.followed() {
             let local = self.swaps.local(slot);
             if let Some(version) = &local.serving {
                 let component = &version.component;
@@ -174,13 +174,7 @@ impl Rules {
 /// Follows the registry until `stop`: on each notification, every `every`,
 /// and reporting what this process serves every [`HEARTBEAT`].
 pub async fn follow(rules: Arc<Rules>, every: Duration, stop: CancellationToken) {
-    let mut changes = match rules.swaps.registry.registry_changes().await {
-        Ok(changes) => changes,
-        Err(error) => {
-            tracing::warn!(%error, "no notifications from the component registry; looking every {every:?} only");
-            None
-        }
-    };
+    let mut changes = listen(&rules, None).await;
     let mut look = tokio::time::interval(every);
     let mut beat = tokio::time::interval(HEARTBEAT);
     loop {
@@ -188,18 +182,39 @@ pub async fn follow(rules: Arc<Rules>, every: Duration, stop: CancellationToken)
             () = stop.cancelled() => break,
             changed = next_change(&mut changes) => {
                 if let Err(error) = changed {
-                    tracing::warn!(%error, "lost the component registry's notifications; reconnecting");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    // Dropped, with the connection it holds (a closed pool
+                    // waits for it); the next look listens again.
+                    tracing::warn!(%error, "lost the component registry's notifications; looking every {every:?} meanwhile");
+                    changes = None;
                 }
                 rules.follow_logged().await;
                 rules.report_serving().await;
             }
-            _ = look.tick() => rules.follow_logged().await,
+            _ = look.tick() => {
+                changes = listen(&rules, changes).await;
+                rules.follow_logged().await;
+            }
             _ = beat.tick() => rules.report_serving().await,
         }
     }
     if let Err(error) = rules.swaps.registry.forget_process(&rules.swaps.process.id).await {
         tracing::warn!(%error, "cannot remove this process from the component registry's list");
+    }
+}
+
+/// The registry's notifications: `current` when listening already, else a
+/// new listener where the backend sends them (none on SQLite, or while the
+/// database is unreachable: the periodic look covers for it).
+async fn listen(rules: &Rules, current: Option<RegistryChanges>) -> Option<RegistryChanges> {
+    if current.is_some() || rules.swaps.registry.backend() != crate::store::Backend::Postgres {
+        return current;
+    }
+    match rules.swaps.registry.registry_changes().await {
+        Ok(changes) => changes,
+        Err(error) => {
+            tracing::warn!(%error, "no notifications from the component registry yet; looking periodically");
+            None
+        }
     }
 }
 

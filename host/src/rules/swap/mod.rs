@@ -2,7 +2,8 @@
 //! lives in the component registry (in the database): content addressed,
 //! with its `.toml`, its golden fixtures and the gate's report. Per slot the
 //! registry names the version that serves; every process (`host serve`,
-//! each `host worker`) follows it, notified by the database and looking
+//! each `host worker`) follows it for the slots it calls (a worker only
+//! `fulfillment`), notified by the database and looking
 //! again periodically, and gates each version itself (compile, fit the
 //! slot's world, answer its fixtures) before swapping it in atomically:
 //! calls in flight finish on the version they started with.
@@ -117,6 +118,18 @@ pub struct SlotEvent {
     pub added_by: String,
 }
 
+/// The slots a process in `role` calls, and so loads and follows: a
+/// `host worker` only decides fulfillment (loading validation and pricing
+/// there would cost every pricing swap a compile in every worker, for
+/// nothing); `host serve` validates and prices, and decides with its own
+/// workers.
+pub fn slots_of_role(role: &str) -> &'static [Slot] {
+    match role {
+        "worker" => &[Slot::Fulfillment],
+        _ => &Slot::ALL,
+    }
+}
+
 /// Who this process is, as the registry lists it.
 #[derive(Debug, Clone)]
 pub struct ProcessInfo {
@@ -189,6 +202,8 @@ pub struct Swaps {
     turns: [tokio::sync::Mutex<()>; 3],
     /// Set once the registry's active versions were first looked at.
     loaded: AtomicBool,
+    /// The slots this process loads and follows.
+    followed: &'static [Slot],
 }
 
 impl Swaps {
@@ -200,6 +215,7 @@ impl Swaps {
         process: ProcessInfo,
     ) -> Self {
         Self {
+            followed: slots_of_role(process.role),
             registry,
             dir,
             policy: settings.policy(),
@@ -218,6 +234,11 @@ impl Swaps {
     /// This process, as the registry knows it.
     pub fn process(&self) -> &ProcessInfo {
         &self.process
+    }
+
+    /// The slots this process loads and follows (its role's).
+    pub fn followed(&self) -> &'static [Slot] {
+        self.followed
     }
 
     /// Whether this process has loaded the registry's active versions once.

@@ -10,7 +10,7 @@ use utoipa::ToSchema;
 
 use super::follow::HEARTBEAT;
 use super::publish::{known_report, on_probation};
-use super::{EventKind, GateReport, SlotEvent, Source, StatsSnapshot, parse_name};
+use super::{EventKind, GateReport, SlotEvent, Source, StatsSnapshot, parse_name, slots_of_role};
 use crate::rules::Rules;
 use crate::runtime::Slot;
 use crate::store::StoreError;
@@ -136,8 +136,11 @@ impl Rules {
             };
             let events = registry.slot_events(slot.name(), SHOWN).await?;
             let last_rejection = events.iter().rev().find(|event| event.kind == "rejected").and_then(slot_event);
-            let shown: Vec<ProcessStatus> =
-                processes.iter().map(|process| self.process_status(slot, row, process)).collect();
+            let shown: Vec<ProcessStatus> = processes
+                .iter()
+                .filter(|process| slots_of_role(&process.role).contains(&slot))
+                .map(|process| self.process_status(slot, row, process))
+                .collect();
             statuses.push(SlotStatus {
                 slot: slot.name().into(),
                 active: row.zip(version).map(|(row, version)| self.version_status(slot, row, &version)),
