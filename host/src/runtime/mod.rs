@@ -184,7 +184,14 @@ impl Runtime {
             return Ok(component);
         }
         let engine = self.shared.engine.clone();
-        let component = tokio::task::spawn_blocking(move || Component::new(&engine, &wasm))
+        // On rayon's pool, whose threads run at the lowest priority: the
+        // serial part of a compile (parsing, translating, linking) too, not
+        // only the functions wasmtime compiles there in parallel.
+        let (sender, compiled) = tokio::sync::oneshot::channel();
+        rayon::spawn(move || {
+            let _ = sender.send(Component::new(&engine, &wasm));
+        });
+        let component = compiled
             .await
             .map_err(|error| LoadError::Compile(format!("compilation task failed: {error}")))?
             .map_err(|error| LoadError::Compile(format!("{error:#}")))?;
