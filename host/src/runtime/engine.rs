@@ -89,6 +89,24 @@ fn compile_in_background() {
         .build_global();
 }
 
+/// Runs `work` on the compile pool (lowest priority), all of it, not only
+/// what it hands to rayon itself. A panic (a compiler bug a hostile
+/// component found) is an error here: on rayon's own threads it would abort
+/// the process.
+pub(crate) async fn at_lowest_priority<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, String> {
+    let (sender, done) = tokio::sync::oneshot::channel();
+    rayon::spawn(move || {
+        let _ = sender.send(std::panic::catch_unwind(std::panic::AssertUnwindSafe(work)));
+    });
+    match done.await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(_)) => Err("the compiler panicked".into()),
+        Err(_) => Err("the compile pool dropped the work".into()),
+    }
+}
+
 #[cfg(target_os = "linux")]
 fn lowest_priority() {
     // SAFETY: setpriority takes no pointers; on Linux, PRIO_PROCESS with id 0
@@ -155,5 +173,19 @@ mod tests {
         assert!(nices.iter().all(|&nice| nice == 19), "compile threads run at nice {nices:?}");
         // And the engine still compiles on them.
         wasmtime::Module::new(&engine, b"\0asm\x01\0\0\0").unwrap();
+    }
+
+    fn own_nice() -> i32 {
+        // SAFETY: getpriority takes no pointers; id 0 is the calling thread.
+        unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) }
+    }
+
+    #[tokio::test]
+    async fn work_at_the_lowest_priority_runs_there_whole_and_a_panic_is_an_error() {
+        build_engine(&EngineSettings::default()).unwrap();
+        assert_eq!(at_lowest_priority(own_nice).await, Ok(19), "the caller's own part is niced too");
+        let panicked = at_lowest_priority(|| -> i32 { panic!("a compiler bug") }).await;
+        assert_eq!(panicked, Err("the compiler panicked".to_owned()));
+        assert_eq!(at_lowest_priority(|| 7).await, Ok(7), "the pool still works after a panic");
     }
 }

@@ -184,14 +184,9 @@ impl Runtime {
             return Ok(component);
         }
         let engine = self.shared.engine.clone();
-        // On rayon's pool, whose threads run at the lowest priority: the
-        // serial part of a compile (parsing, translating, linking) too, not
-        // only the functions wasmtime compiles there in parallel.
-        let (sender, compiled) = tokio::sync::oneshot::channel();
-        rayon::spawn(move || {
-            let _ = sender.send(Component::new(&engine, &wasm));
-        });
-        let component = compiled
+        // The serial part of a compile (parsing, translating, linking) at
+        // the lowest priority too, not only the functions wasmtime compiles in parallel.
+        let component = engine::at_lowest_priority(move || Component::new(&engine, &wasm))
             .await
             .map_err(|error| LoadError::Compile(format!("compilation task failed: {error}")))?
             .map_err(|error| LoadError::Compile(format!("{error:#}")))?;

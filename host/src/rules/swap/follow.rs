@@ -206,7 +206,7 @@ pub async fn follow(rules: Arc<Rules>, every: Duration, stop: CancellationToken)
 /// new listener where the backend sends them (none on SQLite, or while the
 /// database is unreachable: the periodic look covers for it).
 async fn listen(rules: &Rules, current: Option<RegistryChanges>) -> Option<RegistryChanges> {
-    if current.is_some() || rules.swaps.registry.backend() != crate::store::Backend::Postgres {
+    if current.is_some() {
         return current;
     }
     match rules.swaps.registry.registry_changes().await {
