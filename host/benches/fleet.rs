@@ -6,10 +6,14 @@
 //!   admin API (`POST /admin/slots/fulfillment/versions`, activated) to the
 //!   moment every process reports serving it, over `BENCH_SWAPS` swaps;
 //! - `POST /api/v1/orders` throughput while `pricing` is uploaded and
-//!   activated every second, against the steady state of the same run.
+//!   activated every second (by a client of its own, as an operator's
+//!   would be), against the steady state of the same run. The two
+//!   alternate, window by window, so a drift of the machine or the database
+//!   over the run weighs on both alike; the CPU each part of the deployment
+//!   spends is shown for both, which says where an upload's cost lands.
 //!
-//! `BENCH_SECONDS` (default 10) per load phase, `BENCH_CONNECTIONS` (16),
-//! `BENCH_SWAPS` (20).
+//! `BENCH_SECONDS` (default 5) per window, `BENCH_ROUNDS` (3) pairs of
+//! windows, `BENCH_CONNECTIONS` (16), `BENCH_SWAPS` (20).
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
@@ -23,7 +27,8 @@ use host::config::BackendSettings;
 use host::store::Store;
 
 mod common;
-use common::load::{http_load, post_order, print_throughput_during_swaps};
+use common::cpu::{named_cpu, process_cpu};
+use common::load::{Outcome, http_load, post_order, print_throughput_during_swaps};
 use common::{BenchDatabase, install_components, percentile, rebuilt, setting};
 
 const TOKEN: &str = "fleet-bench-token";
@@ -186,6 +191,102 @@ async fn started(client: &reqwest::Client, fleet: &Fleet) {
     }
 }
 
+/// Uploads a new build of `pricing` through the API at `base` in the
+/// middle of every second of `window` (tags from `first_tag`), from a
+/// thread, runtime and client of its own: an operator's, apart from the load.
+/// Returns how many it uploaded.
+fn upload_every_second(
+    base: String,
+    pricing: Arc<Version>,
+    first_tag: u64,
+    window: Duration,
+) -> std::thread::JoinHandle<u64> {
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let client = reqwest::Client::new();
+        runtime.block_on(async {
+            let started = tokio::time::Instant::now();
+            let mut done = 0;
+            while Duration::from_secs(done + 1) <= window {
+                tokio::time::sleep_until(started + Duration::from_millis(500) + Duration::from_secs(done)).await;
+                upload(&client, &base, "pricing", &pricing, first_tag + done).await;
+                done += 1;
+            }
+            done
+        })
+    })
+}
+
+/// CPU time each part of the machine has used so far.
+#[derive(Clone, Copy, Default)]
+struct CpuSpent {
+    api: Duration,
+    workers: Duration,
+    postgres: Duration,
+    redis: Duration,
+    bench: Duration,
+}
+
+impl CpuSpent {
+    fn now(fleet: &Fleet) -> Self {
+        Self {
+            api: process_cpu(fleet.api.id()),
+            workers: fleet.workers.iter().map(|worker| process_cpu(worker.id())).sum(),
+            postgres: named_cpu("postgres"),
+            redis: named_cpu("redis-server"),
+            bench: process_cpu(std::process::id()),
+        }
+    }
+
+    fn parts(&self) -> [Duration; 5] {
+        [self.api, self.workers, self.postgres, self.redis, self.bench]
+    }
+
+    fn from_parts([api, workers, postgres, redis, bench]: [Duration; 5]) -> Self {
+        Self { api, workers, postgres, redis, bench }
+    }
+}
+
+/// One load window: what the load saw, and the CPU spent meanwhile.
+struct Window {
+    outcome: Outcome,
+    cpu: CpuSpent,
+}
+
+impl Window {
+    fn measure(fleet: &Fleet, load: impl FnOnce() -> Outcome) -> Self {
+        let before = CpuSpent::now(fleet);
+        let outcome = load();
+        let after = CpuSpent::now(fleet);
+        let (before, after) = (before.parts(), after.parts());
+        Self {
+            outcome,
+            cpu: CpuSpent::from_parts(std::array::from_fn(|part| after[part].saturating_sub(before[part]))),
+        }
+    }
+
+    fn merged(windows: Vec<Window>) -> Self {
+        let cpu = windows.iter().fold([Duration::ZERO; 5], |sum, window| {
+            let parts = window.cpu.parts();
+            std::array::from_fn(|part| sum[part] + parts[part])
+        });
+        Self {
+            outcome: Outcome::merged(windows.into_iter().map(|window| window.outcome).collect()),
+            cpu: CpuSpent::from_parts(cpu),
+        }
+    }
+
+    /// Cores each part kept busy, and its CPU time per order placed.
+    fn cpu_row(&self, name: &str) -> String {
+        let (seconds, orders) = (self.outcome.elapsed.as_secs_f64(), self.outcome.requests.max(1) as f64);
+        let parts = self.cpu.parts();
+        let cell =
+            |cpu: Duration| format!("{:.2} ({:.0} µs)", cpu.as_secs_f64() / seconds, cpu.as_secs_f64() * 1e6 / orders);
+        let cells: Vec<String> = parts.iter().map(|&cpu| cell(cpu)).collect();
+        format!("| {name} | {} | {} |", cells.join(" | "), cell(parts.iter().sum()))
+    }
+}
+
 async fn products(database: &BenchDatabase) -> Vec<i64> {
     let backend = BackendSettings { database_url: Some(database.url.clone()), ..BackendSettings::default() };
     let store = Store::open(&backend.connect_options()).await.unwrap();
@@ -195,7 +296,8 @@ async fn products(database: &BenchDatabase) -> Vec<i64> {
 }
 
 fn main() {
-    let seconds: u64 = setting("BENCH_SECONDS", 10, 1);
+    let seconds: u64 = setting("BENCH_SECONDS", 5, 1);
+    let rounds: u64 = setting("BENCH_ROUNDS", 3, 1);
     let connections: usize = setting("BENCH_CONNECTIONS", 16, 4);
     let swaps: u64 = setting("BENCH_SWAPS", 20, 2);
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
@@ -230,31 +332,36 @@ fn main() {
             {"product_id": pick(0), "quantity": 1}, {"product_id": pick(331), "quantity": 2}]});
         post_order(&body)
     });
-    let duration = Duration::from_secs(seconds);
-    // Warm up, then vacuum: both phases start on tables in the same shape.
+    let window = Duration::from_secs(seconds);
+    // Warm up first: every window starts on a deployment past its first orders.
     runtime.block_on(http_load(fleet.address, connections, Duration::from_secs(3), post.clone()));
-    database.vacuum(&runtime);
-    println!("POST /api/v1/orders for {seconds} s at {connections} connections, steady ...");
-    let steady = runtime.block_on(http_load(fleet.address, connections, duration, post.clone()));
-    database.vacuum(&runtime);
-    println!("... and again while pricing is uploaded and activated every second ...");
-    let swapper = {
-        let client = client.clone();
-        let base = fleet.url("");
-        runtime.spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(1));
-            let (started, mut done) = (Instant::now(), 0u64);
-            tick.tick().await;
-            while started.elapsed() + Duration::from_secs(1) < duration {
-                tick.tick().await;
-                upload(&client, &base, "pricing", &pricing, 1_000 + done).await;
-                done += 1;
-            }
-            done
-        })
-    };
-    let swapping = runtime.block_on(http_load(fleet.address, connections, duration, post));
-    let pricing_swaps = runtime.block_on(swapper).unwrap();
+    println!(
+        "POST /api/v1/orders at {connections} connections, {rounds} × ({seconds} s steady, {seconds} s while pricing is uploaded every second) ..."
+    );
+    let pricing = Arc::new(pricing);
+    let (mut steady, mut swapping, mut uploads) = (Vec::new(), Vec::new(), 0);
+    for round in 0..rounds {
+        // Vacuumed before each window: every window starts on tables in the same shape.
+        database.vacuum(&runtime);
+        steady.push(Window::measure(&fleet, || {
+            runtime.block_on(http_load(fleet.address, connections, window, post.clone()))
+        }));
+        database.vacuum(&runtime);
+        let uploader = upload_every_second(fleet.url(""), pricing.clone(), 1_000 * (round + 1), window);
+        swapping.push(Window::measure(&fleet, || {
+            runtime.block_on(http_load(fleet.address, connections, window, post.clone()))
+        }));
+        uploads += uploader.join().expect("every upload activated");
+        let (calm, busy) = (&steady[steady.len() - 1].outcome, &swapping[swapping.len() - 1].outcome);
+        println!(
+            "round {}: {:.0}/s steady, {:.0}/s during uploads ({:.0} %)",
+            round + 1,
+            calm.rate(),
+            busy.rate(),
+            100.0 * busy.rate() / calm.rate()
+        );
+    }
+    let (steady, swapping) = (Window::merged(steady), Window::merged(swapping));
 
     let ms = |time: Duration| time.as_secs_f64() * 1e3;
     println!();
@@ -265,7 +372,12 @@ fn main() {
         println!("| {what} | {:.0} ms | {:.0} ms | {:.0} ms |", ms(median), ms(fastest), ms(slowest));
     }
     println!();
-    print_throughput_during_swaps(&steady, &swapping, &format!("{pricing_swaps} pricing uploads"));
+    print_throughput_during_swaps(&steady.outcome, &swapping.outcome, &format!("{uploads} pricing uploads"));
+    println!();
+    println!("| CPU used, cores (per order) | API | workers | PostgreSQL | Redis | load and uploads | all |");
+    println!("| --- | --- | --- | --- | --- | --- | --- |");
+    println!("{}", steady.cpu_row("steady"));
+    println!("{}", swapping.cpu_row("during uploads"));
     drop(fleet);
     database.drop_now(&runtime);
 }

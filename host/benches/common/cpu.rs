@@ -40,3 +40,35 @@ fn current_thread() -> Option<u32> {
 fn on_cpu(id: u32) -> Option<u64> {
     std::fs::read_to_string(format!("/proc/self/task/{id}/schedstat")).ok()?.split_whitespace().next()?.parse().ok()
 }
+
+/// CPU time (user and system, every thread) process `pid` has used so far,
+/// from `/proc/<pid>/stat` (ticks of Linux's fixed 100 Hz user clock).
+pub fn process_cpu(pid: u32) -> Duration {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).ok().and_then(|stat| ticks(&stat)).unwrap_or_default()
+}
+
+/// CPU time every live process named `name` (e.g. `postgres`: the server
+/// and its backends) has used so far. A process that exits takes its share
+/// with it: measure across windows where the same ones live.
+pub fn named_cpu(name: &str) -> Duration {
+    let Ok(entries) = std::fs::read_dir("/proc") else { return Duration::ZERO };
+    entries
+        .filter_map(|entry| std::fs::read_to_string(entry.ok()?.path().join("stat")).ok())
+        .filter(|stat| command_of(stat) == Some(name))
+        .filter_map(|stat| ticks(&stat))
+        .sum()
+}
+
+/// The command name in a `stat` line (between the parentheses).
+fn command_of(stat: &str) -> Option<&str> {
+    Some(&stat[stat.find('(')? + 1..stat.rfind(')')?])
+}
+
+/// utime + stime of a `stat` line: the 14th and 15th fields, counted after
+/// the command name (which may hold spaces).
+fn ticks(stat: &str) -> Option<Duration> {
+    let mut fields = stat[stat.rfind(')')? + 2..].split_whitespace().skip(11);
+    let user: u64 = fields.next()?.parse().ok()?;
+    let system: u64 = fields.next()?.parse().ok()?;
+    Some(Duration::from_millis((user + system) * 10))
+}

@@ -42,6 +42,20 @@ impl Outcome {
         outcome
     }
 
+    /// One outcome of several runs: their requests, failures and time added up.
+    pub fn merged(runs: Vec<Outcome>) -> Self {
+        let mut all =
+            Outcome { requests: 0, failures: 0, latencies: Vec::new(), elapsed: Duration::ZERO, server_cpu: None };
+        for run in runs {
+            all.requests += run.requests;
+            all.failures += run.failures;
+            all.latencies.extend(run.latencies);
+            all.elapsed += run.elapsed;
+        }
+        all.latencies.sort_unstable();
+        all
+    }
+
     pub fn percentile(&self, fraction: f64) -> Duration {
         percentile(&self.latencies, fraction)
     }

@@ -283,3 +283,53 @@ async fn a_component_login_with_powers_is_refused() {
         sqlx::query(&format!("DROP ROLE {prefix}_{slot}")).execute(&database.pool).await.unwrap();
     }
 }
+
+/// A login's relations while its grant is applied again, by two processes
+/// at once (a new version installed everywhere): every query of the version
+/// serving meanwhile is answered, never denied, and no installation fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_grant_applied_again_by_two_processes_never_denies_a_query_meanwhile() {
+    use host::runtime::bindings::sql::Value;
+    use host::runtime::capabilities::SqlQuery;
+    let database = TestDatabase::create().await;
+    let store = store(database.url()).await;
+    let config = config("[grants.sql]\nrelations = [\"open_orders\"]\ntimeout_ms = 2000\n");
+    let grant = config.grants.sql.clone().expect("a grant");
+    let sql = store.components_sql();
+    sql.apply_grant(Slot::Validation, Some(&grant)).await.expect("the first grant applies");
+    let installers: Vec<_> = (0..2)
+        .map(|_| {
+            let (sql, grant) = (sql.clone(), grant.clone());
+            tokio::spawn(async move {
+                for _ in 0..30 {
+                    sql.apply_grant(Slot::Validation, Some(&grant)).await.expect("installing again succeeds");
+                }
+            })
+        })
+        .collect();
+    let (mut answered, mut refused) = (0, Vec::new());
+    while installers.iter().any(|installer| !installer.is_finished()) {
+        let query = SqlQuery {
+            slot: Slot::Validation,
+            statement: "SELECT count(*) FROM open_orders WHERE user_id = $1",
+            params: &[Value::Integer(7)],
+            grant: &grant,
+            deadline: Instant::now() + Duration::from_secs(2),
+        };
+        match sql.query(query).await {
+            Ok(_) => answered += 1,
+            Err(error) => refused.push(format!("{error:?}")),
+        }
+    }
+    for installer in installers {
+        installer.await.expect("no installation failed");
+    }
+    assert!(
+        refused.is_empty(),
+        "{} of {} queries refused meanwhile: {:?}",
+        refused.len(),
+        answered + refused.len(),
+        &refused[..refused.len().min(3)]
+    );
+    assert!(answered > 10, "the queries ran while the grant was applied ({answered})");
+}

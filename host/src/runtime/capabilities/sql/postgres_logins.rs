@@ -13,6 +13,7 @@
 
 use std::collections::BTreeSet;
 
+use sqlx::PgConnection;
 use sqlx::postgres::PgPool;
 
 use crate::runtime::Slot;
@@ -165,17 +166,32 @@ async fn create(admin: &PgPool, role: &str, password: Option<&str>) -> Result<()
 
 /// Grants `role` `SELECT` on what `grant` names (and `USAGE` on their
 /// schemas) and revokes every privilege it holds on any other relation.
+///
+/// In one transaction: a relation granted before and after is never
+/// without its privilege in between (the version serving keeps querying
+/// while the next one is installed). Under a lock: two processes installing
+/// at once would otherwise update the same catalog rows concurrently, and
+/// PostgreSQL refuses the second.
 pub async fn apply_grant(admin: &PgPool, role: &str, grant: Option<&SqlGrant>) -> Result<(), String> {
     let fail = |error: sqlx::Error| format!("cannot grant {role} its relations: {error}");
+    let mut transaction = admin.begin().await.map_err(fail)?;
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('orderly component grants'))")
+        .execute(&mut *transaction)
+        .await
+        .map_err(fail)?;
     let mut wanted = BTreeSet::new();
-    for (schema, name) in grant.into_iter().flat_map(SqlGrant::relation_names) {
-        let qualified = schema.map_or_else(|| name.to_string(), |schema| format!("{schema}.{name}"));
+    let named: Vec<String> = grant
+        .into_iter()
+        .flat_map(SqlGrant::relation_names)
+        .map(|(schema, name)| schema.map_or_else(|| name.to_string(), |schema| format!("{schema}.{name}")))
+        .collect();
+    for qualified in named {
         let found: Option<(String, String)> = sqlx::query_as(
             "SELECT n.nspname::text, c.relname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
              WHERE c.oid = to_regclass($1)",
         )
         .bind(&qualified)
-        .fetch_optional(admin)
+        .fetch_optional(&mut *transaction)
         .await
         .map_err(fail)?;
         let relation = found.ok_or_else(|| format!("grants.sql.relations names {qualified}, which does not exist"))?;
@@ -187,29 +203,52 @@ pub async fn apply_grant(admin: &PgPool, role: &str, grant: Option<&SqlGrant>) -
          WHERE a.grantee = (SELECT oid FROM pg_roles WHERE rolname = $1)",
     )
     .bind(role)
-    .fetch_all(admin)
+    .fetch_all(&mut *transaction)
     .await
     .map_err(fail)?;
-    for (schema, name) in held.iter().filter(|relation| !wanted.contains(*relation)) {
-        run_formatted(admin, "REVOKE ALL ON TABLE %I.%I FROM %I", &[schema, name, role]).await.map_err(fail)?;
+    for statement in grant_statements(role, &held, &wanted) {
+        run_formatted(&mut transaction, statement.template, statement.identifiers).await.map_err(fail)?;
     }
-    for (schema, name) in &wanted {
-        run_formatted(admin, "GRANT USAGE ON SCHEMA %I TO %I", &[schema, role]).await.map_err(fail)?;
-        run_formatted(admin, "REVOKE ALL ON TABLE %I.%I FROM %I", &[schema, name, role]).await.map_err(fail)?;
-        run_formatted(admin, "GRANT SELECT ON TABLE %I.%I TO %I", &[schema, name, role]).await.map_err(fail)?;
+    transaction.commit().await.map_err(fail)
+}
+
+/// One statement of a grant, before the server quotes its identifiers.
+struct GrantStatement {
+    template: &'static str,
+    identifiers: Vec<String>,
+}
+
+/// What makes `role` hold exactly `wanted`: revoke what it `held` beyond
+/// that, then for each wanted relation its schema's usage and `SELECT` alone.
+fn grant_statements(role: &str, held: &[(String, String)], wanted: &BTreeSet<(String, String)>) -> Vec<GrantStatement> {
+    let statement = |template, identifiers: &[&str]| GrantStatement {
+        template,
+        identifiers: identifiers.iter().map(|identifier| identifier.to_string()).collect(),
+    };
+    let revoked = held.iter().filter(|relation| !wanted.contains(*relation));
+    let mut statements: Vec<GrantStatement> =
+        revoked.map(|(schema, name)| statement("REVOKE ALL ON TABLE %I.%I FROM %I", &[schema, name, role])).collect();
+    for (schema, name) in wanted {
+        statements.push(statement("GRANT USAGE ON SCHEMA %I TO %I", &[schema, role]));
+        statements.push(statement("REVOKE ALL ON TABLE %I.%I FROM %I", &[schema, name, role]));
+        statements.push(statement("GRANT SELECT ON TABLE %I.%I TO %I", &[schema, name, role]));
     }
-    Ok(())
+    statements
 }
 
 /// Runs `template` with its `%I` identifiers quoted by the server.
-async fn run_formatted(admin: &PgPool, template: &str, identifiers: &[&str]) -> Result<(), sqlx::Error> {
-    let placeholders: Vec<String> = (1..=identifiers.len()).map(|n| format!("${}::text", n + 1)).collect();
-    let query = format!("SELECT format($1, {})", placeholders.join(", "));
-    let statement: String = identifiers
-        .iter()
-        .fold(sqlx::query_scalar(&query).bind(template), |query, identifier| query.bind(*identifier))
-        .fetch_one(admin)
+async fn run_formatted(
+    connection: &mut PgConnection,
+    template: &'static str,
+    identifiers: Vec<String>,
+) -> Result<(), sqlx::Error> {
+    let statement: String = sqlx::query_scalar("SELECT format($1, VARIADIC $2::text[])")
+        .bind(template)
+        .bind(identifiers)
+        .fetch_one(&mut *connection)
         .await?;
-    sqlx::raw_sql(&statement).execute(admin).await?;
+    // Not cached: each grant's text is used once. (`raw_sql` would do, but
+    // its future is not `Send` for every lifetime inside a transaction.)
+    sqlx::query(&statement).persistent(false).execute(connection).await?;
     Ok(())
 }
