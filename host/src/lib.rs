@@ -7,7 +7,7 @@
 //! ```text
 //! transport    api (REST)          grpc (gRPC)
 //!                 │                   │
-//! application  fulfillment ──► orders ──► rules        health
+//! application  fulfillment ──► orders ──► rules        health   auth
 //!                 │              │          │             │
 //! platform     store ◄──────────────── runtime (wasmtime, capabilities)
 //!              domain (pure types, used by all)
@@ -17,6 +17,7 @@
 
 pub mod api;
 pub mod app;
+pub mod auth;
 pub mod config;
 pub mod domain;
 pub mod fulfillment;

@@ -15,6 +15,7 @@ use host::runtime::{CallContext, Capabilities, EngineSettings, Runtime, Slot, Sl
 use host::startup::{Application, Background, shutdown_signal};
 
 mod component_commands;
+mod token_command;
 
 #[derive(Parser)]
 #[command(name = "host", version, about = "An order service whose business rules are WebAssembly components")]
@@ -35,6 +36,12 @@ enum Command {
     Component {
         #[command(subcommand)]
         command: ComponentCommand,
+    },
+    /// Mint an access token with the key this service holds (the embedded
+    /// default's, or AUTH_HS256_SECRET): `host token issue --sub 42 --scope orders`.
+    Token {
+        #[command(subcommand)]
+        command: token_command::TokenCommand,
     },
     /// Apply the database migrations and exit.
     Migrate {
@@ -62,6 +69,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Serve(settings) => serve(*settings).await,
         Command::Worker(settings) => worker(*settings).await,
         Command::Migrate { backend } => migrate(&backend).await,
+        Command::Token { command } => command.run(),
         Command::Demo { components_dir, order } => demo(&components_dir, order).await,
         Command::Component { command } => match command.run().await {
             Ok(true) => Ok(()),
