@@ -31,7 +31,6 @@ use common::cpu::{named_cpu, process_cpu};
 use common::load::{Outcome, http_load, post_order, print_throughput_during_swaps};
 use common::{BenchDatabase, install_components, percentile, rebuilt, setting};
 
-const TOKEN: &str = "fleet-bench-token";
 const WORKER_PROCESSES: usize = 3;
 
 /// The processes of one deployment; killed when dropped.
@@ -83,7 +82,7 @@ fn host_process(database: &BenchDatabase, components: &Path, subcommand: &str, s
         .env("REDIS_URL", &database.redis_url)
         .env("REDIS_NAMESPACE", format!("bench:{}:", database.name))
         .env("COMPONENTS_DIR", components)
-        .env("ADMIN_TOKEN", TOKEN)
+        .env("AUTH_HS256_SECRET", common::BENCH_SECRET)
         .env("SEED_DEMO_PRODUCTS", "false")
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null());
@@ -134,7 +133,6 @@ async fn upload(client: &reqwest::Client, base: &str, slot: &str, version: &Vers
     let (form, sha256) = version.form(tag);
     let answer = client
         .post(format!("{base}/api/v1/admin/slots/{slot}/versions"))
-        .bearer_auth(TOKEN)
         .multipart(form)
         .send()
         .await
@@ -150,7 +148,7 @@ async fn converged(client: &reqwest::Client, fleet: &Fleet, slot: &str, sha256: 
     let deadline = Instant::now() + Duration::from_secs(120);
     let mut last = Value::Null;
     loop {
-        let slots = client.get(fleet.url("/api/v1/admin/slots")).bearer_auth(TOKEN).send().await;
+        let slots = client.get(fleet.url("/api/v1/admin/slots")).send().await;
         if let Ok(slots) = slots
             && let Ok(slots) = slots.json::<Value>().await
             && let Some(status) = slots.as_array().and_then(|slots| slots.iter().find(|status| status["slot"] == slot))
@@ -172,7 +170,7 @@ async fn converged(client: &reqwest::Client, fleet: &Fleet, slot: &str, sha256: 
 async fn started(client: &reqwest::Client, fleet: &Fleet) {
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
-        let slots = client.get(fleet.url("/api/v1/admin/slots")).bearer_auth(TOKEN).send().await;
+        let slots = client.get(fleet.url("/api/v1/admin/slots")).send().await;
         if let Ok(slots) = slots
             && let Ok(slots) = slots.json::<Value>().await
             && let Some(slots) = slots.as_array()
@@ -203,7 +201,7 @@ fn upload_every_second(
 ) -> std::thread::JoinHandle<u64> {
     std::thread::spawn(move || {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        let client = reqwest::Client::new();
+        let client = common::bench_client();
         runtime.block_on(async {
             let started = tokio::time::Instant::now();
             let mut done = 0;
@@ -306,7 +304,7 @@ fn main() {
     let components = dir.path().join("components");
     install_components(&components);
     let fleet = Fleet::start(&database, &components);
-    let client = reqwest::Client::new();
+    let client = common::bench_client();
     runtime.block_on(started(&client, &fleet));
     let fulfillment = Version::default_of("fulfillment", "fulfillment-standard", &components);
     let pricing = Version::default_of("pricing", "pricing", &components);

@@ -69,7 +69,7 @@ fn main() {
                 .collect();
             // Other users than the REST phase's, so both place the same orders
             // without meeting the per-user rate rule.
-            CreateOrderRequest { user_id: 1_000_000 + n % 1_000_000, items, ..Default::default() }.encode_to_vec()
+            CreateOrderRequest { user_id: Some(1_000_000 + n % 1_000_000), items, ..Default::default() }.encode_to_vec()
         })
     };
     // Warm up both front ends, then start from vacuumed tables.
@@ -119,7 +119,7 @@ fn main() {
 fn print_read_breakdown(running: &ApiUnderLoad, id: i64) {
     const ROUNDS: u32 = 20_000;
     let orders = running.app.orders.clone();
-    let json = running.server.block_on(orders.order_json(id)).unwrap();
+    let json = running.server.block_on(orders.order_json(id, host::auth::OrderAccess::AnyUser)).unwrap();
     let per_call = |step: &mut dyn FnMut()| {
         let started = Instant::now();
         for _ in 0..ROUNDS {
@@ -128,7 +128,7 @@ fn print_read_breakdown(running: &ApiUnderLoad, id: i64) {
         started.elapsed().as_secs_f64() * 1e6 / f64::from(ROUNDS)
     };
     let cached = per_call(&mut || {
-        std::hint::black_box(running.server.block_on(orders.order_json(id)).unwrap());
+        std::hint::black_box(running.server.block_on(orders.order_json(id, host::auth::OrderAccess::AnyUser)).unwrap());
     });
     let decode = per_call(&mut || {
         std::hint::black_box(serde_json::from_str::<OrderDetail>(&json).unwrap());

@@ -111,7 +111,7 @@ fn main() {
             {"product_id": products[333], "quantity": 2},
             {"product_id": products[667], "quantity": 1},
         ]});
-        let created: Value = reqwest::Client::new()
+        let created: Value = common::bench_client()
             .post(format!("http://{address}/api/v1/orders"))
             .json(&body)
             .send()

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use clap::Args;
 
+pub use crate::auth::AuthSettings;
 pub use crate::fulfillment::{DelayRange, FulfillmentSettings};
 use crate::store::{ConnectOptions, Retry};
 
@@ -165,6 +166,8 @@ pub struct ServeSettings {
     pub fulfillment: FulfillmentSettings,
     #[command(flatten)]
     pub swap: SwapSettings,
+    #[command(flatten)]
+    pub auth: AuthSettings,
     /// Address to listen on (`127.0.0.1:0` picks a free port).
     #[arg(long, env = "LISTEN_ADDR", default_value = "127.0.0.1:8080")]
     pub listen_addr: SocketAddr,
@@ -174,7 +177,9 @@ pub struct ServeSettings {
     /// Folder holding `<slot>.wasm` and `<slot>.toml` for each slot.
     #[arg(long, env = "COMPONENTS_DIR", default_value = "data/components")]
     pub components_dir: PathBuf,
-    /// Bearer token for the admin API; the admin API is off without one.
+    /// A static bearer token for the admin API (at least 32 bytes): a
+    /// bootstrap credential of the embedded default, refused beside a
+    /// configured issuer (use a token with the `admin` scope).
     #[arg(long, env = "ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
     /// Largest request body accepted, in bytes.
@@ -203,6 +208,11 @@ pub struct ServeSettings {
 }
 
 impl ServeSettings {
+    /// The addresses it listens on that other machines can reach.
+    pub fn exposed_addresses(&self) -> Vec<SocketAddr> {
+        [self.listen_addr, self.grpc_listen_addr].into_iter().filter(|address| !address.ip().is_loopback()).collect()
+    }
+
     /// How long a request may run.
     pub fn time_limit(&self) -> Duration {
         Duration::from_millis(self.request_timeout_ms.max(1))
@@ -215,6 +225,7 @@ impl Default for ServeSettings {
             backend: BackendSettings::default(),
             fulfillment: FulfillmentSettings::default(),
             swap: SwapSettings::default(),
+            auth: AuthSettings::default(),
             listen_addr: "127.0.0.1:8080".parse().expect("a valid address"),
             grpc_listen_addr: "127.0.0.1:50051".parse().expect("a valid address"),
             components_dir: PathBuf::from("data/components"),

@@ -89,8 +89,14 @@ async fn serve(settings: ServeSettings) -> anyhow::Result<()> {
     tracing::info!(%address, %grpc, "serving");
     println!("Orderly is serving on http://{address}");
     println!("gRPC (orderly.v1.OrderService) on http://{grpc}");
-    println!("Try: curl -s -X POST http://{address}/api/v1/orders -H 'content-type: application/json' \\");
-    println!("       -d '{{\"user_id\": 7, \"items\": [{{\"product_id\": 1, \"quantity\": 2}}]}}'");
+    if let Some(token) = app.first_token() {
+        println!("A token with every scope, valid for an hour (more: host token issue --sub 42 --scope orders):");
+        println!("  export TOKEN={token}");
+    }
+    println!("Try: curl -s -X POST http://{address}/api/v1/orders -H \"authorization: Bearer $TOKEN\" \\");
+    println!(
+        "       -H 'content-type: application/json' -d '{{\"user_id\": 7, \"items\": [{{\"product_id\": 1, \"quantity\": 2}}]}}'"
+    );
     app.run_until_stopped().await
 }
 

@@ -12,8 +12,9 @@ use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::api::{ApiSettings, ApiState};
+use crate::api::ApiState;
 use crate::app::{App, AppSettings};
+use crate::auth::{Credentials, Scopes, TokenIssuer, TokenRequest};
 use crate::config::{FulfillmentSettings, ServeSettings, SwapSettings};
 use crate::fulfillment::queue::redis_queue::QueueKeys;
 use crate::fulfillment::relay::{Relay, Sink};
@@ -28,6 +29,11 @@ pub struct Application {
     listener: TcpListener,
     grpc_listener: TcpListener,
     app: Arc<App>,
+    credentials: Credentials,
+    /// Signs with the embedded default's key, when that is the key in use.
+    local_issuer: Option<TokenIssuer>,
+    /// A JWKS URL's keys, refreshed while serving.
+    remote_keys: Option<Arc<crate::auth::jwks::RemoteJwks>>,
     settings: ServeSettings,
 }
 
@@ -101,6 +107,9 @@ impl Application {
     /// Like [`Application::build`], on the engine of an existing runtime when
     /// one is given (several services in one process share compiled components).
     pub async fn build_on(settings: ServeSettings, engine: Option<&Runtime>) -> anyhow::Result<Self> {
+        // Before anything else: a service that would serve unprotected stops here.
+        let exposed = settings.exposed_addresses();
+        let auth = crate::auth::prepare(&settings.auth, &exposed, settings.admin_token.as_deref()).await?;
         let orders = OrderPolicy {
             default_currency: settings.default_currency.clone(),
             idempotency_ttl: Duration::from_secs(settings.idempotency_ttl_secs),
@@ -126,7 +135,27 @@ impl Application {
         let grpc_listener = TcpListener::bind(settings.grpc_listen_addr)
             .await
             .with_context(|| format!("cannot listen for gRPC on {}", settings.grpc_listen_addr))?;
-        Ok(Self { listener, grpc_listener, app: Arc::new(app), settings })
+        Ok(Self {
+            listener,
+            grpc_listener,
+            app: Arc::new(app),
+            credentials: auth.credentials,
+            local_issuer: auth.local_issuer,
+            remote_keys: auth.remote,
+            settings,
+        })
+    }
+
+    /// A short-lived token with every scope, signed with the embedded
+    /// default's key (none when another key is in use).
+    pub fn first_token(&self) -> Option<String> {
+        let request = TokenRequest {
+            subject: "local-operator".into(),
+            scopes: Scopes::all(),
+            lifetime: Duration::from_secs(3600),
+            client_id: Some("host serve".into()),
+        };
+        self.local_issuer.as_ref()?.issue(&request).ok()
     }
 
     /// The address actually bound (useful with port 0).
@@ -142,7 +171,12 @@ impl Application {
     /// What the gRPC API holds.
     fn grpc_state(&self) -> GrpcState {
         let app = &self.app;
-        GrpcState { orders: app.orders.clone(), health: app.health.clone(), stopping: app.stopping.clone() }
+        GrpcState {
+            orders: app.orders.clone(),
+            health: app.health.clone(),
+            credentials: self.credentials.clone(),
+            stopping: app.stopping.clone(),
+        }
     }
 
     /// The service's parts (tests inspect the store and the rules through them).
@@ -158,9 +192,7 @@ impl Application {
             rules: app.rules.clone(),
             fulfillment: app.fulfillment.clone(),
             health: app.health.clone(),
-            settings: Arc::new(ApiSettings {
-                admin_token: self.settings.admin_token.clone().filter(|token| !token.is_empty()),
-            }),
+            credentials: self.credentials.clone(),
             stopping: app.stopping.clone(),
         }
     }
@@ -179,6 +211,10 @@ impl Application {
         let grpc = tokio::spawn(crate::grpc::serve(self.grpc_listener, grpc_state, grpc_limits));
         let background = Background::start(self.app.clone(), &self.settings.fulfillment, &self.settings.swap);
         let purge = tokio::spawn(purge_idempotency_keys(self.app.clone()));
+        let keys_refresh = self.remote_keys.clone().map(|remote| {
+            let period = Duration::from_secs(self.settings.auth.jwks_refresh_secs.max(1));
+            tokio::spawn(remote.keep_fresh(period, self.app.stopping.clone()))
+        });
         let grace = Duration::from_secs(self.settings.shutdown_grace_secs);
         let stopping = CancellationToken::new();
         let server = axum::serve(self.listener, router).with_graceful_shutdown({
@@ -220,6 +256,9 @@ impl Application {
         stopping.cancel();
         let _ = drained.await;
         purge.abort();
+        if let Some(refresh) = keys_refresh {
+            refresh.abort();
+        }
         self.app.store.close().await;
         tracing::info!("stopped");
         outcome

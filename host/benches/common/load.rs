@@ -13,7 +13,13 @@ use http_body_util::{BodyExt, Full};
 use hyper::Request;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 
-use super::percentile;
+use super::{bench_token, percentile};
+
+/// The `authorization` header every request sends, unless it sends its own.
+fn authorization() -> hyper::header::HeaderValue {
+    static VALUE: std::sync::OnceLock<hyper::header::HeaderValue> = std::sync::OnceLock::new();
+    VALUE.get_or_init(|| format!("Bearer {}", bench_token()).parse().expect("a header value")).clone()
+}
 
 /// What one load run saw.
 pub struct Outcome {
@@ -124,7 +130,8 @@ pub async fn http_load(
             tokio::spawn(connection);
             let (mut latencies, mut failures) = (Vec::new(), 0u64);
             while Instant::now() < deadline {
-                let request = make(counter.fetch_add(1, Ordering::Relaxed));
+                let mut request = make(counter.fetch_add(1, Ordering::Relaxed));
+                request.headers_mut().entry(hyper::header::AUTHORIZATION).or_insert_with(authorization);
                 let sent = Instant::now();
                 sender.ready().await.expect("connection usable");
                 let response = sender.send_request(request).await.expect("response");
@@ -169,6 +176,7 @@ pub async fn grpc_load(
                 let request = Request::post(uri.clone())
                     .header("content-type", "application/grpc")
                     .header("te", "trailers")
+                    .header(hyper::header::AUTHORIZATION, authorization())
                     .body(Full::new(framed(&make(counter.fetch_add(1, Ordering::Relaxed)))))
                     .unwrap();
                 let sent = Instant::now();

@@ -8,10 +8,34 @@ pub mod load;
 
 use std::path::Path;
 
+use host::auth::{AuthSettings, Scopes, Secret, TokenIssuer, TokenRequest};
 use host::config::{BackendSettings, FulfillmentSettings, ServeSettings};
 use host::domain::Product;
 use host::domain::input::NewProduct;
 use host::store::Store;
+
+/// The secret the benchmarks' services verify tokens with (`AUTH_HS256_SECRET`).
+pub const BENCH_SECRET: &str = "the benchmarks' shared secret, thirty-two bytes at least";
+
+/// A token with every scope, valid for a day: every benchmark request sends
+/// it, as a gateway reusing its token would.
+pub fn bench_token() -> String {
+    let issuer = TokenIssuer::hs256(BENCH_SECRET.as_bytes(), "orderly", "orderly").expect("a signer");
+    let request = TokenRequest {
+        subject: "bench".into(),
+        scopes: Scopes::all(),
+        lifetime: std::time::Duration::from_secs(24 * 3600),
+        client_id: None,
+    };
+    issuer.issue(&request).expect("a token")
+}
+
+/// A reqwest client sending [`bench_token`].
+pub fn bench_client() -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(reqwest::header::AUTHORIZATION, format!("Bearer {}", bench_token()).parse().unwrap());
+    reqwest::Client::builder().default_headers(headers).build().unwrap()
+}
 
 /// Whether `cargo bench` runs us. `cargo test` (so `just test`) runs the
 /// benchmarks too, as a smoke test: they then use small sizes.
@@ -89,6 +113,7 @@ impl BenchDatabase {
             grpc_listen_addr: "127.0.0.1:0".parse().unwrap(),
             components_dir: components.to_path_buf(),
             seed_demo_products: Some(false),
+            auth: AuthSettings { hs256_secret: Some(Secret(BENCH_SECRET.into())), ..AuthSettings::default() },
             ..ServeSettings::default()
         }
     }

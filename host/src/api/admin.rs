@@ -1,17 +1,14 @@
-//! `/api/v1/admin`: the operator's view of the fulfillment queue. Behind a
-//! bearer token (`ADMIN_TOKEN`): 401 without one, 403 with a wrong one, and
-//! the whole API answers 404 when no token is configured.
+//! `/api/v1/admin`: the operator's view of the fulfillment queue. Every
+//! admin route needs a token with the `admin` scope: 401 without a valid
+//! token, 403 with one that lacks the scope.
 
-use axum::extract::{FromRequestParts, State};
-use axum::http::header::AUTHORIZATION;
-use axum::http::request::Parts;
+use axum::extract::State;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::documented::{AdminProblems, Unavailable};
+use super::documented::{ScopeProblems, Unavailable};
 use super::extract::{ApiPath, ApiQuery};
 use super::problem::{ApiError, Problem, Result, correlation_id};
 use super::state::ApiState;
@@ -22,29 +19,8 @@ pub fn router() -> OpenApiRouter<ApiState> {
     OpenApiRouter::new().routes(routes!(queue_status)).routes(routes!(dead_letters)).routes(routes!(requeue))
 }
 
-/// Proof that the request carries the admin token.
-pub struct Admin;
-
-impl FromRequestParts<ApiState> for Admin {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, api: &ApiState) -> Result<Self> {
-        let Some(expected) = &api.settings.admin_token else {
-            return Err(ApiError::not_found("the admin API is disabled: set ADMIN_TOKEN to enable it"));
-        };
-        let header = parts.headers.get(AUTHORIZATION).and_then(|value| value.to_str().ok());
-        let Some(token) = header.and_then(|value| value.strip_prefix("Bearer ")) else {
-            return Err(ApiError::Unauthorized);
-        };
-        // Compared as digests, so the time taken says nothing about the token.
-        let (given, wanted) = (Sha256::digest(token.trim()), Sha256::digest(expected));
-        let differs = given.iter().zip(wanted.iter()).fold(0u8, |acc, (a, b)| acc | (a ^ b));
-        if differs != 0 {
-            return Err(ApiError::Forbidden);
-        }
-        Ok(Admin)
-    }
-}
+/// Proof that the caller is an operator: a token with the `admin` scope.
+pub use super::auth::Operator as Admin;
 
 /// Where the fulfillment jobs are.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -56,11 +32,10 @@ pub struct QueueStatus {
 }
 
 /// How many fulfillment jobs are queued, held by workers, waiting to retry, and dead.
-#[utoipa::path(get, path = "/admin/queue", tag = "admin", security(("admin_token" = [])),
+#[utoipa::path(get, path = "/admin/queue", tag = "admin", security(("bearer" = ["admin"])),
     responses(
         (status = 200, body = QueueStatus),
-        AdminProblems,
-        (status = 404, description = "The admin API is disabled (no ADMIN_TOKEN)", body = Problem, content_type = "application/problem+json"),
+        ScopeProblems,
         Unavailable,
     ))]
 async fn queue_status(_: Admin, State(api): State<ApiState>) -> Result<axum::Json<QueueStatus>> {
@@ -78,12 +53,11 @@ pub struct DeadLetterQuery {
 }
 
 /// Jobs that failed too often, newest first, with their last error.
-#[utoipa::path(get, path = "/admin/dead-letters", tag = "admin", security(("admin_token" = [])), params(DeadLetterQuery),
+#[utoipa::path(get, path = "/admin/dead-letters", tag = "admin", security(("bearer" = ["admin"])), params(DeadLetterQuery),
     responses(
         (status = 200, description = "The dead letters", body = Vec<DeadLetter>),
         (status = 400, description = "A limit out of its bounds", body = Problem, content_type = "application/problem+json"),
-        AdminProblems,
-        (status = 404, description = "The admin API is disabled (no ADMIN_TOKEN)", body = Problem, content_type = "application/problem+json"),
+        ScopeProblems,
         Unavailable,
     ))]
 async fn dead_letters(
@@ -100,21 +74,21 @@ async fn dead_letters(
 }
 
 /// Puts a dead letter back to work; its held order returns to `processing`.
-#[utoipa::path(post, path = "/admin/dead-letters/{id}/requeue", tag = "admin", security(("admin_token" = [])),
+#[utoipa::path(post, path = "/admin/dead-letters/{id}/requeue", tag = "admin", security(("bearer" = ["admin"])),
     params(("id" = String, Path, description = "The dead letter's `id`")),
     responses(
         (status = 200, description = "Requeued", body = DeadLetter),
-        AdminProblems,
-        (status = 404, description = "No such dead letter, or the admin API is disabled", body = Problem, content_type = "application/problem+json"),
+        ScopeProblems,
+        (status = 404, description = "No such dead letter", body = Problem, content_type = "application/problem+json"),
         Unavailable,
     ))]
 async fn requeue(
-    _: Admin,
+    admin: Admin,
     State(api): State<ApiState>,
     ApiPath(id): ApiPath<String>,
 ) -> Result<axum::Json<DeadLetter>> {
     let requeued = api.fulfillment.requeue_dead_letter(&id, &correlation_id()).await?;
     let letter = requeued.ok_or_else(|| ApiError::not_found(format!("no dead letter {id}")))?;
-    tracing::info!(dead_letter = %id, order_id = letter.order_id, "dead letter requeued");
+    tracing::info!(dead_letter = %id, order_id = letter.order_id, actor = admin.0.0.actor(), "dead letter requeued");
     Ok(axum::Json(letter))
 }

@@ -1,6 +1,6 @@
 //! Answers many operations share, stated once for the OpenAPI document.
 //! Each set matches a part of the request path every such operation goes
-//! through (the body extractor, the admin check, the request deadline), so
+//! through (the body extractor, authentication and scopes, the request deadline), so
 //! listing a set on an operation says what that part can answer.
 
 use std::collections::BTreeMap;
@@ -49,12 +49,46 @@ impl IntoResponses for BodyProblems {
     }
 }
 
-/// What the admin check can answer: 401 and 403.
-pub struct AdminProblems;
+/// A 401 problem with its `WWW-Authenticate` challenge.
+fn unauthenticated() -> RefOr<Response> {
+    let content = ContentBuilder::new().schema(Some(Ref::from_schema_name("Problem"))).build();
+    let challenge = HeaderBuilder::new()
+        .schema(Object::with_type(Type::String))
+        .description(Some(
+            "`Bearer`, with `error=\"invalid_token\"` and the reason when a token came and did not verify",
+        ))
+        .build();
+    ResponseBuilder::new()
+        .description(
+            "No bearer token, or one that does not verify (expired, another issuer or audience, a bad signature)",
+        )
+        .content(PROBLEM_JSON, content)
+        .header("WWW-Authenticate", challenge)
+        .build()
+        .into()
+}
 
-impl IntoResponses for AdminProblems {
+/// What authentication can answer: 401 (every operation but health and
+/// the OpenAPI document).
+pub struct Unauthenticated;
+
+impl IntoResponses for Unauthenticated {
     fn responses() -> BTreeMap<String, RefOr<Response>> {
-        answers(&[(401, "No admin token (`Authorization: Bearer <token>`)"), (403, "The admin token is not valid")])
+        BTreeMap::from([("401".to_owned(), unauthenticated())])
+    }
+}
+
+/// What authentication and a scope check can answer: 401 and 403.
+pub struct ScopeProblems;
+
+impl IntoResponses for ScopeProblems {
+    fn responses() -> BTreeMap<String, RefOr<Response>> {
+        let mut problems = answers(&[(
+            403,
+            "The token lacks the scope the operation needs (named in `required_scope`), or acts for another user",
+        )]);
+        problems.insert("401".to_owned(), unauthenticated());
+        problems
     }
 }
 

@@ -18,6 +18,8 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use super::auth::OrderCaller;
+use super::documented::ScopeProblems;
 use super::extract::ApiPath;
 use super::problem::{Problem, Result};
 use super::state::ApiState;
@@ -63,17 +65,20 @@ fn sse_event(watched: Watched) -> Event {
 /// An order's status changes as server-sent events: first `OrderState`
 /// (its status now), then `OrderStatusChanged` for every change.
 #[utoipa::path(get, path = "/orders/{id}/events", tag = "orders", params(super::orders::OrderId),
+    security(("bearer" = ["orders"]), ("bearer" = ["orders:all"])),
     responses(
         (status = 200, description = "An event stream (`text/event-stream`)", body = StreamedEvent, content_type = "text/event-stream"),
         (status = 400, description = "The id is not a 64-bit integer", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such order", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such order, or another user's", body = Problem, content_type = "application/problem+json"),
+        ScopeProblems,
         (status = 503, description = "The database is down", body = Problem, content_type = "application/problem+json", headers(("Retry-After" = u32, description = "Seconds to wait before retrying"))),
     ))]
 async fn order_events(
+    OrderCaller { access, .. }: OrderCaller,
     State(api): State<ApiState>,
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Sse<impl Stream<Item = std::result::Result<Event, Infallible>>>> {
-    let (snapshot, changes) = api.orders.watch(id).await?;
+    let (snapshot, changes) = api.orders.watch(id, access).await?;
     let snapshot = json!({"order_id": id, "status": snapshot.status, "version": snapshot.version});
     let state = Event::default().event("OrderState").data(snapshot.to_string());
     let changes = changes.map(sse_event).take_until(api.stopping.clone().cancelled_owned());
@@ -82,10 +87,17 @@ async fn order_events(
 }
 
 /// Every order's events as server-sent events: `OrderCreated` and
-/// `OrderStatusChanged`, from the moment of connecting.
-#[utoipa::path(get, path = "/events", tag = "orders",
-    responses((status = 200, description = "An event stream (`text/event-stream`)", body = StreamedEvent, content_type = "text/event-stream")))]
-async fn all_events(State(api): State<ApiState>) -> Sse<impl Stream<Item = std::result::Result<Event, Infallible>>> {
-    let events = api.orders.watch_all().map(sse_event).take_until(api.stopping.clone().cancelled_owned());
+/// `OrderStatusChanged`, from the moment of connecting; for a customer's
+/// token, its own orders' only.
+#[utoipa::path(get, path = "/events", tag = "orders", security(("bearer" = ["orders"]), ("bearer" = ["orders:all"])),
+    responses(
+        (status = 200, description = "An event stream (`text/event-stream`)", body = StreamedEvent, content_type = "text/event-stream"),
+        ScopeProblems,
+    ))]
+async fn all_events(
+    OrderCaller { access, .. }: OrderCaller,
+    State(api): State<ApiState>,
+) -> Sse<impl Stream<Item = std::result::Result<Event, Infallible>>> {
+    let events = api.orders.watch_all(access).map(sse_event).take_until(api.stopping.clone().cancelled_owned());
     Sse::new(events.map(Ok)).keep_alive(KeepAlive::default())
 }

@@ -2,6 +2,7 @@
 //! JSON or an RFC 9457 problem.
 
 pub mod admin;
+pub mod auth;
 pub mod correlation;
 pub mod deadline;
 pub mod documented;
@@ -28,7 +29,7 @@ use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 
 use problem::{ApiError, Problem, problem_response};
-pub use state::{ApiSettings, ApiState};
+pub use state::ApiState;
 
 /// Limits on every request.
 #[derive(Debug, Clone, Copy)]
@@ -39,7 +40,8 @@ pub struct HttpLimits {
     pub request_timeout: Duration,
 }
 
-/// The OpenAPI 3.1 document and the router, built together.
+/// The OpenAPI 3.1 document and the router, built together. Everything
+/// under `/api/v1` but the document itself needs a bearer token.
 pub fn router(state: ApiState, limits: HttpLimits) -> Router {
     let bounded = products::router()
         .merge(orders::router())
@@ -47,8 +49,11 @@ pub fn router(state: ApiState, limits: HttpLimits) -> Router {
         .merge(slots::router())
         .merge(versions::router())
         .layer(axum::middleware::from_fn_with_state(limits.request_timeout, deadline::middleware));
+    let authenticated = bounded
+        .merge(events::router())
+        .layer(axum::middleware::from_fn_with_state(state.credentials.clone(), auth::authenticate));
     let (api, document) = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
-        .nest("/api/v1", bounded.merge(events::router()))
+        .nest("/api/v1", authenticated)
         .merge(health::router())
         .split_for_parts();
     // Rendered once; each request shares the bytes.

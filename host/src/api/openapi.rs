@@ -15,22 +15,26 @@ use utoipa::openapi::{OpenApi as Document, RefOr};
         (name = "products", description = "The catalogue"),
         (name = "orders", description = "Placing and following orders"),
         (name = "health", description = "Liveness and readiness"),
-        (name = "admin", description = "The operator's view (bearer token: ADMIN_TOKEN)"),
+        (name = "admin", description = "The operator's view (a token with the `admin` scope)"),
     ),
-    modifiers(&AdminToken)
+    modifiers(&BearerToken)
 )]
 pub struct ApiDoc;
 
-/// Declares the admin API's bearer token.
-struct AdminToken;
+/// Declares the bearer token every operation but health and this document
+/// needs: an OAuth 2.0 JWT access token; each operation lists the scopes
+/// it needs (`orders`, `orders:all`, `catalog:write`, `admin`).
+struct BearerToken;
 
-impl utoipa::Modify for AdminToken {
+impl utoipa::Modify for BearerToken {
     fn modify(&self, openapi: &mut Document) {
         let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme(
-            "admin_token",
-            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
-        );
+        let scheme = HttpBuilder::new()
+            .scheme(HttpAuthScheme::Bearer)
+            .bearer_format("JWT")
+            .description(Some("An OAuth 2.0 JWT access token (RFC 9068); its `scope` claim says what it may do"))
+            .build();
+        components.add_security_scheme("bearer", SecurityScheme::Http(scheme));
     }
 }
 

@@ -10,7 +10,8 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::documented::{BodyProblems, Unavailable};
+use super::auth::{BackOffice, OrderCaller};
+use super::documented::{BodyProblems, ScopeProblems, Unavailable};
 use super::extract::{ApiJson, ApiPath, ApiQuery};
 use super::order_shapes::CreateOrder;
 use super::page::{PageQuery, next_cursor};
@@ -80,6 +81,7 @@ impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
 /// With an `Idempotency-Key`, a repeat of the same request replays the first
 /// answer (marked `Idempotent-Replayed: true`), and the key with another body is a 422.
 #[utoipa::path(post, path = "/orders", tag = "orders", request_body = CreateOrder,
+    security(("bearer" = ["orders"]), ("bearer" = ["orders:all"])),
     params(("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, pattern = "^[!-~]+$",
         description = "Makes retries safe: the same key and body replay the first answer")),
     responses(
@@ -94,16 +96,18 @@ impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
         (status = 409, description = "Not enough stock, an inactive product, or the same key still in progress", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Wrong shape, rule violations (listed), or a reused idempotency key", body = Problem, content_type = "application/problem+json"),
         BodyProblems,
+        ScopeProblems,
         (status = 503, description = "A rule component failed (nothing was stored), a backing service is down, or the request ran out of time", body = Problem, content_type = "application/problem+json", headers(("Retry-After" = u32, description = "Seconds to wait before retrying"))),
     ))]
 async fn create_order(
+    OrderCaller { caller, access }: OrderCaller,
     State(api): State<ApiState>,
     IdempotencyKey(key): IdempotencyKey,
     Extension(deadline): Extension<Deadline>,
     ApiJson(request): ApiJson<CreateOrderRequest>,
 ) -> Result<Response> {
-    let parsed = request.parse(api.orders.default_currency()).map_err(ApiError::violations)?;
-    let placed = api.orders.place(parsed, &correlation_id(), key, deadline).await?;
+    let parsed = request.parse(api.orders.default_currency(), access.own_user()).map_err(ApiError::violations)?;
+    let placed = api.orders.place(parsed, &caller.0, &correlation_id(), key, deadline).await?;
     Ok(created(placed.json.into_bytes(), placed.order.id, placed.replayed))
 }
 
@@ -117,14 +121,20 @@ pub struct OrderId(
 
 /// One order: lines, totals, status history and the components that decided it.
 #[utoipa::path(get, path = "/orders/{id}", tag = "orders", params(OrderId),
+    security(("bearer" = ["orders"]), ("bearer" = ["orders:all"])),
     responses(
         (status = 200, description = "The order", body = OrderDetail),
         (status = 400, description = "The id is not a 64-bit integer", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such order", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such order, or another user's", body = Problem, content_type = "application/problem+json"),
+        ScopeProblems,
         Unavailable,
     ))]
-async fn get_order(State(api): State<ApiState>, ApiPath(id): ApiPath<i64>) -> Result<Response> {
-    let json = api.orders.order_json(id).await?;
+async fn get_order(
+    OrderCaller { access, .. }: OrderCaller,
+    State(api): State<ApiState>,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<Response> {
+    let json = api.orders.order_json(id, access).await?;
     Ok(([(header::CONTENT_TYPE, "application/json")], json).into_response())
 }
 
@@ -132,7 +142,8 @@ async fn get_order(State(api): State<ApiState>, ApiPath(id): ApiPath<i64>) -> Re
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct OrderQuery {
-    /// Only this customer's orders.
+    /// Only this customer's orders (a customer's token lists its own
+    /// without it; naming another user is a 403).
     pub user_id: Option<i64>,
     /// Only orders in this state.
     #[param(value_type = Option<OrderStatus>)]
@@ -147,12 +158,15 @@ pub struct OrderQuery {
 
 /// Lists orders, newest first, a page at a time.
 #[utoipa::path(get, path = "/orders", tag = "orders", params(OrderQuery),
+    security(("bearer" = ["orders"]), ("bearer" = ["orders:all"])),
     responses(
         (status = 200, description = "A page", body = OrderPage),
         (status = 400, description = "A filter, limit or cursor out of its bounds", body = Problem, content_type = "application/problem+json"),
+        ScopeProblems,
         Unavailable,
     ))]
 async fn list_orders(
+    OrderCaller { access, .. }: OrderCaller,
     State(api): State<ApiState>,
     ApiQuery(query): ApiQuery<OrderQuery>,
 ) -> Result<axum::Json<OrderPage>> {
@@ -167,7 +181,7 @@ async fn list_orders(
         })?),
     };
     let filter = OrderFilter { user_id: query.user_id, status, before, limit };
-    let items = api.orders.list(&filter).await?;
+    let items = api.orders.list(&filter, access).await?;
     let next_cursor = next_cursor(&items, limit, |order| order.id);
     Ok(axum::Json(OrderPage { items, next_cursor }))
 }
@@ -180,16 +194,18 @@ async fn list_orders(
 /// (`on_hold -> processing`) queues a job for the order, so the fulfillment
 /// policy serving then decides it again.
 #[utoipa::path(patch, path = "/orders/{id}/status", tag = "orders", params(OrderId),
-    request_body = StatusChangeRequest,
+    request_body = StatusChangeRequest, security(("bearer" = ["orders:all"])),
     responses(
         (status = 200, description = "The order in its new state", body = OrderDetail),
         (status = 404, description = "No such order", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Illegal transition from the current state (names it and what is allowed)", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "An unknown status, or a field of the wrong type", body = Problem, content_type = "application/problem+json"),
         BodyProblems,
+        ScopeProblems,
         Unavailable,
     ))]
 async fn change_status(
+    _: BackOffice,
     State(api): State<ApiState>,
     ApiPath(id): ApiPath<i64>,
     ApiJson(request): ApiJson<StatusChangeRequest>,

@@ -8,6 +8,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
+use crate::auth::{AccessError, TokenError};
 use crate::domain::OrderStatus;
 use crate::domain::input::Violation;
 use crate::fulfillment::QueueError;
@@ -15,6 +16,9 @@ use crate::orders::OrderError;
 use crate::rules::swap::GateReport;
 
 pub type Result<T, E = ApiError> = std::result::Result<T, E>;
+
+/// The protection space named in `WWW-Authenticate` challenges.
+const REALM: &str = "orderly";
 
 tokio::task_local! {
     /// The correlation id of the request being served.
@@ -50,12 +54,12 @@ pub enum ApiError {
     /// 422: an `Idempotency-Key` reused with another request body.
     #[error("the idempotency key was already used with a different request body")]
     KeyReused,
-    /// 401: the admin API needs `Authorization: Bearer <token>`.
-    #[error("this needs the admin token: send `Authorization: Bearer <token>`")]
-    Unauthorized,
-    /// 403: the admin token is wrong.
-    #[error("the admin token is not valid")]
-    Forbidden,
+    /// 401: no bearer token, or one that does not verify.
+    #[error("{0}")]
+    Unauthenticated(TokenError),
+    /// 403: the caller's token does not cover the request.
+    #[error("{0}")]
+    Forbidden(AccessError),
     /// 404.
     #[error("{detail}")]
     NotFound { detail: String },
@@ -136,8 +140,13 @@ impl ApiError {
             KeyReused => {
                 (StatusCode::UNPROCESSABLE_ENTITY, "idempotency-key-reused", "The idempotency key was used before")
             }
-            Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized", "Authentication required"),
-            Forbidden => (StatusCode::FORBIDDEN, "forbidden", "Not allowed"),
+            Unauthenticated(TokenError::Missing) => {
+                (StatusCode::UNAUTHORIZED, "unauthorized", "Authentication required")
+            }
+            Unauthenticated(TokenError::Invalid(_)) => {
+                (StatusCode::UNAUTHORIZED, "invalid-token", "The access token is not valid")
+            }
+            Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden", "Not allowed"),
             NotFound { .. } => (StatusCode::NOT_FOUND, "not-found", "Not found"),
             MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed", "Method not allowed"),
             InsufficientStock { .. } => (StatusCode::CONFLICT, "insufficient-stock", "Not enough stock"),
@@ -193,6 +202,9 @@ impl ApiError {
                 extensions.insert("requested".into(), (*requested).into());
                 extensions.insert("available".into(), (*available).into());
             }
+            ApiError::Forbidden(AccessError::MissingScope(scope)) => {
+                extensions.insert("required_scope".into(), scope.name().into());
+            }
             ApiError::IllegalTransition { current, requested, .. } => {
                 extensions.insert("current_status".into(), current.as_str().into());
                 extensions.insert("requested_status".into(), requested.as_str().into());
@@ -202,6 +214,23 @@ impl ApiError {
             _ => {}
         }
         extensions
+    }
+
+    /// The `WWW-Authenticate` challenge of a 401 or a missing scope (RFC
+    /// 6750 §3): no error code when no token came, `invalid_token` with the
+    /// reason when one did not verify, `insufficient_scope` with the scope.
+    fn challenge(&self) -> Option<HeaderValue> {
+        let challenge = match self {
+            ApiError::Unauthenticated(TokenError::Missing) => format!("Bearer realm=\"{REALM}\""),
+            ApiError::Unauthenticated(refused @ TokenError::Invalid(_)) => {
+                format!("Bearer realm=\"{REALM}\", error=\"invalid_token\", error_description=\"{refused}\"")
+            }
+            ApiError::Forbidden(AccessError::MissingScope(scope)) => {
+                format!("Bearer realm=\"{REALM}\", error=\"insufficient_scope\", scope=\"{scope}\"")
+            }
+            _ => return None,
+        };
+        HeaderValue::from_str(&challenge).ok()
     }
 
     /// A 422 for violations found at the API edge.
@@ -228,8 +257,8 @@ impl IntoResponse for ApiError {
             extensions: self.extensions(),
         };
         let mut response = problem_response(status, &problem, status.is_server_error().then(|| self.to_string()));
-        if matches!(self, ApiError::Unauthorized) {
-            response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        if let Some(challenge) = self.challenge() {
+            response.headers_mut().insert(header::WWW_AUTHENTICATE, challenge);
         }
         if status == StatusCode::SERVICE_UNAVAILABLE || matches!(self, ApiError::KeyInProgress { .. }) {
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(crate::orders::RETRY_AFTER_SECONDS));
@@ -263,6 +292,7 @@ impl From<OrderError> for ApiError {
         let detail = error.to_string();
         match error {
             OrderError::Invalid(violations) => ApiError::violations(violations),
+            OrderError::Forbidden(refused) => ApiError::Forbidden(refused),
             OrderError::NotFound { .. } => ApiError::NotFound { detail },
             OrderError::Inactive(_) | OrderError::Duplicate(_) | OrderError::KeyLost => ApiError::Conflict { detail },
             OrderError::KeyInProgress => ApiError::KeyInProgress { detail },

@@ -8,7 +8,8 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::documented::{BodyProblems, Unavailable};
+use super::auth::CatalogWriter;
+use super::documented::{BodyProblems, ScopeProblems, Unauthenticated, Unavailable};
 use super::extract::{ApiJson, ApiPath, ApiQuery};
 use super::page::{PageQuery, next_cursor};
 use super::problem::{ApiError, Problem, Result};
@@ -32,6 +33,7 @@ pub struct ProductPage {
 
 /// Adds a product to the catalogue.
 #[utoipa::path(post, path = "/products", tag = "products", request_body = CreateProductRequest,
+    security(("bearer" = ["catalog:write"])),
     responses(
         (status = 201, description = "Created", body = Product,
             headers(("Location" = String, description = "The product's address")),
@@ -44,9 +46,11 @@ pub struct ProductPage {
         (status = 409, description = "The SKU is taken", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid fields (listed)", body = Problem, content_type = "application/problem+json"),
         BodyProblems,
+        ScopeProblems,
         Unavailable,
     ))]
 async fn create_product(
+    _: CatalogWriter,
     State(api): State<ApiState>,
     ApiJson(request): ApiJson<CreateProductRequest>,
 ) -> Result<impl IntoResponse> {
@@ -57,10 +61,11 @@ async fn create_product(
 }
 
 /// Lists products by ascending id, a page at a time.
-#[utoipa::path(get, path = "/products", tag = "products", params(PageQuery),
+#[utoipa::path(get, path = "/products", tag = "products", params(PageQuery), security(("bearer" = [])),
     responses(
         (status = 200, description = "A page", body = ProductPage),
         (status = 400, description = "A limit or cursor out of its bounds", body = Problem, content_type = "application/problem+json"),
+        Unauthenticated,
         Unavailable,
     ))]
 async fn list_products(
@@ -82,11 +87,12 @@ pub struct ProductId(
 );
 
 /// One product.
-#[utoipa::path(get, path = "/products/{id}", tag = "products", params(ProductId),
+#[utoipa::path(get, path = "/products/{id}", tag = "products", params(ProductId), security(("bearer" = [])),
     responses(
         (status = 200, description = "The product", body = Product),
         (status = 400, description = "The id is not a 64-bit integer", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such product", body = Problem, content_type = "application/problem+json"),
+        Unauthenticated,
         Unavailable,
     ))]
 async fn get_product(State(api): State<ApiState>, ApiPath(id): ApiPath<i64>) -> Result<axum::Json<Product>> {
@@ -95,15 +101,17 @@ async fn get_product(State(api): State<ApiState>, ApiPath(id): ApiPath<i64>) -> 
 
 /// Changes a product's name, price, stock or availability; the cached copy is dropped.
 #[utoipa::path(patch, path = "/products/{id}", tag = "products", params(ProductId),
-    request_body = UpdateProductRequest,
+    request_body = UpdateProductRequest, security(("bearer" = ["catalog:write"])),
     responses(
         (status = 200, description = "The updated product", body = Product),
         (status = 404, description = "No such product", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Nothing to change, an unknown field, a `null`, or invalid fields (listed)", body = Problem, content_type = "application/problem+json"),
         BodyProblems,
+        ScopeProblems,
         Unavailable,
     ))]
 async fn update_product(
+    _: CatalogWriter,
     State(api): State<ApiState>,
     ApiPath(id): ApiPath<i64>,
     ApiJson(changes): ApiJson<UpdateProductRequest>,

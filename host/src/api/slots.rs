@@ -9,7 +9,7 @@ use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
 use utoipa_axum::routes;
 
 use super::admin::Admin;
-use super::documented::{AdminProblems, Unavailable};
+use super::documented::{ScopeProblems, Unavailable};
 use super::extract::{ApiPath, WasmBody};
 use super::problem::{ApiError, Problem, Result};
 use super::state::ApiState;
@@ -59,11 +59,10 @@ struct Wasm(Vec<u8>);
 /// Every slot: the registry's active version (name, version, sha256, what
 /// activated it, probation; its calls in this process), what every live
 /// process serves and whether it converged, and the latest rejection.
-#[utoipa::path(get, path = "/admin/slots", tag = "admin", security(("admin_token" = [])),
+#[utoipa::path(get, path = "/admin/slots", tag = "admin", security(("bearer" = ["admin"])),
     responses(
         (status = 200, body = Vec<SlotStatus>),
-        AdminProblems,
-        (status = 404, description = "The admin API is disabled (no ADMIN_TOKEN)", body = Problem, content_type = "application/problem+json"),
+        ScopeProblems,
         Unavailable,
     ))]
 async fn list_slots(_: Admin, State(api): State<ApiState>) -> Result<axum::Json<Vec<SlotStatus>>> {
@@ -73,11 +72,11 @@ async fn list_slots(_: Admin, State(api): State<ApiState>) -> Result<axum::Json<
 
 /// A slot's versions (oldest first) and what happened to it: activations,
 /// rejections with their reasons, rollbacks.
-#[utoipa::path(get, path = "/admin/slots/{slot}/history", tag = "admin", security(("admin_token" = [])),
+#[utoipa::path(get, path = "/admin/slots/{slot}/history", tag = "admin", security(("bearer" = ["admin"])),
     params(("slot" = inline(SlotName), Path, description = "The slot")),
     responses(
         (status = 200, body = SlotHistoryView),
-        AdminProblems,
+        ScopeProblems,
         (status = 404, description = "No such slot, or the admin API is disabled", body = Problem, content_type = "application/problem+json"),
         Unavailable,
     ))]
@@ -113,13 +112,13 @@ impl UploadOutcome {
 /// slot's current `.toml`. It goes through the gate; if it passes it serves
 /// at once and is written to the components folder, and if not, the slot
 /// keeps its version and the answer is a 422 problem carrying the report.
-#[utoipa::path(put, path = "/admin/slots/{slot}/component", tag = "admin", security(("admin_token" = [])),
+#[utoipa::path(put, path = "/admin/slots/{slot}/component", tag = "admin", security(("bearer" = ["admin"])),
     params(("slot" = inline(SlotName), Path, description = "The slot")),
     request_body(content = Wasm, content_type = "application/wasm"),
     responses(
         (status = 200, description = "Activated, or already serving", body = UploadOutcome),
         (status = 400, description = "The body could not be read", body = Problem, content_type = "application/problem+json"),
-        AdminProblems,
+        ScopeProblems,
         (status = 404, description = "No such slot, or the admin API is disabled", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Larger than 32 MiB", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Not sent as `Content-Type: application/wasm`", body = Problem, content_type = "application/problem+json"),
@@ -146,11 +145,11 @@ async fn upload(
 /// Sends a slot back to its last known good version (the newest earlier
 /// version that was not rolled back for failing), and writes it back to the
 /// components folder.
-#[utoipa::path(post, path = "/admin/slots/{slot}/rollback", tag = "admin", security(("admin_token" = [])),
+#[utoipa::path(post, path = "/admin/slots/{slot}/rollback", tag = "admin", security(("bearer" = ["admin"])),
     params(("slot" = inline(SlotName), Path, description = "The slot")),
     responses(
         (status = 200, description = "The slot as it is now", body = SlotStatus),
-        AdminProblems,
+        ScopeProblems,
         (status = 404, description = "No such slot, or the admin API is disabled", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "No earlier version to go back to", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "The request did not finish within REQUEST_TIMEOUT_MS", body = Problem, content_type = "application/problem+json", headers(("Retry-After" = u32, description = "Seconds to wait before retrying"))),

@@ -5,17 +5,11 @@ use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
+use crate::auth::Credentials;
 use crate::fulfillment::Fulfillment;
 use crate::health::Health;
 use crate::orders::Orders;
 use crate::rules::Rules;
-
-/// The API's own settings.
-#[derive(Debug, Clone, Default)]
-pub struct ApiSettings {
-    /// The admin API's bearer token; the admin API is off without one.
-    pub admin_token: Option<String>,
-}
 
 /// Shared by every handler.
 #[derive(Clone)]
@@ -24,7 +18,8 @@ pub struct ApiState {
     pub rules: Arc<Rules>,
     pub fulfillment: Arc<Fulfillment>,
     pub health: Arc<Health>,
-    pub settings: Arc<ApiSettings>,
+    /// Who sends each request.
+    pub credentials: Credentials,
     /// Cancelled when the process starts shutting down: event streams end.
     pub stopping: CancellationToken,
 }

@@ -10,7 +10,7 @@ use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
 use utoipa_axum::routes;
 
 use super::admin::Admin;
-use super::documented::{AdminProblems, Unavailable};
+use super::documented::{ScopeProblems, Unavailable};
 use super::extract::{ApiPath, FormBody, form_error};
 use super::problem::{ApiError, Problem, Result};
 use super::slots::{SlotName, UploadOutcome, slot, swap_problem};
@@ -53,13 +53,13 @@ struct VersionUpload {
 /// the gate against those fixtures (so a rule that decides differently on
 /// purpose can go live), stored in the registry, and with `activate` (the
 /// default) made the active version, which every process then serves.
-#[utoipa::path(post, path = "/admin/slots/{slot}/versions", tag = "admin", security(("admin_token" = [])),
+#[utoipa::path(post, path = "/admin/slots/{slot}/versions", tag = "admin", security(("bearer" = ["admin"])),
     params(("slot" = inline(SlotName), Path, description = "The slot")),
     request_body(content = inline(VersionForm), content_type = "multipart/form-data"),
     responses(
         (status = 200, description = "Activated, stored, or already the active version", body = UploadOutcome),
         (status = 400, description = "The form could not be read", body = Problem, content_type = "application/problem+json"),
-        AdminProblems,
+        ScopeProblems,
         (status = 404, description = "No such slot, or the admin API is disabled", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Larger than 32 MiB", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Not sent as `multipart/form-data`", body = Problem, content_type = "application/problem+json"),
@@ -85,12 +85,12 @@ async fn publish_version(
 }
 
 /// Makes a stored version the slot's active version; every process follows.
-#[utoipa::path(post, path = "/admin/slots/{slot}/versions/{id}/activate", tag = "admin", security(("admin_token" = [])),
+#[utoipa::path(post, path = "/admin/slots/{slot}/versions/{id}/activate", tag = "admin", security(("bearer" = ["admin"])),
     params(("slot" = inline(SlotName), Path, description = "The slot"), ("id" = i64, Path, description = "The version's id in the registry")),
     responses(
         (status = 200, description = "The slot as it is now", body = SlotStatus),
         (status = 400, description = "The id is not a number", body = Problem, content_type = "application/problem+json"),
-        AdminProblems,
+        ScopeProblems,
         (status = 404, description = "No such slot or version, or the admin API is disabled", body = Problem, content_type = "application/problem+json"),
         Unavailable,
     ))]

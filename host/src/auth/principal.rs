@@ -103,16 +103,27 @@ impl OrderAccess {
         }
     }
 
-    /// The user an order is placed for: the one a body names, or the
-    /// caller itself. A customer naming another user is refused.
-    pub fn placing_for(self, named: Option<i64>) -> Result<i64, AccessError> {
-        match (self, named) {
-            (OrderAccess::User(own), None) => Ok(own),
-            (OrderAccess::User(own), Some(named)) if named == own => Ok(own),
-            (OrderAccess::User(_), Some(_)) => Err(AccessError::OtherUser),
-            (OrderAccess::AnyUser, Some(named)) => Ok(named),
-            (OrderAccess::AnyUser, None) => Err(AccessError::NoUser),
+    /// The user a listing is limited to: the one asked for, or for a
+    /// customer, itself (naming another user is refused).
+    pub fn listing(self, named: Option<i64>) -> Result<Option<i64>, AccessError> {
+        match self {
+            OrderAccess::AnyUser => Ok(named),
+            OrderAccess::User(own) if named.is_none_or(|named| named == own) => Ok(Some(own)),
+            OrderAccess::User(_) => Err(AccessError::OtherUser),
         }
+    }
+
+    /// The caller's own user, for a customer.
+    pub fn own_user(self) -> Option<i64> {
+        match self {
+            OrderAccess::AnyUser => None,
+            OrderAccess::User(own) => Some(own),
+        }
+    }
+
+    /// Ok when the caller may act for `user_id`: place an order for it.
+    pub fn act_for(self, user_id: i64) -> Result<(), AccessError> {
+        if self.covers(user_id) { Ok(()) } else { Err(AccessError::OtherUser) }
     }
 }
 
@@ -125,9 +136,6 @@ pub enum AccessError {
     /// A customer's token names another user.
     #[error("a token with the `orders` scope acts only for its own user (its `sub`)")]
     OtherUser,
-    /// A token acting for any user must say which.
-    #[error("user_id is required: a token with `orders:all` acts for the user the request names")]
-    NoUser,
     /// `orders` was granted to a subject that is not a user id.
     #[error("the token's subject is not a user id, so it has no orders of its own")]
     NotAUser,
@@ -165,11 +173,16 @@ impl Principal {
         self.client_id.as_deref().unwrap_or(&self.subject)
     }
 
-    /// The namespace of this caller's idempotency keys: one caller's key
-    /// never meets another's. Length-prefixed, so no subject can forge
-    /// another's prefix.
-    pub fn key_namespace(&self, key: &str) -> String {
-        format!("{}:{}:{key}", self.subject.len(), self.subject)
+    /// `key` as this caller's own: one caller's key never meets another's.
+    /// The digest of the length-prefixed subject and the key (no subject can
+    /// forge another's prefix), 64 characters whatever their lengths, so a
+    /// key of the full 255 characters still fits where keys are stored.
+    pub fn scoped_key(&self, key: &str) -> String {
+        use sha2::{Digest, Sha256};
+        let mut digest = Sha256::new();
+        digest.update(format!("{}:{}:", self.subject.len(), self.subject));
+        digest.update(key);
+        hex::encode(digest.finalize())
     }
 }
 
@@ -204,21 +217,27 @@ mod tests {
     }
 
     #[test]
-    fn a_customer_places_only_for_itself() {
+    fn a_customer_acts_and_lists_only_for_itself() {
         let own = OrderAccess::User(42);
-        assert_eq!(own.placing_for(None), Ok(42));
-        assert_eq!(own.placing_for(Some(42)), Ok(42));
-        assert_eq!(own.placing_for(Some(43)), Err(AccessError::OtherUser));
-        assert_eq!(OrderAccess::AnyUser.placing_for(Some(43)), Ok(43));
-        assert_eq!(OrderAccess::AnyUser.placing_for(None), Err(AccessError::NoUser));
+        assert_eq!(own.act_for(42), Ok(()));
+        assert_eq!(own.act_for(43), Err(AccessError::OtherUser));
+        assert_eq!(OrderAccess::AnyUser.act_for(43), Ok(()));
+        assert_eq!((own.own_user(), OrderAccess::AnyUser.own_user()), (Some(42), None));
         assert!(own.covers(42) && !own.covers(43) && OrderAccess::AnyUser.covers(43));
+        assert_eq!(own.listing(None), Ok(Some(42)));
+        assert_eq!(own.listing(Some(42)), Ok(Some(42)));
+        assert_eq!(own.listing(Some(43)), Err(AccessError::OtherUser));
+        assert_eq!(OrderAccess::AnyUser.listing(None), Ok(None));
     }
 
     #[test]
-    fn key_namespaces_of_two_subjects_never_meet() {
+    fn the_keys_of_two_subjects_never_meet() {
         // Without the length, "a:b" + "c" and "a" + "b:c" would be one key.
-        let first = principal("a:b", "orders").key_namespace("c");
-        let second = principal("a", "orders").key_namespace("b:c");
+        let first = principal("a:b", "orders").scoped_key("c");
+        let second = principal("a", "orders").scoped_key("b:c");
         assert_ne!(first, second);
+        assert_eq!(principal("a", "orders").scoped_key("b:c"), second, "the same caller and key: the same key");
+        let longest = principal(&"s".repeat(1000), "orders").scoped_key(&"k".repeat(255));
+        assert_eq!(longest.len(), 64);
     }
 }

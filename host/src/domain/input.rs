@@ -30,9 +30,9 @@ pub struct LineRequest {
 /// `product_id` + `quantity`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CreateOrderRequest {
-    /// The customer placing the order.
-    #[serde(deserialize_with = "whole")]
-    pub user_id: u64,
+    /// The customer the order is for; absent, the caller's own user.
+    #[serde(default, deserialize_with = "optional_whole")]
+    pub user_id: Option<u64>,
     /// ISO 4217 code; the host's default currency when absent.
     #[serde(default)]
     pub currency: Option<String>,
@@ -62,12 +62,21 @@ pub struct OrderRequest {
 
 impl CreateOrderRequest {
     /// Resolves the shorthand and checks what the database could not store.
-    pub fn parse(self, default_currency: &str) -> Result<OrderRequest, Vec<Violation>> {
+    /// An absent `user_id` is `own_user` (the caller's own, for a customer);
+    /// without one it is required.
+    pub fn parse(self, default_currency: &str, own_user: Option<i64>) -> Result<OrderRequest, Vec<Violation>> {
         let mut violations = Vec::new();
-        let user_id = i64::try_from(self.user_id).unwrap_or_else(|_| {
-            violations.push(Violation::new("out-of-range", "user_id", "user_id is too large"));
-            0
-        });
+        let user_id = match (self.user_id, own_user) {
+            (Some(named), _) => i64::try_from(named).unwrap_or_else(|_| {
+                violations.push(Violation::new("out-of-range", "user_id", "user_id is too large"));
+                0
+            }),
+            (None, Some(own)) => own,
+            (None, None) => {
+                violations.push(Violation::new("required", "user_id", "user_id is required"));
+                0
+            }
+        };
         let lines = match (self.items, self.product_id, self.quantity) {
             (Some(items), None, None) => items,
             (None, Some(product_id), Some(quantity)) => vec![LineRequest { product_id, quantity }],
@@ -273,7 +282,8 @@ mod tests {
 
     #[test]
     fn the_shorthand_becomes_one_line_with_the_default_currency() {
-        let parsed = request(serde_json::json!({"user_id": 3, "product_id": 9, "quantity": 2})).parse("EUR").unwrap();
+        let parsed =
+            request(serde_json::json!({"user_id": 3, "product_id": 9, "quantity": 2})).parse("EUR", None).unwrap();
         assert_eq!(parsed.lines, vec![LineRequest { product_id: 9, quantity: 2 }]);
         assert_eq!((parsed.user_id, parsed.currency.as_str()), (3, "EUR"));
     }
@@ -282,17 +292,26 @@ mod tests {
     fn items_and_shorthand_together_or_neither_are_refused() {
         let both = request(serde_json::json!({"user_id": 1, "product_id": 1, "quantity": 1,
             "items": [{"product_id": 1, "quantity": 1}]}));
-        assert_eq!(both.parse("EUR").unwrap_err()[0].code, "ambiguous");
+        assert_eq!(both.parse("EUR", None).unwrap_err()[0].code, "ambiguous");
         let neither = request(serde_json::json!({"user_id": 1}));
-        assert_eq!(neither.parse("EUR").unwrap_err()[0].field, "items");
+        assert_eq!(neither.parse("EUR", None).unwrap_err()[0].field, "items");
         let half = request(serde_json::json!({"user_id": 1, "product_id": 4}));
-        assert_eq!(half.parse("EUR").unwrap_err()[0].field, "quantity");
+        assert_eq!(half.parse("EUR", None).unwrap_err()[0].field, "quantity");
+    }
+
+    #[test]
+    fn an_absent_user_is_the_callers_own_or_required() {
+        let unnamed = || request(serde_json::json!({"product_id": 9, "quantity": 2}));
+        assert_eq!(unnamed().parse("EUR", Some(42)).unwrap().user_id, 42);
+        assert_eq!(unnamed().parse("EUR", None).unwrap_err()[0].field, "user_id");
+        let named = request(serde_json::json!({"user_id": 3, "product_id": 9, "quantity": 2}));
+        assert_eq!(named.parse("EUR", Some(42)).unwrap().user_id, 3, "named: the caller's scope decides, not parsing");
     }
 
     #[test]
     fn ids_the_database_cannot_hold_are_refused() {
         let huge_user = request(serde_json::json!({"user_id": u64::MAX, "items": [{"product_id": 0, "quantity": 1}]}));
-        let fields: Vec<_> = huge_user.parse("EUR").unwrap_err().into_iter().map(|v| v.field).collect();
+        let fields: Vec<_> = huge_user.parse("EUR", None).unwrap_err().into_iter().map(|v| v.field).collect();
         assert_eq!(fields, ["user_id", "items/0/product_id"]);
     }
 

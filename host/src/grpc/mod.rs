@@ -4,6 +4,7 @@
 //! the proto. It serves beside the REST API in the same process, on the
 //! same application layer, and drains with it on SIGTERM.
 
+pub mod auth;
 pub mod convert;
 pub mod correlation;
 pub mod events;
@@ -22,6 +23,7 @@ use tonic::transport::Server;
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
+use crate::auth::Credentials;
 use crate::health::Health;
 use crate::orders::Orders;
 use orders::OrderApi;
@@ -43,6 +45,8 @@ const HEALTH_EVERY: Duration = Duration::from_secs(1);
 pub struct GrpcState {
     pub orders: Arc<Orders>,
     pub health: Arc<Health>,
+    /// Who sends each call.
+    pub credentials: Credentials,
     /// Cancelled when the process starts shutting down.
     pub stopping: CancellationToken,
 }
@@ -77,6 +81,7 @@ pub async fn serve(listener: TcpListener, state: GrpcState, limits: GrpcLimits) 
     let served = Server::builder()
         .timeout(limits.request_timeout)
         .layer(correlation::CorrelationLayer)
+        .layer(auth::AuthLayer { credentials: state.credentials.clone() })
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)

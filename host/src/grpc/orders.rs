@@ -10,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::metadata::MetadataValue;
 use tonic::{Request, Response, Status};
 
+use super::auth::Caller;
 use super::convert;
 use super::correlation::CorrelationId;
 use super::events::{event, state};
@@ -19,6 +20,7 @@ use super::proto::{
     UpdateOrderStatusRequest, WatchOrderRequest, WatchOrdersRequest,
 };
 use super::status::{bad_field, invalid};
+use crate::auth::Scope;
 use crate::orders::{Deadline, Orders};
 use crate::store::OrderFilter;
 
@@ -118,12 +120,14 @@ fn page(request: &ListOrdersRequest) -> Result<(i64, Option<i64>), Status> {
 #[tonic::async_trait]
 impl OrderService for OrderApi {
     async fn create_order(&self, request: Request<CreateOrderRequest>) -> Result<Response<Order>, Status> {
+        let caller = Caller::of(&request)?;
+        let access = caller.order_access()?;
         let (correlation_id, key) = (correlation_id(&request), idempotency_key(&request)?);
         let deadline = self.deadline(&request);
         let parsed = convert::create_request(request.into_inner())
-            .parse(self.orders.default_currency())
+            .parse(self.orders.default_currency(), access.own_user())
             .map_err(|violations| invalid(&violations))?;
-        let placed = self.orders.place(parsed, &correlation_id, key, deadline).await?;
+        let placed = self.orders.place(parsed, &caller.0, &correlation_id, key, deadline).await?;
         tracing::info!(target: "grpc", order_id = placed.order.id, replayed = placed.replayed, "order placed");
         let mut response = Response::new(convert::order(placed.order));
         if placed.replayed {
@@ -133,11 +137,13 @@ impl OrderService for OrderApi {
     }
 
     async fn get_order(&self, request: Request<GetOrderRequest>) -> Result<Response<Order>, Status> {
-        let order = self.orders.order(request.into_inner().id).await?;
+        let access = Caller::of(&request)?.order_access()?;
+        let order = self.orders.order(request.into_inner().id, access).await?;
         Ok(Response::new(convert::order(order)))
     }
 
     async fn list_orders(&self, request: Request<ListOrdersRequest>) -> Result<Response<ListOrdersResponse>, Status> {
+        let access = Caller::of(&request)?.order_access()?;
         let request = request.into_inner();
         let (limit, before) = page(&request)?;
         let status = match request.status {
@@ -145,7 +151,7 @@ impl OrderService for OrderApi {
             value => Some(convert::requested_status(value).ok_or_else(|| bad_field("status", "unknown status"))?),
         };
         let filter = OrderFilter { user_id: request.user_id, status, before, limit };
-        let orders = self.orders.list(&filter).await?;
+        let orders = self.orders.list(&filter, access).await?;
         let next_page_token = match orders.last() {
             Some(last) if orders.len() as i64 == limit => last.id.to_string(),
             _ => String::new(),
@@ -157,6 +163,7 @@ impl OrderService for OrderApi {
     }
 
     async fn update_order_status(&self, request: Request<UpdateOrderStatusRequest>) -> Result<Response<Order>, Status> {
+        Caller::of(&request)?.require(Scope::OrdersAll)?;
         let correlation_id = correlation_id(&request);
         let request = request.into_inner();
         let to = convert::requested_status(request.status).ok_or_else(|| bad_field("status", "name the new status"))?;
@@ -168,15 +175,17 @@ impl OrderService for OrderApi {
     type WatchOrderStream = Events;
 
     async fn watch_order(&self, request: Request<WatchOrderRequest>) -> Result<Response<Events>, Status> {
-        let (snapshot, changes) = self.orders.watch(request.into_inner().id).await?;
+        let access = Caller::of(&request)?.order_access()?;
+        let (snapshot, changes) = self.orders.watch(request.into_inner().id, access).await?;
         let first = futures::stream::once(async move { state(snapshot) });
         Ok(Response::new(self.until_stopping(first.chain(changes.filter_map(|watched| async { event(watched) })))))
     }
 
     type WatchOrdersStream = Events;
 
-    async fn watch_orders(&self, _: Request<WatchOrdersRequest>) -> Result<Response<Events>, Status> {
-        let events = self.orders.watch_all().filter_map(|watched| async { event(watched) });
+    async fn watch_orders(&self, request: Request<WatchOrdersRequest>) -> Result<Response<Events>, Status> {
+        let access = Caller::of(&request)?.order_access()?;
+        let events = self.orders.watch_all(access).filter_map(|watched| async { event(watched) });
         Ok(Response::new(self.until_stopping(events)))
     }
 }

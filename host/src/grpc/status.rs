@@ -16,7 +16,7 @@ use crate::domain::input::Violation;
 use crate::orders::OrderError;
 
 /// The `ErrorInfo` domain of every status.
-const DOMAIN: &str = "orderly";
+pub const DOMAIN: &str = "orderly";
 
 fn status(code: Code, message: impl Into<String>, reason: &str, mut details: ErrorDetails) -> Status {
     details.set_error_info(reason, DOMAIN, HashMap::new());
@@ -51,6 +51,7 @@ impl From<OrderError> for Status {
     fn from(error: OrderError) -> Self {
         let message = error.to_string();
         match error {
+            OrderError::Forbidden(refused) => super::auth::permission_denied(&refused),
             OrderError::Invalid(violations) => invalid(&violations),
             OrderError::NotFound { resource, id } => {
                 let mut details = ErrorDetails::new();

@@ -2,6 +2,7 @@
 //! besides success, in the application's terms. Each front end maps these
 //! to its own protocol: problem+json over HTTP, a status with details over gRPC.
 
+use crate::auth::AccessError;
 use crate::domain::OrderStatus;
 use crate::domain::input::Violation;
 use crate::rules::RuleError;
@@ -20,6 +21,10 @@ pub enum OrderError {
     /// The request breaks rules (the service's own or a rule component's).
     #[error("{}", join(.0))]
     Invalid(Vec<Violation>),
+    /// The caller's token does not cover the request (a customer acting for
+    /// another user).
+    #[error("{0}")]
+    Forbidden(#[from] AccessError),
     /// The order or product named does not exist.
     #[error("{resource} {id} does not exist")]
     NotFound { resource: Resource, id: i64 },

@@ -32,6 +32,9 @@ pub struct OrderEvent {
     pub order_id: i64,
     /// The order's version after the change.
     pub version: i64,
+    /// The user whose order it is (absent from events written before
+    /// events named their user).
+    pub user_id: Option<i64>,
     /// The event as JSON.
     pub json: Arc<str>,
 }
@@ -44,13 +47,16 @@ struct Head {
     order_id: i64,
     #[serde(default)]
     version: i64,
+    #[serde(default)]
+    user_id: Option<i64>,
 }
 
 impl OrderEvent {
     /// Reads an event written by the store; `None` for anything else.
     pub fn parse(id: String, json: &str) -> Option<Self> {
         let head: Head = serde_json::from_str(json).ok()?;
-        Some(Self { id, kind: head.kind, order_id: head.order_id, version: head.version, json: json.into() })
+        let Head { kind, order_id, version, user_id } = head;
+        Some(Self { id, kind, order_id, version, user_id, json: json.into() })
     }
 }
 

@@ -16,6 +16,7 @@ pub mod watch;
 use std::sync::Arc;
 use std::time::Duration;
 
+use error::Resource;
 pub use error::{OrderError, RETRY_AFTER_SECONDS};
 use events::EventHub;
 use order_cache::OrderCache;
@@ -23,6 +24,7 @@ pub use place::{Deadline, Placed};
 use product_cache::ProductCache;
 pub use watch::{Snapshot, Watched};
 
+use crate::auth::OrderAccess;
 use crate::domain::text::{Lines, control_character, truncate};
 use crate::domain::{OrderDetail, OrderStatus, OrderSummary};
 use crate::rules::Rules;
@@ -115,26 +117,35 @@ impl Orders {
     }
 
     /// The order as rendered for readers: from the cache, or from the
-    /// database (then cached).
-    pub async fn order_json(&self, id: i64) -> Result<String, OrderError> {
-        if let Some(json) = self.cache.get(id).await {
-            return Ok(json);
+    /// database (then cached). Another user's order is not found, exactly
+    /// as a missing one: its existence is not the caller's to learn.
+    pub async fn order_json(&self, id: i64, access: OrderAccess) -> Result<String, OrderError> {
+        let json = match self.cache.get(id).await {
+            Some(json) => json,
+            None => {
+                let order = self.store.order(id).await.map_err(OrderError::order_not_found(id))?;
+                let json = render(&order)?;
+                self.cache.put(id, order.version, &json).await;
+                json
+            }
+        };
+        if access != OrderAccess::AnyUser && !access.covers(owner(&json)?) {
+            return Err(OrderError::NotFound { resource: Resource::Order, id });
         }
-        let order = self.store.order(id).await.map_err(OrderError::order_not_found(id))?;
-        let json = render(&order)?;
-        self.cache.put(id, order.version, &json).await;
         Ok(json)
     }
 
     /// The order, read like [`Orders::order_json`].
-    pub async fn order(&self, id: i64) -> Result<OrderDetail, OrderError> {
-        let json = self.order_json(id).await?;
+    pub async fn order(&self, id: i64, access: OrderAccess) -> Result<OrderDetail, OrderError> {
+        let json = self.order_json(id, access).await?;
         Ok(serde_json::from_str(&json).map_err(anyhow::Error::from)?)
     }
 
-    /// A page of orders, newest first.
-    pub async fn list(&self, filter: &OrderFilter) -> Result<Vec<OrderSummary>, OrderError> {
-        Ok(self.store.list_orders(filter).await?)
+    /// A page of orders, newest first; a customer's own only (naming
+    /// another user is refused).
+    pub async fn list(&self, filter: &OrderFilter, access: OrderAccess) -> Result<Vec<OrderSummary>, OrderError> {
+        let filter = OrderFilter { user_id: access.listing(filter.user_id)?, ..filter.clone() };
+        Ok(self.store.list_orders(&filter).await?)
     }
 
     /// Moves an order along its lifecycle by hand (of two concurrent changes
@@ -186,6 +197,15 @@ impl Orders {
     pub async fn purge_expired_keys(&self) -> Result<u64, OrderError> {
         Ok(self.store.purge_idempotency_keys().await?)
     }
+}
+
+/// The user a rendered order belongs to (only that field is read).
+fn owner(json: &str) -> Result<i64, OrderError> {
+    #[derive(serde::Deserialize)]
+    struct Owner {
+        user_id: i64,
+    }
+    Ok(serde_json::from_str::<Owner>(json).map_err(anyhow::Error::from)?.user_id)
 }
 
 fn render(order: &OrderDetail) -> Result<String, StoreError> {

@@ -17,6 +17,7 @@ use sha2::{Digest, Sha256};
 
 use super::error::Resource;
 use super::{OrderError, Orders};
+use crate::auth::Principal;
 use crate::domain::decision::{DraftLine, DraftOrder, Quote};
 use crate::domain::input::{OrderRequest, Violation};
 use crate::domain::{ComponentRecord, OrderDetail, Product};
@@ -69,7 +70,10 @@ impl Placed {
 }
 
 impl Orders {
-    /// Validates, prices and stores an order; with `key`, at most once.
+    /// Validates, prices and stores an order for `caller`; with `key`, at
+    /// most once. A customer places orders for itself alone, and a key is
+    /// the caller's own: the same key from another caller is another key,
+    /// so no caller can replay, see or hold back another's order.
     ///
     /// A keyed placing runs on a task of its own until it finishes or
     /// `until` passes: a client that goes away mid-request (the usual reason
@@ -80,11 +84,15 @@ impl Orders {
     pub async fn place(
         self: &Arc<Self>,
         request: OrderRequest,
+        caller: &Principal,
         correlation_id: &str,
         key: Option<String>,
         until: Deadline,
     ) -> Result<Placed, OrderError> {
-        let Some(key) = key else { return self.place_new(request, correlation_id, None).await };
+        caller.order_access()?.act_for(request.user_id)?;
+        let Some(key) = key.map(|key| caller.scoped_key(&key)) else {
+            return self.place_new(request, correlation_id, None).await;
+        };
         let (orders, correlation_id) = (self.clone(), correlation_id.to_owned());
         let placing = async move { orders.place_once(request, &correlation_id, key).await };
         let bounded = async move {

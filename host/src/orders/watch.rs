@@ -9,8 +9,10 @@ use futures::stream::BoxStream;
 use futures::{Stream, StreamExt};
 use tokio::sync::broadcast::error::RecvError;
 
+use super::error::Resource;
 use super::events::OrderEvent;
 use super::{OrderError, Orders};
+use crate::auth::OrderAccess;
 use crate::domain::OrderStatus;
 
 /// What a follower receives.
@@ -34,21 +36,33 @@ impl Orders {
     /// Order `id`'s state now, and its changes after that state. Subscribed
     /// before reading the state, so no change falls in between; events the
     /// state already includes (relayed late) are left out.
-    pub async fn watch(&self, id: i64) -> Result<(Snapshot, BoxStream<'static, Watched>), OrderError> {
+    /// Another user's order is not found, as a missing one.
+    pub async fn watch(
+        &self,
+        id: i64,
+        access: OrderAccess,
+    ) -> Result<(Snapshot, BoxStream<'static, Watched>), OrderError> {
         let since = Arc::new(AtomicI64::new(i64::MAX));
         let changes = self.follow({
             let since = since.clone();
             move |event| event.order_id == id && event.version > since.load(Ordering::Relaxed)
         });
         let state = self.store.order_state(id).await.map_err(OrderError::order_not_found(id))?;
+        if !access.covers(state.user_id) {
+            return Err(OrderError::NotFound { resource: Resource::Order, id });
+        }
         since.store(state.version, Ordering::Relaxed);
         let snapshot = Snapshot { order_id: id, status: state.status, version: state.version };
         Ok((snapshot, changes.boxed()))
     }
 
-    /// Every order's events from now on.
-    pub fn watch_all(&self) -> BoxStream<'static, Watched> {
-        self.follow(|_| true).boxed()
+    /// Every order's events from now on; a customer's own orders' only
+    /// (an event that does not name its user is not a customer's to see).
+    pub fn watch_all(&self, access: OrderAccess) -> BoxStream<'static, Watched> {
+        match access {
+            OrderAccess::AnyUser => self.follow(|_| true).boxed(),
+            OrderAccess::User(own) => self.follow(move |event| event.user_id == Some(own)).boxed(),
+        }
     }
 
     fn follow<F>(&self, keep: F) -> impl Stream<Item = Watched> + Send + 'static + use<F>

@@ -23,9 +23,11 @@ pub(super) fn placeholders(rows: usize, columns: usize) -> String {
 
 /// An `OrderCreated` or `OrderStatusChanged` event.
 /// `version` is the order's version after the change, so a client can tell
-/// which events a snapshot already includes.
+/// which events a snapshot already includes; `user_id`, so a customer's
+/// feed carries only its own orders' events.
 pub(super) fn order_event(
     order_id: i64,
+    user_id: i64,
     version: i64,
     from: Option<OrderStatus>,
     to: OrderStatus,
@@ -36,6 +38,7 @@ pub(super) fn order_event(
         "type": if from.is_none() { "OrderCreated" } else { "OrderStatusChanged" },
         "event_id": uuid::Uuid::new_v4().to_string(),
         "order_id": order_id,
+        "user_id": user_id,
         "version": version,
         "from": from,
         "to": to,

@@ -176,7 +176,15 @@ impl Store {
                 return Ok(Attempt::Skipped(state.status));
             }
             let claim = state.lease.as_ref().map(|lease| lease.token.as_str());
-            let mut moving = Moving { id, from: state.status, version: state.version, claim, at, correlation_id };
+            let mut moving = Moving {
+                id,
+                user_id: state.user_id,
+                from: state.status,
+                version: state.version,
+                claim,
+                at,
+                correlation_id,
+            };
             for step in steps {
                 let allowed = match guard {
                     Guard::ByHand => moving.from.can_become_by_hand(step.to),
@@ -213,11 +221,11 @@ impl Store {
 /// What a step leaves behind besides the order's new state: its history row,
 /// the decision that made it, its event, and the job it queues.
 async fn record_step(db: &mut impl OrderWrites, moving: &Moving<'_>, step: &Step<'_>) -> Result<(), StoreError> {
-    let Moving { id, from, version, at, correlation_id, .. } = *moving;
+    let Moving { id, user_id, from, version, at, correlation_id, .. } = *moving;
     let history = HistoryRow { order_id: id, from: Some(from), to: step.to, reason: step.reason, correlation_id, at };
     db.insert_history(&history).await?;
     db.insert_decisions(id, step.decision.map(std::slice::from_ref).unwrap_or_default()).await?;
-    let event = order_event(id, version, Some(from), step.to, step.reason, correlation_id);
+    let event = order_event(id, user_id, version, Some(from), step.to, step.reason, correlation_id);
     let job = step.enqueue.map(|job| (FULFILLMENT_TOPIC, job));
     let messages: Vec<(&str, &str)> = [Some((EVENTS_TOPIC, event.as_str())), job].into_iter().flatten().collect();
     db.insert_outbox(id, &messages, correlation_id, at).await

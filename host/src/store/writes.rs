@@ -12,6 +12,8 @@ use crate::domain::{ComponentRecord, OrderStatus};
 /// The order being moved, as the previous step left it.
 pub(super) struct Moving<'a> {
     pub id: i64,
+    /// Whose order it is (named in its events).
+    pub user_id: i64,
     pub from: OrderStatus,
     /// The order's version: before the step's update when it is applied,
     /// after it once the caller counted the update.
@@ -27,6 +29,8 @@ pub(super) struct Moving<'a> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OrderState {
     pub status: OrderStatus,
+    /// Whose order it is.
+    pub user_id: i64,
     /// The job that holds it while it is processing.
     pub job: Option<String>,
     /// The delivery of that job that holds it (its claim token), and until
@@ -102,15 +106,15 @@ macro_rules! order_writes {
     ($connection:ty) => {
         impl OrderWrites for $connection {
             async fn order_state(&mut self, id: i64) -> Result<OrderState, StoreError> {
-                let row: Option<(String, Option<String>, i64, Option<String>, Option<i64>)> = sqlx::query_as(
-                    "SELECT status, fulfillment_job, version, claim_token, lease_until_ms FROM orders WHERE id = $1",
+                let row: Option<(String, i64, Option<String>, i64, Option<String>, Option<i64>)> = sqlx::query_as(
+                    "SELECT status, user_id, fulfillment_job, version, claim_token, lease_until_ms FROM orders WHERE id = $1",
                 )
                 .bind(id)
                 .fetch_optional(&mut *self)
                 .await?;
-                let (current, job, version, token, until_ms) = row.ok_or(StoreError::NotFound)?;
+                let (current, user_id, job, version, token, until_ms) = row.ok_or(StoreError::NotFound)?;
                 let lease = token.zip(until_ms).map(|(token, until_ms)| Lease { token, until_ms });
-                Ok(OrderState { status: status(&current)?, job, lease, version })
+                Ok(OrderState { status: status(&current)?, user_id, job, lease, version })
             }
 
             async fn move_order(&mut self, moving: &Moving<'_>, update: &Update<'_>) -> Result<bool, StoreError> {

@@ -4,11 +4,22 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::helpers::{TestDatabase, install_components};
+use crate::helpers::{Bearer, TestDatabase, client_with, install_components};
 
 fn host() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_host"));
-    for variable in ["DATABASE_URL", "REDIS_URL", "LISTEN_ADDR", "GRPC_LISTEN_ADDR", "COMPONENTS_DIR", "RUST_LOG"] {
+    for variable in [
+        "DATABASE_URL",
+        "REDIS_URL",
+        "LISTEN_ADDR",
+        "GRPC_LISTEN_ADDR",
+        "COMPONENTS_DIR",
+        "RUST_LOG",
+        "AUTH_HS256_SECRET",
+        "AUTH_JWKS_URL",
+        "AUTH_JWKS_FILE",
+        "ADMIN_TOKEN",
+    ] {
         command.env_remove(variable);
     }
     command
@@ -73,8 +84,8 @@ async fn serve_answers_then_stops_cleanly_on_sigterm() {
         .spawn()
         .unwrap();
     let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    let (mut address, mut grpc) = (None, None);
-    while address.is_none() || grpc.is_none() {
+    let (mut address, mut grpc, mut token) = (None, None, None);
+    while address.is_none() || grpc.is_none() || token.is_none() {
         let mut line = String::new();
         assert!(stdout.read_line(&mut line).unwrap() > 0, "the server exited before serving");
         if let Some(rest) = line.trim().strip_prefix("Orderly is serving on ") {
@@ -83,26 +94,43 @@ async fn serve_answers_then_stops_cleanly_on_sigterm() {
         if let Some(rest) = line.trim().strip_prefix("gRPC (orderly.v1.OrderService) on ") {
             grpc = Some(rest.to_owned());
         }
+        if let Some(rest) = line.trim().strip_prefix("export TOKEN=") {
+            token = Some(rest.to_owned());
+        }
     }
-    let (address, grpc) = (address.unwrap(), grpc.unwrap());
-    // The embedded default seeded demo products into ./data.
+    let (address, grpc, token) = (address.unwrap(), grpc.unwrap(), token.unwrap());
+    // No token, no answer: the embedded default is protected too.
+    let anonymous = reqwest::get(format!("{address}/api/v1/products")).await.unwrap();
+    assert_eq!(anonymous.status(), 401);
+    // The token it printed works; it signed it with the key it made under ./data.
+    let http = client_with(&token);
     let products: serde_json::Value =
-        reqwest::get(format!("{address}/api/v1/products")).await.unwrap().json().await.unwrap();
+        http.get(format!("{address}/api/v1/products")).send().await.unwrap().json().await.unwrap();
     assert!(!products["items"].as_array().unwrap().is_empty(), "demo products seeded");
     assert!(dir.path().join("data/orderly.db").exists());
+    assert!(dir.path().join("data/auth.key").exists());
     // The gRPC API of the same process answers the same catalogue's orders.
-    let mut client = host::grpc::proto::order_service_client::OrderServiceClient::connect(grpc).await.unwrap();
+    let channel = tonic::transport::Endpoint::from_shared(grpc).unwrap().connect().await.unwrap();
+    let bearer = Bearer(format!("Bearer {token}").parse().unwrap());
+    let mut client = host::grpc::proto::order_service_client::OrderServiceClient::with_interceptor(channel, bearer);
     let product = products["items"][0]["id"].as_i64().unwrap();
     let order = host::grpc::proto::CreateOrderRequest {
-        user_id: 7,
+        user_id: Some(7),
         product_id: Some(product),
         quantity: Some(1),
         ..Default::default()
     };
     let placed = client.create_order(order).await.unwrap().into_inner();
     let over_rest: serde_json::Value =
-        reqwest::get(format!("{address}/api/v1/orders/{}", placed.id)).await.unwrap().json().await.unwrap();
+        http.get(format!("{address}/api/v1/orders/{}", placed.id)).send().await.unwrap().json().await.unwrap();
     assert_eq!(over_rest["total"], placed.total);
+    // `host token issue` in the same folder signs with the same key.
+    let issued =
+        host().current_dir(dir.path()).args(["token", "issue", "--sub", "7", "--scope", "orders"]).output().unwrap();
+    assert!(issued.status.success(), "{}", String::from_utf8_lossy(&issued.stderr));
+    let customer = String::from_utf8(issued.stdout).unwrap().trim().to_owned();
+    let own = client_with(&customer).get(format!("{address}/api/v1/orders/{}", placed.id)).send().await.unwrap();
+    assert_eq!(own.status(), 200, "user 7's own order");
 
     Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
     let status = child.wait().unwrap();

@@ -7,23 +7,20 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::helpers::{Backend, Options, TestApp, fast_fulfillment, problem, wasm};
+use crate::helpers::{Backend, Options, TestApp, admin_token, fast_fulfillment, problem, token, wasm};
 use crate::on_both_backends;
 use host::runtime::Slot;
-
-const TOKEN: &str = "s3cret-admin-token";
 
 fn with_trapping_policy() -> Options {
     Options {
         fulfillment: Some(fast_fulfillment(1)),
         components: vec![(Slot::Fulfillment, "fixtures/trap-policy")],
-        admin_token: Some(TOKEN.into()),
         ..Options::default()
     }
 }
 
 async fn admin_get(app: &TestApp, path: &str) -> Value {
-    let response = app.client.get(app.url(path)).bearer_auth(TOKEN).send().await.unwrap();
+    let response = app.client.get(app.url(path)).bearer_auth(admin_token()).send().await.unwrap();
     assert_eq!(response.status(), 200, "{path}");
     response.json().await.unwrap()
 }
@@ -62,7 +59,8 @@ on_both_backends!(a_trapping_policy_is_retried_dead_lettered_and_requeued, optio
         app.service.rules.runtime().load_file(Slot::Fulfillment, &wasm("fulfillment-standard")).await.unwrap();
     app.service.rules.slots().install(standard);
     let id = letter["id"].as_str().unwrap();
-    let requeue = app.client.post(app.url(&format!("/api/v1/admin/dead-letters/{id}/requeue"))).bearer_auth(TOKEN);
+    let requeue =
+        app.client.post(app.url(&format!("/api/v1/admin/dead-letters/{id}/requeue"))).bearer_auth(admin_token());
     let requeued = requeue.send().await.unwrap();
     assert_eq!(requeued.status(), 200);
     let order = app.wait_for_status(doomed, "fulfilled", Duration::from_secs(20)).await;
@@ -71,7 +69,8 @@ on_both_backends!(a_trapping_policy_is_retried_dead_lettered_and_requeued, optio
     assert_eq!(path, ["pending", "processing", "on_hold", "processing", "fulfilled"]);
     let letters = admin_get(&app, "/api/v1/admin/dead-letters").await;
     assert!(letters.as_array().unwrap().iter().all(|letter| letter["order_id"] != doomed), "{letters}");
-    let again = app.client.post(app.url(&format!("/api/v1/admin/dead-letters/{id}/requeue"))).bearer_auth(TOKEN);
+    let again =
+        app.client.post(app.url(&format!("/api/v1/admin/dead-letters/{id}/requeue"))).bearer_auth(admin_token());
     problem(again.send().await.unwrap(), 404).await;
 });
 
@@ -91,20 +90,20 @@ async fn a_poison_message_is_dead_lettered_and_the_worker_keeps_serving() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_admin_api_needs_its_token_and_is_off_without_one() {
+async fn the_admin_api_needs_the_admin_scope() {
     let app = TestApp::spawn_with(Backend::Embedded, with_trapping_policy()).await;
-    let none = app.get("/api/v1/admin/queue").await;
-    assert_eq!(none.headers()["www-authenticate"], "Bearer");
+    let none = reqwest::Client::new().get(app.url("/api/v1/admin/queue")).send().await.unwrap();
+    assert_eq!(none.headers()["www-authenticate"], "Bearer realm=\"orderly\"");
     problem(none, 401).await;
-    let wrong = app.client.get(app.url("/api/v1/admin/dead-letters")).bearer_auth("guess").send().await.unwrap();
-    problem(wrong, 403).await;
-    let right = app.client.get(app.url("/api/v1/admin/queue")).bearer_auth(TOKEN).send().await.unwrap();
+    let guess = app.client.get(app.url("/api/v1/admin/dead-letters")).bearer_auth("guess").send().await.unwrap();
+    assert!(guess.headers()["www-authenticate"].to_str().unwrap().contains("error=\"invalid_token\""));
+    problem(guess, 401).await;
+    let back_office = token("clerk", "orders:all catalog:write");
+    let clerk = app.client.get(app.url("/api/v1/admin/queue")).bearer_auth(back_office).send().await.unwrap();
+    let body = problem(clerk, 403).await;
+    assert_eq!(body["required_scope"], "admin", "{body}");
+    let right = app.client.get(app.url("/api/v1/admin/queue")).bearer_auth(admin_token()).send().await.unwrap();
     assert_eq!(right.status(), 200);
-
-    let without_token = TestApp::spawn(Backend::Embedded).await;
-    let off = without_token.client.get(without_token.url("/api/v1/admin/queue")).bearer_auth(TOKEN).send().await;
-    let body = problem(off.unwrap(), 404).await;
-    assert!(body["detail"].as_str().unwrap().contains("ADMIN_TOKEN"), "{body}");
 }
 
 fn racing_workers() -> Options {

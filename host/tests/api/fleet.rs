@@ -9,18 +9,20 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::helpers::{Backend, TestApp, component_dir, problem, wasm};
+use crate::helpers::{
+    AUTH_ENV, Backend, TestApp, admin_token, back_office_token, client_with, component_dir, problem, wasm,
+};
 use crate::on_both_backends;
 use crate::processes::{ApiProcess, worker_process};
 use crate::swap::{
-    TOKEN, admin, drop_component, drop_flaky_policy, rebuilt, sha256, slot_status, swapping, toml_of,
-    wait_for_registry, wait_for_slot,
+    admin, drop_component, drop_flaky_policy, rebuilt, sha256, slot_status, swapping, toml_of, wait_for_registry,
+    wait_for_slot,
 };
 use host::config::SwapSettings;
 use host::store::registry::{Expect, NewVersion, SlotEventRow};
 
 /// Workers that look at the registry twice a second (notifications come first anyway).
-const FOLLOWING: [(&str, &str); 3] = [("WORKERS", "2"), ("REGISTRY_RECHECK_MS", "500"), ("ADMIN_TOKEN", TOKEN)];
+const FOLLOWING: [(&str, &str); 3] = [("WORKERS", "2"), ("REGISTRY_RECHECK_MS", "500"), AUTH_ENV];
 
 /// The test's service (`host serve`, no workers) following the registry twice a second.
 async fn following(backend: Backend) -> TestApp {
@@ -337,9 +339,9 @@ fn upload_express(base: String, tag: &str) -> tokio::task::JoinHandle<Option<Val
     let fixtures = component_dir("fulfillment-express").join("fixtures");
     let form = version_form(express, Some(toml_of("fulfillment-express", "fulfillment")), &fixtures, "true");
     tokio::spawn(async move {
-        let answer = reqwest::Client::new()
+        let answer = client_with(&admin_token())
             .post(format!("{base}/api/v1/admin/slots/fulfillment/versions"))
-            .bearer_auth(TOKEN)
+            .bearer_auth(admin_token())
             .multipart(form)
             .send()
             .await
@@ -352,7 +354,7 @@ fn upload_express(base: String, tag: &str) -> tokio::task::JoinHandle<Option<Val
 async fn the_api_killed_while_it_publishes_a_version_leaves_the_registry_whole_and_every_process_on_its_version() {
     let app = following(Backend::Postgres).await;
     let mug = app.product("MUG", 1250, 1_000).await;
-    let (mut api, _folder) = second_api(&app, &[("ADMIN_TOKEN", TOKEN)]).await;
+    let (mut api, _folder) = second_api(&app, &[]).await;
     let mut worker = worker_process(&app, &FOLLOWING);
     converged_on(&app, "fulfillment", &sha256(&std::fs::read(wasm("fulfillment-standard")).unwrap()), 3).await;
     // An upload left to finish: how long one takes here, and the kill points spread over it.
@@ -400,7 +402,8 @@ async fn the_api_killed_while_it_publishes_a_version_leaves_the_registry_whole_a
 /// The digest of the pricing version that priced a new order placed through the API at `base`.
 async fn pricing_digest(base: &str, product: i64) -> String {
     let body = json!({"user_id": 7, "items": [{"product_id": product, "quantity": 1}]});
-    let answer = reqwest::Client::new().post(format!("{base}/api/v1/orders")).json(&body).send().await.unwrap();
+    let client = client_with(&back_office_token());
+    let answer = client.post(format!("{base}/api/v1/orders")).json(&body).send().await.unwrap();
     assert_eq!(answer.status(), 201);
     let order: Value = answer.json().await.unwrap();
     let records = order["components"].as_array().unwrap();
@@ -462,7 +465,7 @@ on_both_backends!(
         let post = |form| {
             app.client
                 .post(app.url("/api/v1/admin/slots/fulfillment/versions"))
-                .bearer_auth(TOKEN)
+                .bearer_auth(admin_token())
                 .multipart(form)
                 .send()
         };
@@ -504,7 +507,8 @@ on_both_backends!(
             .part("component", reqwest::multipart::Part::bytes(vec![0u8]))
             .part("fixtures", reqwest::multipart::Part::bytes(b"{}".to_vec()).file_name("../escape.input.json"));
         problem(post(badly_named).await.unwrap(), 422).await;
-        let not_a_form = app.client.post(app.url("/api/v1/admin/slots/fulfillment/versions")).bearer_auth(TOKEN);
+        let not_a_form =
+            app.client.post(app.url("/api/v1/admin/slots/fulfillment/versions")).bearer_auth(admin_token());
         problem(not_a_form.json(&json!({})).send().await.unwrap(), 415).await;
         let unknown =
             admin(&app, reqwest::Method::POST, "/api/v1/admin/slots/fulfillment/versions/999999/activate").await;

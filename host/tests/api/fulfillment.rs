@@ -111,7 +111,10 @@ on_both_backends!(fulfillment_moves_are_refused_by_hand, |app| {
 });
 
 /// Reads server-sent events from `response` until `done` says so (or 15 s pass).
-async fn read_events(response: reqwest::Response, done: impl Fn(&[(String, Value)]) -> bool) -> Vec<(String, Value)> {
+pub(crate) async fn read_events(
+    response: reqwest::Response,
+    done: impl Fn(&[(String, Value)]) -> bool,
+) -> Vec<(String, Value)> {
     let mut stream = response.bytes_stream();
     let mut buffer = String::new();
     let mut events = Vec::new();

@@ -24,7 +24,7 @@ use crate::on_both_backends;
 
 fn order_of(user_id: u64, lines: &[(i64, u32)]) -> CreateOrderRequest {
     CreateOrderRequest {
-        user_id,
+        user_id: Some(user_id),
         items: lines.iter().map(|&(product_id, quantity)| LineRequest { product_id, quantity }).collect(),
         ..CreateOrderRequest::default()
     }
@@ -57,7 +57,8 @@ on_both_backends!(orders_are_placed_read_listed_and_moved_over_grpc, |app| {
     assert_eq!(fetched, placed, "GetOrder answers what CreateOrder answered");
 
     // The seeds' single-line shorthand.
-    let shorthand = CreateOrderRequest { user_id: 8, product_id: Some(tea), quantity: Some(3), ..Default::default() };
+    let shorthand =
+        CreateOrderRequest { user_id: Some(8), product_id: Some(tea), quantity: Some(3), ..Default::default() };
     let second = client.create_order(shorthand).await.unwrap().into_inner();
     assert_eq!((second.items.len(), second.items[0].quantity), (1, 3));
 
@@ -96,7 +97,7 @@ on_both_backends!(every_refusal_has_its_code_and_details, |app| {
     assert!(bad_request.field_violations[0].description.contains("quantity-out-of-range"), "{bad_request:?}");
     assert_eq!(refused.get_details_error_info().unwrap().reason, "validation-failed");
 
-    let neither = client.create_order(CreateOrderRequest { user_id: 7, ..Default::default() }).await.unwrap_err();
+    let neither = client.create_order(CreateOrderRequest { user_id: Some(7), ..Default::default() }).await.unwrap_err();
     assert_eq!(neither.code(), Code::InvalidArgument);
     assert_eq!(neither.get_details_bad_request().unwrap().field_violations[0].field, "items");
 
@@ -154,7 +155,8 @@ on_both_backends!(the_idempotency_key_replays_and_refuses_like_rest, |app| {
     let body = serde_json::json!({"user_id": 9, "product_id": mug, "quantity": 1});
     let rest = app.client.post(app.url("/api/v1/orders")).header("idempotency-key", "both-ways").json(&body).send();
     let rest: Value = rest.await.unwrap().json().await.unwrap();
-    let shorthand = CreateOrderRequest { user_id: 9, product_id: Some(mug), quantity: Some(1), ..Default::default() };
+    let shorthand =
+        CreateOrderRequest { user_id: Some(9), product_id: Some(mug), quantity: Some(1), ..Default::default() };
     let over_grpc = client.create_order(with(shorthand, &[("idempotency-key", "both-ways")])).await.unwrap();
     assert_eq!(over_grpc.metadata().get("idempotent-replayed").unwrap(), "true");
     assert_eq!(over_grpc.into_inner().id, rest["id"].as_i64().unwrap());

@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::helpers::{Backend, TestApp};
+use crate::helpers::{Backend, TestApp, token};
 
 const PACKAGES: [&str; 5] = ["grpcio", "grpcio-tools", "grpcio-status", "grpcio-health-checking", "grpcio-reflection"];
 
@@ -56,6 +56,7 @@ async fn a_python_grpcio_client_gets_what_the_proto_promises() {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/grpc_client.py");
     let mut command = Command::new(&python);
     command.arg(script).arg(app.grpc_address.to_string()).arg(product.to_string()).arg(stubs.path());
+    command.arg(token("42", "orders")).arg(token("43", "orders"));
     // Off the async threads: the server answering it runs on them.
     let run = tokio::task::spawn_blocking(move || command.output()).await.unwrap().unwrap();
     let (out, err) = (String::from_utf8_lossy(&run.stdout), String::from_utf8_lossy(&run.stderr));

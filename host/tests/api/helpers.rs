@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use host::app::App;
+use host::auth::{AuthSettings, Scope, Scopes, Secret, TokenIssuer, TokenRequest};
 use host::config::{BackendSettings, FulfillmentSettings, ServeSettings, SwapSettings};
 use host::grpc::proto::order_service_client::OrderServiceClient;
 use host::runtime::{Capabilities, EngineSettings, Runtime, Slot};
@@ -24,6 +25,45 @@ mod redis_server;
 pub use database::{TestDatabase, postgres_url, redis_url};
 pub use postgres_server::PrivatePostgres;
 pub use redis_server::PrivateRedis;
+
+/// The shared secret every test service verifies tokens with
+/// (`AUTH_HS256_SECRET` for the processes a test starts).
+pub const TEST_SECRET: &str = "the tests' shared secret, at least thirty-two bytes";
+
+/// A token for `subject` with `scopes` (space-separated), valid for an hour.
+pub fn token(subject: &str, scopes: &str) -> String {
+    let issuer = TokenIssuer::hs256(TEST_SECRET.as_bytes(), "orderly", "orderly").expect("a signer");
+    let scopes = Scopes::of(scopes.split_whitespace().map(|name| Scope::parse(name).expect("a known scope")));
+    let request = TokenRequest {
+        subject: subject.into(),
+        scopes,
+        lifetime: std::time::Duration::from_secs(3600),
+        client_id: None,
+    };
+    issuer.issue(&request).expect("a token")
+}
+
+/// What the tests' default client sends: the back office and an operator
+/// at once (`orders:all catalog:write admin`), so a test about something
+/// else is not a test about scopes.
+pub fn back_office_token() -> String {
+    token("back-office", "orders:all catalog:write admin")
+}
+
+/// An operator's token (`admin` alone).
+pub fn admin_token() -> String {
+    token("operator", "admin")
+}
+
+/// The environment a `host` process a test starts verifies tokens with.
+pub const AUTH_ENV: (&str, &str) = ("AUTH_HS256_SECRET", TEST_SECRET);
+
+/// A client that sends `token` with every request.
+pub fn client_with(token: &str) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(reqwest::header::AUTHORIZATION, format!("Bearer {token}").parse().expect("a header value"));
+    reqwest::Client::builder().default_headers(headers).build().expect("a client")
+}
 
 /// Which backing servers a test app runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -153,8 +193,6 @@ pub struct Options {
     /// Fulfillment settings; by default no workers run, so orders stay
     /// `pending` unless a test moves them.
     pub fulfillment: Option<FulfillmentSettings>,
-    /// The admin API's token.
-    pub admin_token: Option<String>,
     /// Components to install instead of the defaults: (slot, crate folder).
     pub components: Vec<(Slot, &'static str)>,
     /// The Redis server, when not the shared one.
@@ -229,7 +267,7 @@ impl TestApp {
             fulfillment: options
                 .fulfillment
                 .unwrap_or(FulfillmentSettings { workers: 0, ..FulfillmentSettings::default() }),
-            admin_token: options.admin_token,
+            auth: AuthSettings { hs256_secret: Some(Secret(TEST_SECRET.into())), ..AuthSettings::default() },
             swap: options.swap.unwrap_or_default(),
             shutdown_grace_secs: 5,
             request_timeout_ms: options.request_timeout_ms.unwrap_or(15_000),
@@ -246,7 +284,7 @@ impl TestApp {
         Self {
             address,
             grpc_address,
-            client: reqwest::Client::new(),
+            client: client_with(&back_office_token()),
             service,
             backend,
             namespace,
@@ -259,9 +297,20 @@ impl TestApp {
         }
     }
 
-    /// A generated gRPC client of the order service.
-    pub async fn grpc(&self) -> OrderServiceClient<tonic::transport::Channel> {
-        OrderServiceClient::connect(format!("http://{}", self.grpc_address)).await.expect("the gRPC API answers")
+    /// A generated gRPC client of the order service, sending the back
+    /// office's token.
+    pub async fn grpc(&self) -> GrpcClient {
+        self.grpc_as(&back_office_token()).await
+    }
+
+    /// A gRPC client sending `token`.
+    pub async fn grpc_as(&self, token: &str) -> GrpcClient {
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", self.grpc_address))
+            .expect("an address")
+            .connect()
+            .await
+            .expect("the gRPC API answers");
+        OrderServiceClient::with_interceptor(channel, Bearer(format!("Bearer {token}").parse().expect("a token")))
     }
 
     /// The absolute URL of `path`.
@@ -361,6 +410,21 @@ impl Drop for TestApp {
         }
     }
 }
+
+/// Sends a bearer token with every gRPC call.
+#[derive(Clone)]
+pub struct Bearer(pub tonic::metadata::MetadataValue<tonic::metadata::Ascii>);
+
+impl tonic::service::Interceptor for Bearer {
+    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        request.metadata_mut().insert("authorization", self.0.clone());
+        Ok(request)
+    }
+}
+
+/// The order service's client, as the tests use it.
+pub type GrpcClient =
+    OrderServiceClient<tonic::service::interceptor::InterceptedService<tonic::transport::Channel, Bearer>>;
 
 /// Asserts `response` is a problem with `status` and returns its body.
 pub async fn problem(response: reqwest::Response, status: u16) -> Value {

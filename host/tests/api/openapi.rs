@@ -5,9 +5,7 @@
 
 use serde_json::{Value, json};
 
-use crate::helpers::{Backend, Options, TestApp, problem, wasm};
-
-const TOKEN: &str = "contract-token";
+use crate::helpers::{Backend, Options, TestApp, admin_token, problem, wasm};
 
 async fn document(app: &TestApp) -> Value {
     app.get("/api/v1/openapi.json").await.json().await.unwrap()
@@ -65,6 +63,26 @@ async fn the_document_matches_the_routes() {
     ];
     assert_eq!(listed, expected);
 
+    // Every listed operation but health says it needs a bearer token, and
+    // answers 401 without one, before anything else.
+    for listed_operation in &listed {
+        let (method, path) = listed_operation.split_once(' ').unwrap();
+        let entry = operation(&document, &method.to_lowercase(), path);
+        let url = app.url(&path.replace("{id}", "1").replace("{slot}", "pricing"));
+        let anonymous = reqwest::Client::new().request(method.parse().unwrap(), url).body("{}").send().await.unwrap();
+        if path == "/health" || path == "/ready" {
+            assert!(entry.get("security").is_none(), "{listed_operation} is open");
+            assert_ne!(anonymous.status(), 401, "{listed_operation}");
+            continue;
+        }
+        let schemes =
+            entry["security"].as_array().unwrap_or_else(|| panic!("{listed_operation} declares its security"));
+        assert!(schemes.iter().all(|scheme| scheme.get("bearer").is_some()), "{listed_operation}");
+        assert!(entry["responses"]["401"].is_object(), "{listed_operation} lists its 401");
+        assert!(anonymous.headers()["www-authenticate"].to_str().unwrap().starts_with("Bearer"), "{listed_operation}");
+        problem(anonymous, 401).await;
+    }
+
     // Every listed operation is routed: no 405, and no "no route" 404.
     for operation in &listed {
         let (method, path) = operation.split_once(' ').unwrap();
@@ -81,7 +99,8 @@ async fn the_document_matches_the_routes() {
         assert_ne!(status, 405, "{operation}");
         assert!(!body["detail"].as_str().unwrap_or_default().starts_with("no route"), "{operation}: {body}");
     }
-    assert!(document["components"]["securitySchemes"].get("admin_token").is_some(), "the admin token is declared");
+    let bearer = &document["components"]["securitySchemes"]["bearer"];
+    assert_eq!((bearer["scheme"].as_str(), bearer["bearerFormat"].as_str()), (Some("bearer"), Some("JWT")), "{bearer}");
     for schema in [
         "OrderDetail",
         "Product",
@@ -101,8 +120,7 @@ async fn the_document_matches_the_routes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_stated_bounds_are_the_enforced_ones() {
-    let app =
-        TestApp::spawn_with(Backend::Embedded, Options { admin_token: Some(TOKEN.into()), ..Options::default() }).await;
+    let app = TestApp::spawn(Backend::Embedded).await;
     let document = document(&app).await;
     for (path, listing) in [
         ("/api/v1/orders", "/api/v1/orders"),
@@ -110,7 +128,7 @@ async fn the_stated_bounds_are_the_enforced_ones() {
         ("/api/v1/admin/dead-letters", "/api/v1/admin/dead-letters"),
     ] {
         let (minimum, maximum) = query_bounds(&document, path, "limit");
-        let get = |limit: i64| app.client.get(app.url(&format!("{listing}?limit={limit}"))).bearer_auth(TOKEN).send();
+        let get = |limit: i64| app.client.get(app.url(&format!("{listing}?limit={limit}"))).send();
         assert_eq!(get(minimum).await.unwrap().status(), 200, "{path} limit={minimum}");
         assert_eq!(get(maximum).await.unwrap().status(), 200, "{path} limit={maximum}");
         problem(get(minimum - 1).await.unwrap(), 400).await;
@@ -167,10 +185,12 @@ async fn the_document_states_shapes_links_and_every_error() {
                     assert!(has(status), "{method} {path} states {status}");
                 }
             }
-            if operation["security"].is_array() {
-                for status in ["401", "403", "404"] {
-                    assert!(has(status), "{method} {path} states {status}");
-                }
+            if let Some(requirements) = operation["security"].as_array() {
+                assert!(has("401"), "{method} {path} states 401");
+                let scoped = requirements
+                    .iter()
+                    .any(|requirement| requirement["bearer"].as_array().is_some_and(|scopes| !scopes.is_empty()));
+                assert!(!scoped || has("403"), "{method} {path} needs a scope and states 403");
             }
             for (status, answer) in answers {
                 if status.starts_with('4') || (status.starts_with('5') && path != "/ready") {
@@ -187,15 +207,11 @@ async fn the_document_states_shapes_links_and_every_error() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_upload_refusal_is_a_problem() {
-    let app = TestApp::spawn_with(
-        Backend::Embedded,
-        Options { admin_token: Some(TOKEN.into()), fixtures: true, ..Options::default() },
-    )
-    .await;
+    let app = TestApp::spawn_with(Backend::Embedded, Options { fixtures: true, ..Options::default() }).await;
     let upload = |content_type: &'static str, bytes: Vec<u8>| {
         app.client
             .put(app.url("/api/v1/admin/slots/pricing/component"))
-            .bearer_auth(TOKEN)
+            .bearer_auth(admin_token())
             .header("content-type", content_type)
             .body(bytes)
             .send()
@@ -215,7 +231,7 @@ async fn every_upload_refusal_is_a_problem() {
         assert_eq!(rejected["report"]["accepted"], false, "{rejected}");
         assert!(!rejected["report"]["reason"].as_str().unwrap().is_empty());
     }
-    let unknown_slot = app.client.put(app.url("/api/v1/admin/slots/shipping/component")).bearer_auth(TOKEN);
+    let unknown_slot = app.client.put(app.url("/api/v1/admin/slots/shipping/component")).bearer_auth(admin_token());
     problem(unknown_slot.header("content-type", "application/wasm").body(pricing).send().await.unwrap(), 404).await;
 }
 
@@ -239,8 +255,9 @@ async fn oversized_upload(app: &TestApp) -> (u16, String, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let address = app.url("").trim_start_matches("http://").trim_end_matches('/').to_owned();
     let (mut reader, mut writer) = tokio::net::TcpStream::connect(&address).await.unwrap().into_split();
+    let token = admin_token();
     let head = format!(
-        "PUT /api/v1/admin/slots/pricing/component HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer {TOKEN}\r\n\
+        "PUT /api/v1/admin/slots/pricing/component HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer {token}\r\n\
          Content-Type: application/wasm\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         33u64 << 20
     );

@@ -129,7 +129,7 @@ on_both_backends!(a_keyed_order_is_placed_even_when_its_client_goes_away, |app| 
     let lock = WriteLock::take(&app, mug).await;
     // The client sends a keyed order, which waits on the lock, and gives up
     // (its connection closes) before an answer comes.
-    let (client, url) = (reqwest::Client::new(), app.url("/api/v1/orders"));
+    let (client, url) = (app.client.clone(), app.url("/api/v1/orders"));
     let sent = client.post(&url).header("idempotency-key", "walked-away").json(&order_of(mug)).send();
     assert!(tokio::time::timeout(Duration::from_millis(500), sent).await.is_err(), "no answer while locked");
     drop(client);

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use sqlx::Connection;
 
-use crate::helpers::TestApp;
+use crate::helpers::{AUTH_ENV, TestApp, back_office_token, client_with};
 
 /// A `host` subcommand on `app`'s database, Redis and components, with
 /// `settings` as environment variables, its log lines (JSON) going to `output`.
@@ -23,6 +23,7 @@ fn host_process(app: &TestApp, subcommand: &str, settings: &[(&str, &str)], outp
         .env("COMPONENTS_DIR", &app.components_dir)
         .env("CLAIM_WAIT_MS", "200")
         .env("RUST_LOG", "warn")
+        .env(AUTH_ENV.0, AUTH_ENV.1)
         .stdout(output);
     // On the embedded backend there is no Redis: the processes share the SQLite file.
     match app.redis_url.as_deref() {
@@ -172,7 +173,7 @@ impl KeyedLoad {
 /// 409 `idempotency-key-in-progress`, no answer at all) is sent again with
 /// its key, until it is answered 201; any other answer fails the test.
 pub async fn keyed_client(base: String, mug: i64, client: u32, run: Duration) -> KeyedLoad {
-    let (http, started) = (reqwest::Client::new(), Instant::now());
+    let (http, started) = (client_with(&back_office_token()), Instant::now());
     let mut load = KeyedLoad::default();
     for n in 0.. {
         if started.elapsed() > run {

@@ -10,15 +10,14 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::helpers::{Backend, Options, TestApp, component_dir, copy_dir, fast_fulfillment, problem, wasm};
+use crate::helpers::{
+    Backend, Options, TestApp, admin_token, component_dir, copy_dir, fast_fulfillment, problem, wasm,
+};
 use host::config::SwapSettings;
-
-pub(crate) const TOKEN: &str = "swap-admin-token";
 
 pub(crate) fn swapping(workers: usize) -> Options {
     Options {
         fixtures: true,
-        admin_token: Some(TOKEN.into()),
         fulfillment: Some(fast_fulfillment(workers)),
         swap: Some(SwapSettings { watch_debounce_ms: 100, ..SwapSettings::default() }),
         ..Options::default()
@@ -26,7 +25,7 @@ pub(crate) fn swapping(workers: usize) -> Options {
 }
 
 pub(crate) async fn admin(app: &TestApp, method: reqwest::Method, path: &str) -> reqwest::Response {
-    app.client.request(method, app.url(path)).bearer_auth(TOKEN).send().await.unwrap()
+    app.client.request(method, app.url(path)).bearer_auth(admin_token()).send().await.unwrap()
 }
 
 pub(crate) async fn slot_status(app: &TestApp, slot: &str) -> Value {
@@ -323,7 +322,7 @@ async fn the_admin_api_uploads_rolls_back_and_reports() {
     let nothing = admin(&app, reqwest::Method::POST, "/api/v1/admin/slots/pricing/rollback").await;
     problem(nothing, 409).await;
     problem(admin(&app, reqwest::Method::GET, "/api/v1/admin/slots/shipping/history").await, 404).await;
-    let anonymous = app.client.put(app.url("/api/v1/admin/slots/pricing/component")).body(vec![1u8]).send();
+    let anonymous = reqwest::Client::new().put(app.url("/api/v1/admin/slots/pricing/component")).body(vec![1u8]).send();
     problem(anonymous.await.unwrap(), 401).await;
 
     let first = std::fs::read(wasm("pricing")).unwrap();
@@ -331,7 +330,7 @@ async fn the_admin_api_uploads_rolls_back_and_reports() {
     let upload = |bytes: Vec<u8>| {
         app.client
             .put(app.url("/api/v1/admin/slots/pricing/component"))
-            .bearer_auth(TOKEN)
+            .bearer_auth(admin_token())
             .header("content-type", "application/wasm")
             .body(bytes)
             .send()

@@ -106,7 +106,7 @@ on_both_backends!(grpc_orders_with_control_characters_are_refused, |app| {
     let mug = app.product("MUG", 100, 5).await;
     let mut client = app.grpc().await;
     let request = CreateOrderRequest {
-        user_id: 7,
+        user_id: Some(7),
         items: vec![LineRequest { product_id: mug, quantity: 1 }],
         attributes: [("gift".to_owned(), "wrap\u{0}".to_owned())].into(),
         ..Default::default()

@@ -30,11 +30,13 @@ fi
 scratch="$(mktemp -d)"
 cp -r "$components" "$scratch/components"
 port="${CONTRACT_PORT:-$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')}"
-token="contract-test-token"
+# A token with every scope, signed with the key the host makes under ./data
+# on first start (minting it first makes that key; the host then reads it).
+token="$(cd "$scratch" && RUST_LOG=warn "$host_bin" token issue --sub contract --scope "orders:all catalog:write admin")"
 (
     cd "$scratch"
     LISTEN_ADDR="127.0.0.1:$port" GRPC_LISTEN_ADDR="127.0.0.1:0" COMPONENTS_DIR="$scratch/components" \
-        ADMIN_TOKEN="$token" RUST_LOG=warn exec "$host_bin" serve
+        RUST_LOG=warn exec "$host_bin" serve
 ) >"$scratch/host.log" 2>&1 &
 host_pid=$!
 stop() {

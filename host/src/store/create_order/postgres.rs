@@ -147,7 +147,7 @@ impl<'a> Parameters<'a> {
             notes,
             attributes,
             job: Job::for_order(detail, &order.correlation_id).to_json(),
-            event: order_event(detail.id, 1, None, OrderStatus::Pending, None, &order.correlation_id),
+            event: order_event(detail.id, detail.user_id, 1, None, OrderStatus::Pending, None, &order.correlation_id),
             answer: order.idempotency_key.as_ref().map(|_| answer(detail)).transpose()?,
         })
     }

@@ -97,7 +97,7 @@ async fn insert_outbox(
     at: DateTime<Utc>,
 ) -> Result<(), StoreError> {
     let job = Job::for_order(detail, correlation_id).to_json();
-    let event = order_event(detail.id, 1, None, OrderStatus::Pending, None, correlation_id);
+    let event = order_event(detail.id, detail.user_id, 1, None, OrderStatus::Pending, None, correlation_id);
     let messages = [(FULFILLMENT_TOPIC, job.as_str()), (EVENTS_TOPIC, event.as_str())];
     db.insert_outbox(detail.id, &messages, correlation_id, at).await
 }

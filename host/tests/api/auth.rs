@@ -1,0 +1,268 @@
+//! Who may do what, tried as an attacker would: forged and stale tokens,
+//! another user's orders over every way in (REST, SSE, gRPC), another
+//! user's idempotency key, a customer re-pricing the catalogue or reaching
+//! the admin API, and the per-user rules a named `user_id` used to dodge.
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use host::grpc::proto::{
+    CreateOrderRequest, GetOrderRequest, LineRequest, ListOrdersRequest, UpdateOrderStatusRequest, WatchOrderRequest,
+    WatchOrdersRequest,
+};
+use host::runtime::Slot;
+use serde_json::{Value, json};
+use tonic::Code;
+use tonic_types::StatusExt;
+
+use crate::fulfillment::read_events;
+use crate::helpers::{Options, TEST_SECRET, TestApp, client_with, problem, token};
+use crate::on_both_backends;
+
+/// A customer: `sub` is the user id, scope `orders`.
+fn customer(user: i64) -> String {
+    token(&user.to_string(), "orders")
+}
+
+/// A token signed with the tests' secret from arbitrary claims.
+fn signed(claims: Value) -> String {
+    let key = jsonwebtoken::EncodingKey::from_secret(TEST_SECRET.as_bytes()).unwrap();
+    jsonwebtoken::encode(&jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256), &claims, &key).unwrap()
+}
+
+fn now() -> u64 {
+    jsonwebtoken::get_current_timestamp()
+}
+
+/// Places `quantity` of `product` as `token`'s holder (no `user_id`: its own).
+async fn place_as(app: &TestApp, token: &str, product: i64, key: Option<&str>) -> reqwest::Response {
+    let mut request = app.client.post(app.url("/api/v1/orders")).bearer_auth(token);
+    if let Some(key) = key {
+        request = request.header("idempotency-key", key);
+    }
+    request.json(&json!({"product_id": product, "quantity": 1})).send().await.unwrap()
+}
+
+on_both_backends!(tokens_that_do_not_verify_are_refused_with_the_reason, |app| {
+    let good = json!({"iss": "orderly", "aud": "orderly", "sub": "1", "exp": now() + 300, "scope": "orders"});
+    let spoilt = |field: &str, value: Value| {
+        let mut claims = good.clone();
+        claims[field] = value;
+        signed(claims)
+    };
+    let none_alg = {
+        use base64::Engine;
+        let part = |value: Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(value.to_string());
+        format!("{}.{}.", part(json!({"alg": "none", "typ": "JWT"})), part(good.clone()))
+    };
+    let other_secret = jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &good,
+        &jsonwebtoken::EncodingKey::from_secret(b"another secret of thirty-two bytes or more").unwrap(),
+    )
+    .unwrap();
+    let refused = [
+        ("expired", spoilt("exp", json!(now() - 300))),
+        ("not yet valid", spoilt("nbf", json!(now() + 300))),
+        ("another issuer", spoilt("iss", json!("https://evil.test"))),
+        ("another audience", spoilt("aud", json!("another-api"))),
+        ("alg none", none_alg),
+        ("another key", other_secret),
+        ("garbage", "not.a.jwt".to_owned()),
+    ];
+    let mut grpc_statuses = Vec::new();
+    for (case, token) in &refused {
+        let answer = app.client.get(app.url("/api/v1/products")).bearer_auth(token).send().await.unwrap();
+        let challenge = answer.headers()["www-authenticate"].to_str().unwrap().to_owned();
+        assert!(challenge.starts_with("Bearer realm=\"orderly\", error=\"invalid_token\""), "{case}: {challenge}");
+        let body = problem(answer, 401).await;
+        assert_eq!(body["type"], "urn:orderly:problem:invalid-token", "{case}");
+        let status = app.grpc_as(token).await.get_order(GetOrderRequest { id: 1 }).await.unwrap_err();
+        assert_eq!(status.code(), Code::Unauthenticated, "{case}: {status:?}");
+        let info = status.get_details_error_info().expect("ErrorInfo");
+        assert_eq!((info.reason.as_str(), info.domain.as_str()), ("invalid-token", "orderly"), "{case}");
+        grpc_statuses.push(status.message().to_owned());
+    }
+    assert!(grpc_statuses[0].contains("expired"), "{grpc_statuses:?}");
+    // No token at all: 401 without an error code (RFC 6750 §3.1); gRPC the same.
+    let anonymous = reqwest::Client::new().get(app.url("/api/v1/products")).send().await.unwrap();
+    assert_eq!(anonymous.headers()["www-authenticate"], "Bearer realm=\"orderly\"");
+    assert_eq!(problem(anonymous, 401).await["type"], "urn:orderly:problem:unauthorized");
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", app.grpc_address)).unwrap();
+    let mut bare = host::grpc::proto::order_service_client::OrderServiceClient::new(channel.connect().await.unwrap());
+    let status = bare.get_order(GetOrderRequest { id: 1 }).await.unwrap_err();
+    assert_eq!(status.code(), Code::Unauthenticated);
+    assert_eq!(status.get_details_error_info().unwrap().reason, "unauthorized");
+    // Health stays open; reflection does not.
+    let mut health = tonic_health::pb::health_client::HealthClient::new(channel.connect().await.unwrap());
+    assert!(health.check(tonic_health::pb::HealthCheckRequest { service: String::new() }).await.is_ok());
+    assert_eq!(reqwest::get(app.url("/health")).await.unwrap().status(), 200);
+    assert_eq!(reqwest::get(app.url("/api/v1/openapi.json")).await.unwrap().status(), 200);
+});
+
+on_both_backends!(one_customer_cannot_reach_another_customers_orders, |app| {
+    let mug = app.product("MUG", 1250, 100).await;
+    let (alice, bob) = (customer(1), customer(2));
+    let hers: Value = place_as(&app, &alice, mug, None).await.json().await.unwrap();
+    let (her_order, her_path) = (hers["id"].as_i64().unwrap(), format!("/api/v1/orders/{}", hers["id"]));
+    assert_eq!(hers["user_id"], 1, "placed for the token's subject");
+    let his: Value = place_as(&app, &bob, mug, None).await.json().await.unwrap();
+    let bob_http = client_with(&bob);
+
+    // Reading: her order is as missing to him as one that does not exist.
+    let read = problem(bob_http.get(app.url(&her_path)).send().await.unwrap(), 404).await;
+    let missing = problem(bob_http.get(app.url("/api/v1/orders/999999")).send().await.unwrap(), 404).await;
+    assert_eq!((read["type"].clone(), read["title"].clone()), (missing["type"].clone(), missing["title"].clone()));
+    assert_eq!(client_with(&alice).get(app.url(&her_path)).send().await.unwrap().status(), 200);
+    // Listing: his own, whatever he asks for.
+    let page: Value = bob_http.get(app.url("/api/v1/orders")).send().await.unwrap().json().await.unwrap();
+    let ids: Vec<i64> = page["items"].as_array().unwrap().iter().map(|order| order["id"].as_i64().unwrap()).collect();
+    assert_eq!(ids, [his["id"].as_i64().unwrap()]);
+    problem(bob_http.get(app.url("/api/v1/orders?user_id=1")).send().await.unwrap(), 403).await;
+    // Watching: not her order, and not her events.
+    problem(bob_http.get(app.url(&format!("{her_path}/events"))).send().await.unwrap(), 404).await;
+    let his_feed = bob_http.get(app.url("/api/v1/events")).send().await.unwrap();
+    assert_eq!(his_feed.status(), 200);
+    place_as(&app, &alice, mug, None).await;
+    let his_next: Value = place_as(&app, &bob, mug, None).await.json().await.unwrap();
+    let seen = read_events(his_feed, |events| !events.is_empty()).await;
+    assert_eq!(seen[0].1["order_id"], his_next["id"], "his own order's event, not hers placed before it: {seen:?}");
+    // Changing: a customer moves no order (status changes are the back office's).
+    let cancel = bob_http.patch(app.url(&format!("{her_path}/status"))).json(&json!({"status": "cancelled"}));
+    let body = problem(cancel.send().await.unwrap(), 403).await;
+    assert_eq!(body["required_scope"], "orders:all");
+    let own_cancel =
+        client_with(&alice).patch(app.url(&format!("{her_path}/status"))).json(&json!({"status": "cancelled"}));
+    problem(own_cancel.send().await.unwrap(), 403).await;
+    // Placing for her: refused, and nothing placed.
+    let before = app.order_count().await;
+    let as_her =
+        bob_http.post(app.url("/api/v1/orders")).json(&json!({"user_id": 1, "product_id": mug, "quantity": 1}));
+    problem(as_her.send().await.unwrap(), 403).await;
+    assert_eq!(app.order_count().await, before);
+    assert_eq!(app.wait_for_status(her_order, "pending", Duration::from_secs(1)).await["user_id"], 1);
+});
+
+on_both_backends!(one_customer_cannot_reach_another_customers_orders_over_grpc, |app| {
+    let mug = app.product("MUG", 1250, 100).await;
+    let (mut alice, mut bob) = (app.grpc_as(&customer(1)).await, app.grpc_as(&customer(2)).await);
+    let order = |user_id: Option<u64>| CreateOrderRequest {
+        user_id,
+        items: vec![LineRequest { product_id: mug, quantity: 1 }],
+        ..CreateOrderRequest::default()
+    };
+    let hers = alice.create_order(order(None)).await.unwrap().into_inner();
+    assert_eq!(hers.user_id, 1);
+    let mut his_feed = bob.watch_orders(WatchOrdersRequest {}).await.unwrap().into_inner();
+    let his = bob.create_order(order(None)).await.unwrap().into_inner();
+
+    let read = bob.get_order(GetOrderRequest { id: hers.id }).await.unwrap_err();
+    assert_eq!(read.code(), Code::NotFound, "{read:?}");
+    let watch = bob.watch_order(WatchOrderRequest { id: hers.id }).await.unwrap_err();
+    assert_eq!(watch.code(), Code::NotFound, "{watch:?}");
+    let listed = bob.list_orders(ListOrdersRequest::default()).await.unwrap().into_inner();
+    assert_eq!(listed.orders.iter().map(|order| order.id).collect::<Vec<_>>(), [his.id]);
+    let hers_listed = bob.list_orders(ListOrdersRequest { user_id: Some(1), ..Default::default() }).await.unwrap_err();
+    assert_eq!(hers_listed.code(), Code::PermissionDenied);
+    let as_her = bob.create_order(order(Some(1))).await.unwrap_err();
+    assert_eq!(as_her.code(), Code::PermissionDenied, "{as_her:?}");
+    let cancel = UpdateOrderStatusRequest {
+        id: hers.id,
+        status: host::grpc::proto::OrderStatus::Cancelled as i32,
+        reason: None,
+    };
+    let refused = bob.update_order_status(cancel).await.unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied);
+    let info = refused.get_details_error_info().expect("ErrorInfo");
+    assert_eq!((info.reason.as_str(), info.metadata["required_scope"].as_str()), ("forbidden", "orders:all"));
+    // His feed carries his order, and not hers placed after it.
+    alice.create_order(order(None)).await.unwrap();
+    let mine = bob.create_order(order(None)).await.unwrap().into_inner();
+    for expected in [his.id, mine.id] {
+        let event = tokio::time::timeout(Duration::from_secs(10), his_feed.next()).await.unwrap().unwrap().unwrap();
+        assert_eq!(event.order_id, expected, "only his own orders' events");
+    }
+});
+
+on_both_backends!(an_idempotency_key_is_its_callers_alone, |app| {
+    let mug = app.product("MUG", 1250, 100).await;
+    let (alice, bob) = (customer(1), customer(2));
+    let first: Value = place_as(&app, &alice, mug, Some("cart-1")).await.json().await.unwrap();
+    // The same key and body from another customer: his own order, not her replay.
+    let other = place_as(&app, &bob, mug, Some("cart-1")).await;
+    assert_eq!(other.status(), 201);
+    assert!(other.headers().get("idempotent-replayed").is_none(), "not replayed across callers");
+    let other: Value = other.json().await.unwrap();
+    assert_ne!(other["id"], first["id"]);
+    assert_eq!(other["user_id"], 2);
+    // Her retry still replays hers.
+    let again = place_as(&app, &alice, mug, Some("cart-1")).await;
+    assert_eq!(again.headers()["idempotent-replayed"], "true");
+    assert_eq!(again.json::<Value>().await.unwrap()["id"], first["id"]);
+    // And a key he holds squats nothing of hers: her new key is hers.
+    place_as(&app, &bob, mug, Some("cart-2")).await;
+    let hers: Value = place_as(&app, &alice, mug, Some("cart-2")).await.json().await.unwrap();
+    assert_eq!(hers["user_id"], 1);
+    // The longest key there is, for the longest subject there is, still replays.
+    let (longest, subject) = ("k".repeat(255), "9".repeat(18));
+    let customer = token(&subject, "orders");
+    let first: Value = place_as(&app, &customer, mug, Some(&longest)).await.json().await.unwrap();
+    let replay = place_as(&app, &customer, mug, Some(&longest)).await;
+    assert_eq!(replay.headers()["idempotent-replayed"], "true");
+    assert_eq!(replay.json::<Value>().await.unwrap()["id"], first["id"]);
+    assert_eq!(app.stock(mug).await, 95, "five orders placed, the replays none");
+});
+
+on_both_backends!(a_customer_cannot_change_the_catalogue_or_reach_the_admin_api, |app| {
+    let mug = app.product("MUG", 1250, 10).await;
+    let alice = client_with(&customer(1));
+    let reprice = alice.patch(app.url(&format!("/api/v1/products/{mug}"))).json(&json!({"price": 0}));
+    let body = problem(reprice.send().await.unwrap(), 403).await;
+    assert_eq!(body["required_scope"], "catalog:write");
+    let create =
+        alice.post(app.url("/api/v1/products")).json(&json!({"sku": "FREE", "name": "Free", "price": 0, "stock": 1}));
+    problem(create.send().await.unwrap(), 403).await;
+    // The scope is checked before the body: a malformed body is still a 403.
+    let malformed = alice.post(app.url("/api/v1/products")).header("content-type", "application/json").body("{");
+    problem(malformed.send().await.unwrap(), 403).await;
+    let product: Value =
+        alice.get(app.url(&format!("/api/v1/products/{mug}"))).send().await.unwrap().json().await.unwrap();
+    assert_eq!(product["price"], 1250, "unchanged, and readable with any valid token");
+    for path in ["/api/v1/admin/slots", "/api/v1/admin/queue", "/api/v1/admin/dead-letters"] {
+        problem(alice.get(app.url(path)).send().await.unwrap(), 403).await;
+    }
+    let rollback = alice.post(app.url("/api/v1/admin/slots/pricing/rollback")).send().await.unwrap();
+    problem(rollback, 403).await;
+    // The back office may.
+    let clerk = client_with(&token("clerk", "catalog:write"));
+    let repriced = clerk.patch(app.url(&format!("/api/v1/products/{mug}"))).json(&json!({"price": 1100}));
+    assert_eq!(repriced.send().await.unwrap().status(), 200);
+    // A token with no scope at all reads the catalogue and nothing else.
+    let nobody = client_with(&token("reader", ""));
+    assert_eq!(nobody.get(app.url("/api/v1/products")).send().await.unwrap().status(), 200);
+    problem(nobody.get(app.url("/api/v1/orders")).send().await.unwrap(), 403).await;
+});
+
+fn one_open_order_each() -> Options {
+    let toml =
+        std::fs::read_to_string(crate::helpers::component_dir("order-validation").join("validation.toml")).unwrap();
+    Options { configs: vec![(Slot::Validation, format!("{toml}max_open_orders = 1\n"))], ..Options::default() }
+}
+
+on_both_backends!(per_user_rules_hold_for_the_tokens_subject, options = one_open_order_each(), |app| {
+    let mug = app.product("MUG", 1250, 10).await;
+    let alice = customer(5);
+    assert_eq!(place_as(&app, &alice, mug, None).await.status(), 201);
+    // Her second open order breaks her limit...
+    let second = problem(place_as(&app, &alice, mug, None).await, 422).await;
+    assert_eq!(second["violations"][0]["field"], "user_id", "{second}");
+    // ...and naming another user to dodge it is no longer hers to do.
+    let dodge = client_with(&alice)
+        .post(app.url("/api/v1/orders"))
+        .json(&json!({"user_id": 6, "product_id": mug, "quantity": 1}))
+        .send()
+        .await
+        .unwrap();
+    problem(dodge, 403).await;
+    assert_eq!(app.stock(mug).await, 9);
+});
