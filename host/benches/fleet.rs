@@ -38,25 +38,35 @@ struct Fleet {
     api: Child,
     workers: Vec<Child>,
     address: SocketAddr,
+    admin_address: SocketAddr,
 }
 
 impl Fleet {
     fn start(database: &BenchDatabase, components: &Path) -> Self {
-        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let address: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-        let api = host_process(
-            database,
-            components,
-            "serve",
-            &[("LISTEN_ADDR", &address.to_string()), ("GRPC_LISTEN_ADDR", "127.0.0.1:0"), ("WORKERS", "0")],
-        );
+        let free = || TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+        let (address, admin_address) = (free(), free());
+        let settings = [
+            ("LISTEN_ADDR", address.to_string()),
+            ("ADMIN_LISTEN_ADDR", admin_address.to_string()),
+            ("GRPC_LISTEN_ADDR", "127.0.0.1:0".to_owned()),
+            ("WORKERS", "0".to_owned()),
+        ];
+        let settings: Vec<(&str, &str)> = settings.iter().map(|(name, value)| (*name, value.as_str())).collect();
+        let api = host_process(database, components, "serve", &settings);
         let workers =
             (0..WORKER_PROCESSES).map(|_| host_process(database, components, "worker", &[("WORKERS", "1")])).collect();
-        Self { api, workers, address }
+        Self { api, workers, address, admin_address }
     }
 
+    /// `path` on the admin listener for the admin API's paths, on the public one for the rest.
     fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.address)
+        let address = if path.starts_with("/api/v1/admin") { self.admin_address } else { self.address };
+        format!("http://{address}{path}")
+    }
+
+    /// The admin listener's base URL.
+    fn admin_base(&self) -> String {
+        format!("http://{}", self.admin_address)
     }
 
     fn processes(&self) -> usize {
@@ -315,7 +325,7 @@ fn main() {
     let (mut answered, mut everywhere) = (Vec::new(), Vec::new());
     for tag in 1..=swaps {
         let sent = Instant::now();
-        let sha256 = runtime.block_on(upload(&client, &fleet.url(""), "fulfillment", &fulfillment, tag));
+        let sha256 = runtime.block_on(upload(&client, &fleet.admin_base(), "fulfillment", &fulfillment, tag));
         answered.push(sent.elapsed());
         runtime.block_on(converged(&client, &fleet, "fulfillment", &sha256));
         everywhere.push(sent.elapsed());
@@ -345,7 +355,7 @@ fn main() {
             runtime.block_on(http_load(fleet.address, connections, window, post.clone()))
         }));
         database.vacuum(&runtime);
-        let uploader = upload_every_second(fleet.url(""), pricing.clone(), 1_000 * (round + 1), window);
+        let uploader = upload_every_second(fleet.admin_base(), pricing.clone(), 1_000 * (round + 1), window);
         swapping.push(Window::measure(&fleet, || {
             runtime.block_on(http_load(fleet.address, connections, window, post.clone()))
         }));

@@ -174,6 +174,10 @@ pub struct ServeSettings {
     /// Address the gRPC API listens on (`127.0.0.1:0` picks a free port).
     #[arg(long, env = "GRPC_LISTEN_ADDR", default_value = "127.0.0.1:50051")]
     pub grpc_listen_addr: SocketAddr,
+    /// Address the admin API listens on: its own listener, never the
+    /// public one (keep it off the public network).
+    #[arg(long, env = "ADMIN_LISTEN_ADDR", default_value = "127.0.0.1:8081")]
+    pub admin_listen_addr: SocketAddr,
     /// Folder holding `<slot>.wasm` and `<slot>.toml` for each slot.
     #[arg(long, env = "COMPONENTS_DIR", default_value = "data/components")]
     pub components_dir: PathBuf,
@@ -210,7 +214,10 @@ pub struct ServeSettings {
 impl ServeSettings {
     /// The addresses it listens on that other machines can reach.
     pub fn exposed_addresses(&self) -> Vec<SocketAddr> {
-        [self.listen_addr, self.grpc_listen_addr].into_iter().filter(|address| !address.ip().is_loopback()).collect()
+        [self.listen_addr, self.grpc_listen_addr, self.admin_listen_addr]
+            .into_iter()
+            .filter(|address| !address.ip().is_loopback())
+            .collect()
     }
 
     /// How long a request may run.
@@ -228,6 +235,7 @@ impl Default for ServeSettings {
             auth: AuthSettings::default(),
             listen_addr: "127.0.0.1:8080".parse().expect("a valid address"),
             grpc_listen_addr: "127.0.0.1:50051".parse().expect("a valid address"),
+            admin_listen_addr: "127.0.0.1:8081".parse().expect("a valid address"),
             components_dir: PathBuf::from("data/components"),
             admin_token: None,
             max_body_bytes: 64 * 1024,

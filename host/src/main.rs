@@ -85,10 +85,11 @@ async fn main() -> anyhow::Result<()> {
 
 async fn serve(settings: ServeSettings) -> anyhow::Result<()> {
     let app = Application::build(settings).await?;
-    let (address, grpc) = (app.local_addr(), app.grpc_addr());
-    tracing::info!(%address, %grpc, "serving");
+    let (address, grpc, admin) = (app.local_addr(), app.grpc_addr(), app.admin_addr());
+    tracing::info!(%address, %grpc, %admin, "serving");
     println!("Orderly is serving on http://{address}");
     println!("gRPC (orderly.v1.OrderService) on http://{grpc}");
+    println!("The admin API on http://{admin}");
     if let Some(token) = app.first_token() {
         println!("A token with every scope, valid for an hour (more: host token issue --sub 42 --scope orders):");
         println!("  export TOKEN={token}");

@@ -28,6 +28,7 @@ use crate::runtime::Runtime;
 pub struct Application {
     listener: TcpListener,
     grpc_listener: TcpListener,
+    admin_listener: TcpListener,
     app: Arc<App>,
     credentials: Credentials,
     /// Signs with the embedded default's key, when that is the key in use.
@@ -135,9 +136,13 @@ impl Application {
         let grpc_listener = TcpListener::bind(settings.grpc_listen_addr)
             .await
             .with_context(|| format!("cannot listen for gRPC on {}", settings.grpc_listen_addr))?;
+        let admin_listener = TcpListener::bind(settings.admin_listen_addr)
+            .await
+            .with_context(|| format!("cannot listen for the admin API on {}", settings.admin_listen_addr))?;
         Ok(Self {
             listener,
             grpc_listener,
+            admin_listener,
             app: Arc::new(app),
             credentials: auth.credentials,
             local_issuer: auth.local_issuer,
@@ -161,6 +166,11 @@ impl Application {
     /// The address actually bound (useful with port 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.listener.local_addr().expect("a bound listener has an address")
+    }
+
+    /// The address the admin API actually listens on.
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin_listener.local_addr().expect("a bound listener has an address")
     }
 
     /// The address the gRPC API actually listens on.
@@ -205,6 +215,7 @@ impl Application {
             request_timeout: self.settings.time_limit(),
         };
         let router = crate::api::router(self.api_state(), limits);
+        let admin_router = crate::api::admin_router(self.api_state(), limits);
         let grpc_limits =
             GrpcLimits { max_message_bytes: limits.max_body_bytes, request_timeout: limits.request_timeout };
         let grpc_state = self.grpc_state();
@@ -227,10 +238,14 @@ impl Application {
                 app.stopping.cancel();
             }
         });
+        let admin_server =
+            axum::serve(self.admin_listener, admin_router).with_graceful_shutdown(stopping.clone().cancelled_owned());
         // Both front ends drain on the same signal: gRPC stops when the
         // service's `stopping` token is cancelled.
         let served = async {
-            server.await.context("the server failed")?;
+            let (public, admin) = tokio::join!(server, admin_server);
+            public.context("the server failed")?;
+            admin.context("the admin server failed")?;
             grpc.await.context("the gRPC server stopped")?.context("the gRPC server failed")?;
             anyhow::Ok(())
         };

@@ -111,6 +111,7 @@ impl BenchDatabase {
             fulfillment,
             listen_addr: "127.0.0.1:0".parse().unwrap(),
             grpc_listen_addr: "127.0.0.1:0".parse().unwrap(),
+            admin_listen_addr: "127.0.0.1:0".parse().unwrap(),
             components_dir: components.to_path_buf(),
             seed_demo_products: Some(false),
             auth: AuthSettings { hs256_secret: Some(Secret(BENCH_SECRET.into())), ..AuthSettings::default() },

@@ -40,22 +40,40 @@ pub struct HttpLimits {
     pub request_timeout: Duration,
 }
 
-/// The OpenAPI 3.1 document and the router, built together. Everything
-/// under `/api/v1` but the document itself needs a bearer token.
+/// The public API: products, orders and their events, health, and its
+/// OpenAPI 3.1 document, built together. Everything under `/api/v1` but the
+/// document itself needs a bearer token.
 pub fn router(state: ApiState, limits: HttpLimits) -> Router {
-    let bounded = products::router()
-        .merge(orders::router())
-        .merge(admin::router())
-        .merge(slots::router())
-        .merge(versions::router())
-        .layer(axum::middleware::from_fn_with_state(limits.request_timeout, deadline::middleware));
-    let authenticated = bounded
-        .merge(events::router())
-        .layer(axum::middleware::from_fn_with_state(state.credentials.clone(), auth::authenticate));
-    let (api, document) = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
-        .nest("/api/v1", authenticated)
-        .merge(health::router())
-        .split_for_parts();
+    let bounded = products::router().merge(orders::router());
+    let routes = within_time_limit(bounded, limits).merge(events::router());
+    served(OpenApiRouter::with_openapi(openapi::ApiDoc::openapi()), routes, state, limits)
+}
+
+/// The admin API, for its own listener (never the public one): the queue,
+/// dead letters, slots and versions, health, and its own OpenAPI document.
+/// Every admin route needs the `admin` scope.
+pub fn admin_router(state: ApiState, limits: HttpLimits) -> Router {
+    let routes = within_time_limit(admin::router().merge(slots::router()).merge(versions::router()), limits);
+    served(OpenApiRouter::with_openapi(openapi::AdminDoc::openapi()), routes, state, limits)
+}
+
+/// `routes`, each stopped at the request time limit.
+fn within_time_limit(routes: OpenApiRouter<ApiState>, limits: HttpLimits) -> OpenApiRouter<ApiState> {
+    routes.layer(axum::middleware::from_fn_with_state(limits.request_timeout, deadline::middleware))
+}
+
+/// `routes` under `/api/v1`, authenticated, beside health and the document
+/// they make, with what every answer shares: problems for unknown routes and
+/// methods, the body cap, a panic caught as a 500, the correlation id.
+fn served(
+    frame: OpenApiRouter<ApiState>,
+    routes: OpenApiRouter<ApiState>,
+    state: ApiState,
+    limits: HttpLimits,
+) -> Router {
+    let authenticated =
+        routes.layer(axum::middleware::from_fn_with_state(state.credentials.clone(), auth::authenticate));
+    let (api, document) = frame.nest("/api/v1", authenticated).merge(health::router()).split_for_parts();
     // Rendered once; each request shares the bytes.
     let document = axum::body::Bytes::from(openapi::render(document));
     api.route(

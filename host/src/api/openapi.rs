@@ -8,6 +8,7 @@ use utoipa::openapi::schema::Schema;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{OpenApi as Document, RefOr};
 
+/// The public API's document.
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Orderly", description = "An order service whose business rules are WebAssembly components."),
@@ -15,11 +16,25 @@ use utoipa::openapi::{OpenApi as Document, RefOr};
         (name = "products", description = "The catalogue"),
         (name = "orders", description = "Placing and following orders"),
         (name = "health", description = "Liveness and readiness"),
-        (name = "admin", description = "The operator's view (a token with the `admin` scope)"),
     ),
     modifiers(&BearerToken)
 )]
 pub struct ApiDoc;
+
+/// The admin API's document, served on the admin listener.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Orderly admin",
+        description = "The operator's API (a token with the `admin` scope), on its own listener: components, slots, the fulfillment queue."
+    ),
+    tags(
+        (name = "admin", description = "The operator's view"),
+        (name = "health", description = "Liveness and readiness"),
+    ),
+    modifiers(&BearerToken)
+)]
+pub struct AdminDoc;
 
 /// Declares the bearer token every operation but health and this document
 /// needs: an OAuth 2.0 JWT access token; each operation lists the scopes

@@ -77,7 +77,7 @@ async fn list_slots(_: Admin, State(api): State<ApiState>) -> Result<axum::Json<
     responses(
         (status = 200, body = SlotHistoryView),
         ScopeProblems,
-        (status = 404, description = "No such slot, or the admin API is disabled", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such slot", body = Problem, content_type = "application/problem+json"),
         Unavailable,
     ))]
 async fn slot_history(
@@ -119,7 +119,7 @@ impl UploadOutcome {
         (status = 200, description = "Activated, or already serving", body = UploadOutcome),
         (status = 400, description = "The body could not be read", body = Problem, content_type = "application/problem+json"),
         ScopeProblems,
-        (status = 404, description = "No such slot, or the admin API is disabled", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such slot", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Larger than 32 MiB", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Not sent as `Content-Type: application/wasm`", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Rejected by the gate: the problem's `report` says why (`outcome` is `rejected`)", body = Problem, content_type = "application/problem+json"),
@@ -150,7 +150,7 @@ async fn upload(
     responses(
         (status = 200, description = "The slot as it is now", body = SlotStatus),
         ScopeProblems,
-        (status = 404, description = "No such slot, or the admin API is disabled", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such slot", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "No earlier version to go back to", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "The request did not finish within REQUEST_TIMEOUT_MS", body = Problem, content_type = "application/problem+json", headers(("Retry-After" = u32, description = "Seconds to wait before retrying"))),
     ))]

@@ -60,7 +60,7 @@ struct VersionUpload {
         (status = 200, description = "Activated, stored, or already the active version", body = UploadOutcome),
         (status = 400, description = "The form could not be read", body = Problem, content_type = "application/problem+json"),
         ScopeProblems,
-        (status = 404, description = "No such slot, or the admin API is disabled", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such slot", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Larger than 32 MiB", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Not sent as `multipart/form-data`", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "A part is missing or wrong, or the gate rejected the version (the problem's `report` says why)", body = Problem, content_type = "application/problem+json"),
@@ -91,7 +91,7 @@ async fn publish_version(
         (status = 200, description = "The slot as it is now", body = SlotStatus),
         (status = 400, description = "The id is not a number", body = Problem, content_type = "application/problem+json"),
         ScopeProblems,
-        (status = 404, description = "No such slot or version, or the admin API is disabled", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such slot or version", body = Problem, content_type = "application/problem+json"),
         Unavailable,
     ))]
 async fn activate_version(

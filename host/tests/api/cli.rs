@@ -13,6 +13,7 @@ fn host() -> Command {
         "REDIS_URL",
         "LISTEN_ADDR",
         "GRPC_LISTEN_ADDR",
+        "ADMIN_LISTEN_ADDR",
         "COMPONENTS_DIR",
         "RUST_LOG",
         "AUTH_HS256_SECRET",
@@ -78,7 +79,8 @@ async fn serve_answers_then_stops_cleanly_on_sigterm() {
     install_components(&components, None);
     let mut child = host()
         .current_dir(dir.path())
-        .args(["serve", "--listen-addr", "127.0.0.1:0", "--grpc-listen-addr", "127.0.0.1:0", "--components-dir"])
+        .args(["serve", "--listen-addr", "127.0.0.1:0", "--grpc-listen-addr", "127.0.0.1:0"])
+        .args(["--admin-listen-addr", "127.0.0.1:0", "--components-dir"])
         .arg(&components)
         .stdout(Stdio::piped())
         .spawn()

@@ -359,13 +359,13 @@ async fn the_api_killed_while_it_publishes_a_version_leaves_the_registry_whole_a
     converged_on(&app, "fulfillment", &sha256(&std::fs::read(wasm("fulfillment-standard")).unwrap()), 3).await;
     // An upload left to finish: how long one takes here, and the kill points spread over it.
     let started = std::time::Instant::now();
-    let whole = upload_express(api.url(), "whole").await.unwrap().expect("answered");
+    let whole = upload_express(api.admin_url(), "whole").await.unwrap().expect("answered");
     assert_eq!(whole["outcome"], "activated", "{whole}");
     let took = started.elapsed();
     let mut outcomes = Vec::new();
     for (attempt, fraction) in [0.1, 0.4, 0.7, 0.9, 1.0].into_iter().enumerate() {
         let before = wait_for_registry(&app, "fulfillment", |_| true).await["active"]["sha256"].clone();
-        let upload = upload_express(api.url(), &format!("killed-{attempt}"));
+        let upload = upload_express(api.admin_url(), &format!("killed-{attempt}"));
         tokio::time::sleep(took.mul_f64(fraction)).await;
         api.kill_and_restart(&app).await;
         let answer = upload.await.unwrap();
@@ -392,7 +392,7 @@ async fn the_api_killed_while_it_publishes_a_version_leaves_the_registry_whole_a
         assert!(deciding_digests(&app, &orders).await.iter().all(|digest| *digest == active), "{outcomes:?}");
     }
     // The restarted API still takes a whole upload.
-    let last = upload_express(api.url(), "after").await.unwrap().expect("answered");
+    let last = upload_express(api.admin_url(), "after").await.unwrap().expect("answered");
     assert_eq!(last["outcome"], "activated", "{last}");
     converged_on(&app, "fulfillment", last["report"]["sha256"].as_str().unwrap(), 3).await;
     worker.kill().unwrap();

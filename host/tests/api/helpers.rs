@@ -152,6 +152,8 @@ pub struct TestApp {
     pub address: SocketAddr,
     /// Where its gRPC API listens.
     pub grpc_address: SocketAddr,
+    /// Where its admin API listens.
+    pub admin_address: SocketAddr,
     pub client: reqwest::Client,
     pub service: Arc<App>,
     pub backend: Backend,
@@ -260,6 +262,7 @@ impl TestApp {
             backend: BackendSettings { connect_tries: 1, ..backend_settings },
             listen_addr: "127.0.0.1:0".parse().unwrap(),
             grpc_listen_addr: "127.0.0.1:0".parse().unwrap(),
+            admin_listen_addr: "127.0.0.1:0".parse().unwrap(),
             components_dir: components,
             max_body_bytes: options.max_body_bytes.unwrap_or(64 * 1024),
             seed_demo_products: Some(false),
@@ -276,6 +279,7 @@ impl TestApp {
         let app = Application::build_on(settings, Some(engine())).await.expect("the service starts");
         let address = app.local_addr();
         let grpc_address = app.grpc_addr();
+        let admin_address = app.admin_addr();
         let service = app.app();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(app.run_until(async move {
@@ -284,6 +288,7 @@ impl TestApp {
         Self {
             address,
             grpc_address,
+            admin_address,
             client: client_with(&back_office_token()),
             service,
             backend,
@@ -313,9 +318,20 @@ impl TestApp {
         OrderServiceClient::with_interceptor(channel, Bearer(format!("Bearer {token}").parse().expect("a token")))
     }
 
-    /// The absolute URL of `path`.
+    /// The absolute URL of `path`: on the admin listener for the admin
+    /// API's paths (`/api/v1/admin/…`), on the public one for the rest.
     pub fn url(&self, path: &str) -> String {
+        if path.starts_with("/api/v1/admin") { self.admin_url(path) } else { self.public_url(path) }
+    }
+
+    /// `path` on the public listener, whatever it is.
+    pub fn public_url(&self, path: &str) -> String {
         format!("http://{}{path}", self.address)
+    }
+
+    /// `path` on the admin listener, whatever it is.
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.admin_address)
     }
 
     pub async fn get(&self, path: &str) -> reqwest::Response {

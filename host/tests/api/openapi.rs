@@ -11,6 +11,23 @@ async fn document(app: &TestApp) -> Value {
     app.get("/api/v1/openapi.json").await.json().await.unwrap()
 }
 
+/// The admin listener's own document.
+async fn admin_document(app: &TestApp) -> Value {
+    app.client.get(app.admin_url("/api/v1/openapi.json")).send().await.unwrap().json().await.unwrap()
+}
+
+/// `METHOD /path` of every operation `document` lists, sorted.
+fn listed(document: &Value) -> Vec<String> {
+    let mut listed: Vec<String> = Vec::new();
+    for (path, operations) in document["paths"].as_object().unwrap() {
+        for method in operations.as_object().unwrap().keys() {
+            listed.push(format!("{} {path}", method.to_uppercase()));
+        }
+    }
+    listed.sort();
+    listed
+}
+
 /// The operation's entry in the document.
 fn operation<'a>(document: &'a Value, method: &str, path: &str) -> &'a Value {
     &document["paths"][path][method]
@@ -30,19 +47,7 @@ async fn the_document_matches_the_routes() {
     assert_eq!(response.status(), 200);
     let document: Value = response.json().await.unwrap();
     assert!(document["openapi"].as_str().unwrap().starts_with("3.1"), "OpenAPI 3.1");
-    let paths = document["paths"].as_object().unwrap();
-    let mut listed: Vec<String> = Vec::new();
-    for (path, operations) in paths {
-        for method in operations.as_object().unwrap().keys() {
-            listed.push(format!("{} {path}", method.to_uppercase()));
-        }
-    }
-    listed.sort();
-    let expected = [
-        "GET /api/v1/admin/dead-letters",
-        "GET /api/v1/admin/queue",
-        "GET /api/v1/admin/slots",
-        "GET /api/v1/admin/slots/{slot}/history",
+    let public = [
         "GET /api/v1/events",
         "GET /api/v1/orders",
         "GET /api/v1/orders/{id}",
@@ -53,21 +58,39 @@ async fn the_document_matches_the_routes() {
         "GET /ready",
         "PATCH /api/v1/orders/{id}/status",
         "PATCH /api/v1/products/{id}",
+        "POST /api/v1/orders",
+        "POST /api/v1/products",
+    ];
+    assert_eq!(listed(&document), public);
+    // The admin API is on its own listener, with its own document.
+    let admin = [
+        "GET /api/v1/admin/dead-letters",
+        "GET /api/v1/admin/queue",
+        "GET /api/v1/admin/slots",
+        "GET /api/v1/admin/slots/{slot}/history",
+        "GET /health",
+        "GET /ready",
         "POST /api/v1/admin/dead-letters/{id}/requeue",
         "POST /api/v1/admin/slots/{slot}/rollback",
         "POST /api/v1/admin/slots/{slot}/versions",
         "POST /api/v1/admin/slots/{slot}/versions/{id}/activate",
-        "POST /api/v1/orders",
-        "POST /api/v1/products",
         "PUT /api/v1/admin/slots/{slot}/component",
     ];
-    assert_eq!(listed, expected);
+    let admin_document = admin_document(&app).await;
+    assert_eq!(listed(&admin_document), admin);
+    // Neither listener serves the other's routes, whatever the token.
+    let on_public = app.client.get(app.public_url("/api/v1/admin/queue")).send().await.unwrap();
+    problem(on_public, 404).await;
+    let on_admin = app.client.get(app.admin_url("/api/v1/orders")).send().await.unwrap();
+    problem(on_admin, 404).await;
 
+    let listed: Vec<String> = public.iter().chain(&admin).map(|operation| operation.to_string()).collect();
+    let document_of = |path: &str| if path.starts_with("/api/v1/admin") { &admin_document } else { &document };
     // Every listed operation but health says it needs a bearer token, and
     // answers 401 without one, before anything else.
     for listed_operation in &listed {
         let (method, path) = listed_operation.split_once(' ').unwrap();
-        let entry = operation(&document, &method.to_lowercase(), path);
+        let entry = operation(document_of(path), &method.to_lowercase(), path);
         let url = app.url(&path.replace("{id}", "1").replace("{slot}", "pricing"));
         let anonymous = reqwest::Client::new().request(method.parse().unwrap(), url).body("{}").send().await.unwrap();
         if path == "/health" || path == "/ready" {
@@ -99,35 +122,29 @@ async fn the_document_matches_the_routes() {
         assert_ne!(status, 405, "{operation}");
         assert!(!body["detail"].as_str().unwrap_or_default().starts_with("no route"), "{operation}: {body}");
     }
-    let bearer = &document["components"]["securitySchemes"]["bearer"];
-    assert_eq!((bearer["scheme"].as_str(), bearer["bearerFormat"].as_str()), (Some("bearer"), Some("JWT")), "{bearer}");
-    for schema in [
-        "OrderDetail",
-        "Product",
-        "Problem",
-        "CreateOrder",
-        "OrderOfItems",
-        "OrderOfOneLine",
-        "DeadLetter",
-        "QueueStatus",
-        "Shipment",
-        "SlotStatus",
-        "GateReport",
-    ] {
+    for document in [&document, &admin_document] {
+        let bearer = &document["components"]["securitySchemes"]["bearer"];
+        assert_eq!((bearer["scheme"].as_str(), bearer["bearerFormat"].as_str()), (Some("bearer"), Some("JWT")));
+    }
+    for schema in ["OrderDetail", "Product", "Problem", "CreateOrder", "OrderOfItems", "OrderOfOneLine", "Shipment"] {
         assert!(document["components"]["schemas"].get(schema).is_some(), "schema {schema}");
+    }
+    for schema in ["Problem", "DeadLetter", "QueueStatus", "SlotStatus", "GateReport"] {
+        assert!(admin_document["components"]["schemas"].get(schema).is_some(), "admin schema {schema}");
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_stated_bounds_are_the_enforced_ones() {
     let app = TestApp::spawn(Backend::Embedded).await;
-    let document = document(&app).await;
+    let (document, admin_document) = (document(&app).await, admin_document(&app).await);
     for (path, listing) in [
         ("/api/v1/orders", "/api/v1/orders"),
         ("/api/v1/products", "/api/v1/products"),
         ("/api/v1/admin/dead-letters", "/api/v1/admin/dead-letters"),
     ] {
-        let (minimum, maximum) = query_bounds(&document, path, "limit");
+        let stated_in = if path.starts_with("/api/v1/admin") { &admin_document } else { &document };
+        let (minimum, maximum) = query_bounds(stated_in, path, "limit");
         let get = |limit: i64| app.client.get(app.url(&format!("{listing}?limit={limit}"))).send();
         assert_eq!(get(minimum).await.unwrap().status(), 200, "{path} limit={minimum}");
         assert_eq!(get(maximum).await.unwrap().status(), 200, "{path} limit={maximum}");
@@ -176,7 +193,10 @@ async fn the_document_states_shapes_links_and_every_error() {
     assert_eq!(links["GetOrder"]["parameters"]["id"], "$response.body#/id");
     assert!(operation(&document, "get", "/api/v1/orders/{id}")["operationId"] == "get_order");
 
-    for (path, operations) in document["paths"].as_object().unwrap() {
+    let admin_document = admin_document(&app).await;
+    let operations =
+        [&document, &admin_document].into_iter().flat_map(|document| document["paths"].as_object().unwrap().iter());
+    for (path, operations) in operations {
         for (method, operation) in operations.as_object().unwrap() {
             let answers = operation["responses"].as_object().unwrap();
             let has = |status: &str| answers.contains_key(status);
@@ -199,9 +219,9 @@ async fn the_document_states_shapes_links_and_every_error() {
             }
         }
     }
-    let upload = operation(&document, "put", "/api/v1/admin/slots/{slot}/component");
+    let upload = operation(&admin_document, "put", "/api/v1/admin/slots/{slot}/component");
     let wasm = upload["requestBody"]["content"]["application/wasm"]["schema"]["$ref"].as_str().unwrap();
-    let wasm = &document["components"]["schemas"][wasm.trim_start_matches("#/components/schemas/")];
+    let wasm = &admin_document["components"]["schemas"][wasm.trim_start_matches("#/components/schemas/")];
     assert_eq!((wasm["type"].as_str(), wasm["format"].as_str()), (Some("string"), Some("binary")));
 }
 
@@ -253,7 +273,7 @@ async fn a_product_change_names_real_fields_with_values() {
 /// Status, head, body.
 async fn oversized_upload(app: &TestApp) -> (u16, String, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let address = app.url("").trim_start_matches("http://").trim_end_matches('/').to_owned();
+    let address = app.admin_address.to_string();
     let (mut reader, mut writer) = tokio::net::TcpStream::connect(&address).await.unwrap().into_split();
     let token = admin_token();
     let head = format!(

@@ -62,6 +62,7 @@ pub fn signal(child: &Child, signal: &str) {
 pub struct ApiProcess {
     child: Child,
     port: u16,
+    admin_port: u16,
     settings: Vec<(String, String)>,
 }
 
@@ -77,10 +78,12 @@ impl ApiProcess {
 
     /// [`ApiProcess::start`] with `more` settings (environment variables).
     pub async fn start_with(app: &TestApp, more: &[(&str, &str)]) -> Self {
-        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let free_port = || TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let (port, admin_port) = (free_port(), free_port());
         let settings = [
             ("LISTEN_ADDR", format!("127.0.0.1:{port}")),
             ("GRPC_LISTEN_ADDR", "127.0.0.1:0".to_owned()),
+            ("ADMIN_LISTEN_ADDR", format!("127.0.0.1:{admin_port}")),
             ("WORKERS", "0".to_owned()),
             ("REQUEST_TIMEOUT_MS", API_TIME_LIMIT_MS.to_owned()),
             ("SEED_DEMO_PRODUCTS", "false".to_owned()),
@@ -91,7 +94,7 @@ impl ApiProcess {
             .chain(more.iter().map(|(name, value)| ((*name).to_owned(), (*value).to_owned())))
             .collect();
         let child = Self::spawn(app, &settings);
-        let api = Self { child, port, settings };
+        let api = Self { child, port, admin_port, settings };
         api.wait_until_ready().await;
         api
     }
@@ -105,6 +108,11 @@ impl ApiProcess {
     /// Its base URL.
     pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Its admin API's base URL.
+    pub fn admin_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.admin_port)
     }
 
     async fn wait_until_ready(&self) {

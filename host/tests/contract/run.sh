@@ -29,13 +29,16 @@ fi
 
 scratch="$(mktemp -d)"
 cp -r "$components" "$scratch/components"
-port="${CONTRACT_PORT:-$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')}"
+free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+port="${CONTRACT_PORT:-$(free_port)}"
+admin_port="$(free_port)"
 # A token with every scope, signed with the key the host makes under ./data
 # on first start (minting it first makes that key; the host then reads it).
 token="$(cd "$scratch" && RUST_LOG=warn "$host_bin" token issue --sub contract --scope "orders:all catalog:write admin")"
 (
     cd "$scratch"
-    LISTEN_ADDR="127.0.0.1:$port" GRPC_LISTEN_ADDR="127.0.0.1:0" COMPONENTS_DIR="$scratch/components" \
+    LISTEN_ADDR="127.0.0.1:$port" GRPC_LISTEN_ADDR="127.0.0.1:0" ADMIN_LISTEN_ADDR="127.0.0.1:$admin_port" \
+        COMPONENTS_DIR="$scratch/components" \
         RUST_LOG=warn exec "$host_bin" serve
 ) >"$scratch/host.log" 2>&1 &
 host_pid=$!
@@ -54,13 +57,16 @@ for _ in $(seq 1 100); do
 done
 curl -fsS "$base/ready" >/dev/null || { echo "the host did not become ready"; cat "$scratch/host.log"; exit 1; }
 
-# Run from the scratch directory: schemathesis keeps its cache in the working directory.
+# Run from the scratch directory: schemathesis keeps its cache in the working
+# directory. The public API first, then the admin API on its own listener.
 status=0
-(
-    cd "$scratch"
-    PYTHONPATH="$here" SCHEMATHESIS_HOOKS=hooks "$venv/bin/schemathesis" --config-file "$here/schemathesis.toml" \
-        run "$base/api/v1/openapi.json" --url "$base" -H "Authorization: Bearer $token" "$@"
-) || status=$?
+for api in "$base" "http://127.0.0.1:$admin_port"; do
+    (
+        cd "$scratch"
+        PYTHONPATH="$here" SCHEMATHESIS_HOOKS=hooks "$venv/bin/schemathesis" --config-file "$here/schemathesis.toml" \
+            run "$api/api/v1/openapi.json" --url "$api" -H "Authorization: Bearer $token" "$@"
+    ) || status=$?
+done
 if ! kill -0 "$host_pid" 2>/dev/null; then
     echo "the host died during the contract test"; tail -50 "$scratch/host.log"; exit 1
 fi
