@@ -108,7 +108,7 @@ async fn push(files: ComponentFiles, activate: bool, backend: &BackendSettings) 
     let store = Store::open(&backend.connect_options()).await?;
     let swaps = Swaps::new(store.clone(), None, &SwapSettings::default(), ProcessInfo::current("cli"));
     let rules = Rules::new(offline_runtime()?, swaps);
-    let proposal = rules.publish(files.slot, candidate, Source::Cli, activate).await;
+    let proposal = rules.publish(files.slot, candidate, Source::Cli.into(), activate).await;
     store.close().await;
     let (accepted, outcome) = match proposal? {
         Proposal::Activated(report) => {

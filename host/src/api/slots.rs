@@ -15,7 +15,7 @@ use super::problem::{ApiError, Problem, Result};
 use super::state::ApiState;
 use crate::orders::OrderError;
 use crate::rules::swap::gate::MAX_COMPONENT_BYTES;
-use crate::rules::swap::{GateReport, Proposal, SlotHistoryView, SlotStatus, Source, SwapError};
+use crate::rules::swap::{Change, GateReport, Proposal, SlotHistoryView, SlotStatus, Source, SwapError};
 use crate::runtime::Slot;
 
 /// The slot routes.
@@ -126,19 +126,21 @@ impl UploadOutcome {
         (status = 503, description = "The request did not finish within REQUEST_TIMEOUT_MS", body = Problem, content_type = "application/problem+json", headers(("Retry-After" = u32, description = "Seconds to wait before retrying"))),
     ))]
 async fn upload(
-    _: Admin,
+    Admin(operator): Admin,
     State(api): State<ApiState>,
     ApiPath(name): ApiPath<String>,
     WasmBody(wasm): WasmBody,
 ) -> Result<axum::Json<UploadOutcome>> {
     let slot = slot(&name)?;
-    let proposed = api.rules.propose_build(slot, wasm.to_vec(), Source::Upload).await.map_err(swap_problem)?;
+    let change = Change::by(Source::Upload, operator.0.actor());
+    let proposed = api.rules.propose_build(slot, wasm.to_vec(), change).await.map_err(swap_problem)?;
     let (outcome, report) = match proposed {
         Proposal::Activated(report) => ("activated", Some(report)),
         Proposal::Unchanged => ("unchanged", None),
         Proposal::Stored { report, .. } => ("stored", Some(report)),
         Proposal::Rejected(report) => return Err(ApiError::ComponentRejected { report: Box::new(report) }),
     };
+    tracing::info!(slot = slot.name(), outcome, actor = operator.0.actor(), "component uploaded");
     Ok(axum::Json(UploadOutcome::new(outcome, None, report)))
 }
 
@@ -155,12 +157,13 @@ async fn upload(
         (status = 503, description = "The request did not finish within REQUEST_TIMEOUT_MS", body = Problem, content_type = "application/problem+json", headers(("Retry-After" = u32, description = "Seconds to wait before retrying"))),
     ))]
 async fn roll_back(
-    _: Admin,
+    Admin(operator): Admin,
     State(api): State<ApiState>,
     ApiPath(name): ApiPath<String>,
 ) -> Result<axum::Json<SlotStatus>> {
     let slot = slot(&name)?;
-    api.rules.roll_back(slot, "rolled back by an operator").await.map_err(swap_problem)?;
+    let by = Some(operator.0.actor());
+    api.rules.roll_back(slot, "rolled back by an operator", by).await.map_err(swap_problem)?;
     let statuses = api.rules.slot_statuses().await.map_err(|error| swap_problem(error.into()))?;
     let status = statuses.into_iter().find(|status| status.slot == slot.name());
     Ok(axum::Json(status.expect("every slot has a status")))

@@ -16,7 +16,7 @@ use super::problem::{ApiError, Problem, Result};
 use super::slots::{SlotName, UploadOutcome, slot, swap_problem};
 use super::state::ApiState;
 use crate::rules::swap::gate::{Fixtures, MAX_COMPONENT_BYTES};
-use crate::rules::swap::{Candidate, Proposal, SlotStatus, Source};
+use crate::rules::swap::{Candidate, Change, Proposal, SlotStatus, Source};
 
 /// The version routes.
 pub fn router() -> OpenApiRouter<ApiState> {
@@ -67,20 +67,22 @@ struct VersionUpload {
         Unavailable,
     ))]
 async fn publish_version(
-    _: Admin,
+    Admin(operator): Admin,
     State(api): State<ApiState>,
     ApiPath(name): ApiPath<String>,
     FormBody(mut form): FormBody,
 ) -> Result<axum::Json<UploadOutcome>> {
     let slot = slot(&name)?;
     let upload = read_form(&mut form).await?;
-    let published = api.rules.publish(slot, upload.candidate, Source::Upload, upload.activate).await;
+    let change = Change::by(Source::Upload, operator.0.actor());
+    let published = api.rules.publish(slot, upload.candidate, change, upload.activate).await;
     let outcome = match published.map_err(swap_problem)? {
         Proposal::Activated(report) => UploadOutcome::new("activated", None, Some(report)),
         Proposal::Stored { version_id, report } => UploadOutcome::new("stored", Some(version_id), Some(report)),
         Proposal::Unchanged => UploadOutcome::new("unchanged", None, None),
         Proposal::Rejected(report) => return Err(ApiError::ComponentRejected { report: Box::new(report) }),
     };
+    tracing::info!(slot = slot.name(), outcome = %outcome.outcome, actor = operator.0.actor(), "version published");
     Ok(axum::Json(outcome))
 }
 
@@ -95,12 +97,13 @@ async fn publish_version(
         Unavailable,
     ))]
 async fn activate_version(
-    _: Admin,
+    Admin(operator): Admin,
     State(api): State<ApiState>,
     ApiPath((name, id)): ApiPath<(String, i64)>,
 ) -> Result<axum::Json<SlotStatus>> {
     let slot = slot(&name)?;
-    api.rules.activate_version(slot, id, Source::Upload).await.map_err(swap_problem)?;
+    api.rules.activate_version(slot, id, Change::by(Source::Upload, operator.0.actor())).await.map_err(swap_problem)?;
+    tracing::info!(slot = slot.name(), version_id = id, actor = operator.0.actor(), "version activated");
     let statuses = api.rules.slot_statuses().await.map_err(|error| swap_problem(error.into()))?;
     let status = statuses.into_iter().find(|status| status.slot == slot.name());
     Ok(axum::Json(status.expect("every slot has a status")))

@@ -266,3 +266,38 @@ on_both_backends!(per_user_rules_hold_for_the_tokens_subject, options = one_open
     problem(dodge, 403).await;
     assert_eq!(app.stock(mug).await, 9);
 });
+
+on_both_backends!(
+    every_admin_action_records_who_did_it,
+    options = Options { fixtures: true, ..Options::default() },
+    |app| {
+        let pricing = std::fs::read(crate::helpers::wasm("pricing")).unwrap();
+        let build = crate::swap::rebuilt(&pricing, "audited");
+        let operator = client_with(&token("alice-ops", "admin"));
+        let uploaded = operator
+            .put(app.url("/api/v1/admin/slots/pricing/component"))
+            .header("content-type", "application/wasm")
+            .body(build)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(uploaded.status(), 200);
+        // The console's token names its client: the client is who did it.
+        let console = client_with(&crate::helpers::client_token("bob", "admin", Some("ops-console")));
+        let rollback = console.post(app.url("/api/v1/admin/slots/pricing/rollback")).send().await.unwrap();
+        assert_eq!(rollback.status(), 200);
+        let history: Value =
+            operator.get(app.url("/api/v1/admin/slots/pricing/history")).send().await.unwrap().json().await.unwrap();
+        let by_kind = |kind: &str| -> Vec<String> {
+            let events = history["events"].as_array().unwrap().iter().filter(|event| event["kind"] == kind);
+            events.map(|event| event["added_by"].as_str().unwrap().to_owned()).collect()
+        };
+        let activated = by_kind("activated");
+        assert!(activated.iter().any(|by| by.starts_with("alice-ops via serve ")), "{activated:?}");
+        let rolled_back = by_kind("rolled-back");
+        assert!(rolled_back.iter().all(|by| by.starts_with("ops-console via serve ")), "{rolled_back:?}");
+        assert_eq!(rolled_back.len(), 1, "{history}");
+        let logged = crate::helpers::logs_of_message("slot rolled back");
+        assert!(logged.iter().any(|line| line["by"] == "ops-console"), "{logged:?}");
+    }
+);

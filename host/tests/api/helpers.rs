@@ -32,14 +32,15 @@ pub const TEST_SECRET: &str = "the tests' shared secret, at least thirty-two byt
 
 /// A token for `subject` with `scopes` (space-separated), valid for an hour.
 pub fn token(subject: &str, scopes: &str) -> String {
+    client_token(subject, scopes, None)
+}
+
+/// [`token`], naming the client it was issued to (`client_id`).
+pub fn client_token(subject: &str, scopes: &str, client_id: Option<&str>) -> String {
     let issuer = TokenIssuer::hs256(TEST_SECRET.as_bytes(), "orderly", "orderly").expect("a signer");
     let scopes = Scopes::of(scopes.split_whitespace().map(|name| Scope::parse(name).expect("a known scope")));
-    let request = TokenRequest {
-        subject: subject.into(),
-        scopes,
-        lifetime: std::time::Duration::from_secs(3600),
-        client_id: None,
-    };
+    let lifetime = std::time::Duration::from_secs(3600);
+    let request = TokenRequest { subject: subject.into(), scopes, lifetime, client_id: client_id.map(str::to_owned) };
     issuer.issue(&request).expect("a token")
 }
 
@@ -144,6 +145,16 @@ pub fn logs_of(correlation_id: &str) -> Vec<Value> {
         .lines()
         .filter_map(|line| serde_json::from_str::<Value>(line).ok())
         .filter(|line| line["correlation_id"] == correlation_id)
+        .collect()
+}
+
+/// The captured log lines whose message is `message`.
+pub fn logs_of_message(message: &str) -> Vec<Value> {
+    let logs = LOGS.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    String::from_utf8_lossy(&logs)
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter(|line| line["message"] == message)
         .collect()
 }
 

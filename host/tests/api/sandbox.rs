@@ -67,7 +67,7 @@ on_both_backends!(
         // The key was freed: once pricing answers again, the retry places the order.
         let pricing = std::fs::read(wasm("pricing")).unwrap();
         let toml = std::fs::read_to_string(component_dir("pricing").join("pricing.toml")).unwrap();
-        let swapped = app.service.rules.propose(Slot::Pricing, pricing, Some(toml), Source::Upload).await;
+        let swapped = app.service.rules.propose(Slot::Pricing, pricing, Some(toml), Source::Upload.into()).await;
         assert!(matches!(swapped, Ok(Proposal::Activated(_))), "{swapped:?}");
         let retry = send().await.unwrap();
         assert_eq!(retry.status(), 201);
@@ -91,7 +91,7 @@ on_both_backends!(hostile_input_neither_traps_the_rules_nor_rolls_back_a_good_ve
     let pricing = std::fs::read(wasm("pricing")).unwrap();
     let toml = std::fs::read_to_string(component_dir("pricing").join("pricing.toml")).unwrap();
     let toml = toml.replace("version = \"0.1.0\"", "version = \"0.1.1\"");
-    let swapped = app.service.rules.propose(Slot::Pricing, pricing, Some(toml), Source::Upload).await;
+    let swapped = app.service.rules.propose(Slot::Pricing, pricing, Some(toml), Source::Upload.into()).await;
     assert!(matches!(swapped, Ok(Proposal::Activated(_))), "{swapped:?}");
 
     let hostile = ["x".repeat(600), "SAVE 10".into(), "%00".into(), "\u{1F600}".repeat(20), "a:b:c".into()];
@@ -125,7 +125,7 @@ on_both_backends!(
         let mug = app.product("MUG", 1250, 50).await;
         let sleeper = std::fs::read(wasm("fixtures/sleep")).unwrap();
         let toml = "[component]\nname = \"sleeper\"\nversion = \"6.6.6\"\n[limits]\ndeadline_ms = 50\n";
-        let swapped = app.service.rules.propose(Slot::Pricing, sleeper, Some(toml.into()), Source::Upload).await;
+        let swapped = app.service.rules.propose(Slot::Pricing, sleeper, Some(toml.into()), Source::Upload.into()).await;
         assert!(matches!(swapped, Ok(Proposal::Activated(_))), "{swapped:?}");
         // Each call is stopped at its deadline and counted: three of the
         // first four send the slot back to the version before.

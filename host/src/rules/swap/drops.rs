@@ -35,7 +35,7 @@ impl Rules {
             }
             // Replacing a version, it is a new one on probation; the first one is known.
             let source = if first { Source::Startup } else { Source::Folder };
-            if let Proposal::Rejected(report) = self.publish(slot, candidate, source, true).await? {
+            if let Proposal::Rejected(report) = self.publish(slot, candidate, source.into(), true).await? {
                 tracing::error!(
                     slot = slot.name(),
                     reason = report.reason.as_deref().unwrap_or_default(),
@@ -70,7 +70,7 @@ impl Rules {
             return;
         }
         // Seen from here on: serving it writes nothing back over the drop.
-        if let Err(error) = self.publish_in_turn(slot, candidate, Source::Folder, true).await {
+        if let Err(error) = self.publish_in_turn(slot, candidate, Source::Folder.into(), true).await {
             tracing::warn!(slot = slot.name(), %error, "cannot publish the dropped component; retrying");
             self.swaps.local(slot).folder_fingerprint = previous;
         }

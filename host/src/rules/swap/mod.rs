@@ -74,6 +74,28 @@ pub enum Source {
     Rollback,
 }
 
+/// Where a change of a slot came from, and who asked for it: an operator's
+/// token (its `client_id`, else its `sub`) for the admin API, nobody in
+/// particular for the folder, the command line or the rollback policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Change<'a> {
+    pub source: Source,
+    pub by: Option<&'a str>,
+}
+
+impl<'a> Change<'a> {
+    /// A change `by` an authenticated caller.
+    pub fn by(source: Source, actor: &'a str) -> Self {
+        Self { source, by: Some(actor) }
+    }
+}
+
+impl From<Source> for Change<'_> {
+    fn from(source: Source) -> Self {
+        Self { source, by: None }
+    }
+}
+
 /// What happened to a slot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "kebab-case")]

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use super::publish::known_report;
-use super::{EventKind, Source, SwapError, name_of};
+use super::{Change, EventKind, Source, SwapError, name_of};
 use crate::rules::Rules;
 use crate::runtime::{CallError, LoadedComponent, Slot};
 use crate::store::StoreError;
@@ -80,14 +80,14 @@ impl Rules {
             policy.window,
             last_error.unwrap_or_default()
         );
-        self.roll_back_from(slot, Some(version_id), EventKind::AutoRolledBack, &reason).await?;
+        self.roll_back_from(slot, Some(version_id), EventKind::AutoRolledBack, &reason, None).await?;
         Ok(())
     }
 
     /// Sends `slot` back to its last known good version, everywhere (an
     /// operator's request); returns the version restored.
-    pub async fn roll_back(&self, slot: Slot, reason: &str) -> Result<i64, SwapError> {
-        self.roll_back_from(slot, None, EventKind::RolledBack, reason).await
+    pub async fn roll_back(&self, slot: Slot, reason: &str, by: Option<&str>) -> Result<i64, SwapError> {
+        self.roll_back_from(slot, None, EventKind::RolledBack, reason, by).await
     }
 
     /// Rolls `slot` back if `from` (when given) is still the version serving.
@@ -97,6 +97,7 @@ impl Rules {
         from: Option<i64>,
         kind: EventKind,
         reason: &str,
+        by: Option<&str>,
     ) -> Result<i64, SwapError> {
         let _turn = self.swaps.turns[slot as usize].lock().await;
         let registry = &self.swaps.registry;
@@ -111,9 +112,10 @@ impl Rules {
         if kind == EventKind::AutoRolledBack {
             registry.mark_component_failed(left.id).await?;
         }
+        let change = Change { source: Source::Rollback, by };
         let events = [
-            self.event(kind, Some(left.id), &known_report(&left, None), Source::Rollback, Some(reason.to_owned())),
-            self.event(EventKind::Activated, Some(target), &known_report(&restored, None), Source::Rollback, None),
+            self.event(kind, Some(left.id), &known_report(&left, None), change, Some(reason.to_owned())),
+            self.event(EventKind::Activated, Some(target), &known_report(&restored, None), change, None),
         ];
         let expect = Expect::Serving(active.version_id);
         let source = name_of(Source::Rollback);
@@ -121,7 +123,7 @@ impl Rules {
             return Ok(active.version_id);
         }
         tracing::warn!(slot = slot.name(), left = %left.component, restored = %restored.component,
-            version = %restored.version, sha256 = %restored.sha256, %reason, "slot rolled back");
+            version = %restored.version, sha256 = %restored.sha256, %reason, by, "slot rolled back");
         self.follow_slot_in_turn(slot).await?;
         Ok(target)
     }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use super::candidate::Candidate;
 use super::gate::{self, Fixtures, GateReport};
-use super::{EventKind, Proposal, Source, SwapError, folder, name_of};
+use super::{Change, EventKind, Proposal, Source, SwapError, folder, name_of};
 use crate::rules::Rules;
 use crate::runtime::Slot;
 use crate::store::StoreError;
@@ -22,21 +22,21 @@ impl Rules {
         slot: Slot,
         wasm: Vec<u8>,
         config_text: Option<String>,
-        source: Source,
+        change: Change<'_>,
     ) -> Result<Proposal, SwapError> {
         let fixtures = match self.active_version(slot).await? {
             Some(active) => Candidate::fixtures_from_json(active.fixtures.as_deref()),
             None => Fixtures::None,
         };
-        self.publish(slot, Candidate { wasm, config_text, fixtures }, source, true).await
+        self.publish(slot, Candidate { wasm, config_text, fixtures }, change, true).await
     }
 
     /// Proposes `wasm` as a new build of the version serving `slot`: with its
     /// `.toml`, judged against its golden fixtures.
-    pub async fn propose_build(&self, slot: Slot, wasm: Vec<u8>, source: Source) -> Result<Proposal, SwapError> {
+    pub async fn propose_build(&self, slot: Slot, wasm: Vec<u8>, change: Change<'_>) -> Result<Proposal, SwapError> {
         let active = self.active_version(slot).await?;
         let config_text = active.as_ref().and_then(|active| active.config_text.clone());
-        self.propose(slot, wasm, config_text, source).await
+        self.propose(slot, wasm, config_text, change).await
     }
 
     /// Publishes `candidate` for `slot` in the registry, once it passed the
@@ -45,29 +45,29 @@ impl Rules {
         &self,
         slot: Slot,
         candidate: Candidate,
-        source: Source,
+        change: Change<'_>,
         activate: bool,
     ) -> Result<Proposal, SwapError> {
         let _turn = self.swaps.turns[slot as usize].lock().await;
-        self.publish_in_turn(slot, candidate, source, activate).await
+        self.publish_in_turn(slot, candidate, change, activate).await
     }
 
     pub(super) async fn publish_in_turn(
         &self,
         slot: Slot,
         candidate: Candidate,
-        source: Source,
+        change: Change<'_>,
         activate: bool,
     ) -> Result<Proposal, SwapError> {
         let registry = &self.swaps.registry;
         let fingerprint = candidate.fingerprint();
         if let Some(known) = registry.component_version_by_fingerprint(slot.name(), &fingerprint).await? {
-            return self.republish(slot, known, source, activate).await;
+            return self.republish(slot, known, change, activate).await;
         }
         let verdict = Box::pin(self.judge(slot, &candidate)).await;
         let report = verdict.report;
         let Some(component) = verdict.component else {
-            self.reject(slot, &report, source).await?;
+            self.reject(slot, &report, change).await?;
             return Ok(Proposal::Rejected(report));
         };
         let (sha256, fixtures) = (candidate.sha256(), candidate.fixtures_json());
@@ -81,17 +81,18 @@ impl Rules {
                 fixtures: fixtures.as_deref(),
                 component: &report.component,
                 version: &report.version,
-                source: &name_of(source),
-                added_by: &self.swaps.process.signature(),
+                source: &name_of(change.source),
+                added_by: &self.signature(change),
                 gate_report: &serde_json::to_string(&report).map_err(|error| corrupt(&error))?,
             })
             .await?;
         if !activate {
             return Ok(Proposal::Stored { version_id, report });
         }
-        let event = self.event(EventKind::Activated, Some(version_id), &report, source, None);
-        registry.activate_component_version(slot.name(), version_id, &name_of(source), Expect::Any, &[event]).await?;
-        self.install(version_id, &fingerprint, Arc::new(component), on_probation(source)).await;
+        let event = self.event(EventKind::Activated, Some(version_id), &report, change, None);
+        let source = name_of(change.source);
+        registry.activate_component_version(slot.name(), version_id, &source, Expect::Any, &[event]).await?;
+        self.install(version_id, &fingerprint, Arc::new(component), on_probation(change.source)).await;
         Ok(Proposal::Activated(report))
     }
 
@@ -100,7 +101,7 @@ impl Rules {
         &self,
         slot: Slot,
         known: VersionRow,
-        source: Source,
+        change: Change<'_>,
         activate: bool,
     ) -> Result<Proposal, SwapError> {
         let report = stored_report(&known)?;
@@ -110,24 +111,25 @@ impl Rules {
         if !activate {
             return Ok(Proposal::Stored { version_id: known.id, report });
         }
-        self.activate_known(slot, &known, source).await?;
+        self.activate_known(slot, &known, change).await?;
         Ok(Proposal::Activated(report))
     }
 
     /// Makes version `id` of `slot` serve everywhere (it passed the gate
     /// when it was added; each process gates it again as it loads it).
-    pub async fn activate_version(&self, slot: Slot, id: i64, source: Source) -> Result<Proposal, SwapError> {
+    pub async fn activate_version(&self, slot: Slot, id: i64, change: Change<'_>) -> Result<Proposal, SwapError> {
         let _turn = self.swaps.turns[slot as usize].lock().await;
         let known = self.swaps.registry.component_version(id).await?;
         let known = known.filter(|row| row.slot == slot.name()).ok_or(SwapError::UnknownVersion { slot, id })?;
-        self.republish(slot, known, source, true).await
+        self.republish(slot, known, change, true).await
     }
 
-    async fn activate_known(&self, slot: Slot, known: &VersionRow, source: Source) -> Result<(), SwapError> {
+    async fn activate_known(&self, slot: Slot, known: &VersionRow, change: Change<'_>) -> Result<(), SwapError> {
         let report = stored_report(known)?;
-        let event = self.event(EventKind::Activated, Some(known.id), &report, source, None);
+        let event = self.event(EventKind::Activated, Some(known.id), &report, change, None);
         let registry = &self.swaps.registry;
-        registry.activate_component_version(slot.name(), known.id, &name_of(source), Expect::Any, &[event]).await?;
+        let source = name_of(change.source);
+        registry.activate_component_version(slot.name(), known.id, &source, Expect::Any, &[event]).await?;
         self.follow_slot_in_turn(slot).await
     }
 
@@ -143,25 +145,26 @@ impl Rules {
     }
 
     /// Records a rejected candidate (and sets a dropped file aside).
-    async fn reject(&self, slot: Slot, report: &GateReport, source: Source) -> Result<(), SwapError> {
+    async fn reject(&self, slot: Slot, report: &GateReport, change: Change<'_>) -> Result<(), SwapError> {
         let reason = report.reason.clone().unwrap_or_default();
         tracing::warn!(slot = slot.name(), component = %report.component, version = %report.version,
-            sha256 = %report.sha256, ?source, %reason, "component rejected; the slot keeps its version");
-        let event = self.event(EventKind::Rejected, None, report, source, Some(reason));
+            sha256 = %report.sha256, source = ?change.source, by = change.by, %reason,
+            "component rejected; the slot keeps its version");
+        let event = self.event(EventKind::Rejected, None, report, change, Some(reason));
         self.swaps.registry.record_slot_event(&event).await?;
-        if source == Source::Folder {
+        if change.source == Source::Folder {
             self.set_aside_rejected(slot).await;
         }
         Ok(())
     }
 
-    /// An event signed by this process.
+    /// An event signed by this process (and by whoever asked for it).
     pub(super) fn event(
         &self,
         kind: EventKind,
         version_id: Option<i64>,
         report: &GateReport,
-        source: Source,
+        change: Change<'_>,
         reason: Option<String>,
     ) -> SlotEventRow {
         SlotEventRow {
@@ -171,10 +174,19 @@ impl Rules {
             component: report.component.clone(),
             version: report.version.clone(),
             sha256: report.sha256.clone(),
-            source: name_of(source),
+            source: name_of(change.source),
             reason,
-            added_by: self.swaps.process.signature(),
+            added_by: self.signature(change),
             at: chrono::Utc::now(),
+        }
+    }
+
+    /// Who made `change`: the caller who asked for it (when one did), through this process.
+    fn signature(&self, change: Change<'_>) -> String {
+        let process = self.swaps.process.signature();
+        match change.by {
+            Some(actor) => format!("{actor} via {process}"),
+            None => process,
         }
     }
 
