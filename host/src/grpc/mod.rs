@@ -54,10 +54,23 @@ pub struct GrpcState {
 /// Limits on every call.
 #[derive(Debug, Clone, Copy)]
 pub struct GrpcLimits {
-    /// Largest message accepted or sent.
+    /// Largest message accepted (answers may be larger: see [`max_answer_bytes`]).
     pub max_message_bytes: usize,
     /// How long a call may run (a client's shorter deadline wins).
     pub request_timeout: Duration,
+}
+
+/// The largest answer sent when requests are at most `max_request` bytes:
+/// whatever an accepted request can become. A byte of a request becomes at
+/// most about 40 bytes of its answer (a 29-byte line comes back with its
+/// product's SKU and name, up to 1.1 KB in four-byte characters), so 64
+/// times the request's cap leaves room for the pricing notes and an order's
+/// history: an order that was stored is always answered, never refused
+/// after the fact. (4 MiB with the default 64 KiB cap; only an order moved
+/// by hand through thousands of holds and releases grows past it, and
+/// reading it is then refused, changing nothing.)
+pub fn max_answer_bytes(max_request: usize) -> usize {
+    max_request.saturating_mul(64)
 }
 
 /// Serves on `listener` until `stopping` is cancelled, then lets calls in
@@ -76,7 +89,7 @@ pub async fn serve(listener: TcpListener, state: GrpcState, limits: GrpcLimits) 
     let orders =
         OrderServiceServer::new(OrderApi::new(state.orders.clone(), state.stopping.clone(), limits.request_timeout))
             .max_decoding_message_size(limits.max_message_bytes)
-            .max_encoding_message_size(limits.max_message_bytes);
+            .max_encoding_message_size(max_answer_bytes(limits.max_message_bytes));
     let stopping = state.stopping.clone();
     let served = Server::builder()
         .timeout(limits.request_timeout)

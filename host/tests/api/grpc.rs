@@ -11,7 +11,7 @@ use host::grpc::proto::{
     WatchOrderRequest, WatchOrdersRequest,
 };
 use host::runtime::Slot;
-use serde_json::Value;
+use serde_json::{Value, json};
 use tonic::Code;
 use tonic::metadata::MetadataValue;
 use tonic_health::pb::HealthCheckRequest;
@@ -274,3 +274,79 @@ async fn health_is_not_serving_while_a_slot_is_empty() {
     assert_eq!(refused.get_details_retry_info().unwrap().retry_delay, Some(Duration::from_secs(1)));
     assert!(!refused.message().contains("empty"), "no internals: {}", refused.message());
 }
+
+on_both_backends!(a_pricing_violation_is_invalid_argument_naming_the_field, |app| {
+    let mug = app.product("MUG", 1250, 5).await;
+    let mut request = order_of(7, &[(mug, 1)]);
+    request.attributes.insert("promo_code".into(), "NO-SUCH-CODE".into());
+    let refused = app.grpc().await.create_order(request).await.unwrap_err();
+    assert_eq!(refused.code(), Code::InvalidArgument, "{refused:?}");
+    assert_eq!(refused.get_details_error_info().unwrap().reason, "validation-failed");
+    let violations = refused.get_details_bad_request().expect("BadRequest").field_violations;
+    assert_eq!(violations.len(), 1, "{violations:?}");
+    assert_eq!(violations[0].field, "attributes/promo_code");
+    assert!(violations[0].description.starts_with("unknown-promo-code: "), "{violations:?}");
+    assert_eq!((app.stock(mug).await, app.order_count().await), (5, 0), "nothing stored");
+});
+
+fn slow_pricing_within(request_timeout_ms: u64) -> Options {
+    Options { request_timeout_ms: Some(request_timeout_ms), ..slow_pricing() }
+}
+
+on_both_backends!(a_key_still_being_placed_is_aborted_with_a_retry_delay, options = slow_pricing_within(4000), |app| {
+    let mug = app.product("MUG", 1250, 5).await;
+    let mut first = app.grpc().await;
+    let holding = tokio::spawn(async move {
+        first.create_order(with(order_of(7, &[(mug, 1)]), &[("idempotency-key", "held")])).await
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The same key meanwhile: it waits three quarters of the time limit, then gives up.
+    let mut second = app.grpc().await;
+    let refused =
+        second.create_order(with(order_of(7, &[(mug, 1)]), &[("idempotency-key", "held")])).await.unwrap_err();
+    assert_eq!(refused.code(), Code::Aborted, "{refused:?}");
+    assert_eq!(refused.get_details_error_info().unwrap().reason, "idempotency-key-in-progress");
+    assert_eq!(refused.get_details_retry_info().unwrap().retry_delay, Some(Duration::from_secs(1)));
+    // The first stops at the time limit; nothing was stored by either.
+    let first = holding.await.unwrap().unwrap_err();
+    assert!(matches!(first.code(), Code::DeadlineExceeded | Code::Cancelled), "{first:?}");
+    assert_eq!((app.stock(mug).await, app.order_count().await), (5, 0));
+});
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_fault_is_unavailable_with_a_retry_delay() {
+    let app = TestApp::spawn(Backend::Embedded).await;
+    let mug = app.product("MUG", 1250, 10).await;
+    // Another process holds the file's write lock past SQLite's 5 s busy timeout.
+    let file = rusqlite::Connection::open(app.sqlite_file()).unwrap();
+    file.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let refused = app.grpc().await.create_order(order_of(7, &[(mug, 1)])).await.unwrap_err();
+    file.execute_batch("ROLLBACK").unwrap();
+    assert_eq!(refused.code(), Code::Unavailable, "{refused:?}");
+    assert_eq!(refused.get_details_error_info().unwrap().reason, "service-unavailable");
+    assert_eq!(refused.get_details_retry_info().unwrap().retry_delay, Some(Duration::from_secs(1)));
+    assert!(!refused.message().to_lowercase().contains("sqlite"), "no internals: {}", refused.message());
+    assert!(app.grpc().await.create_order(order_of(7, &[(mug, 1)])).await.is_ok(), "served again once released");
+    assert_eq!((app.order_count().await, app.stock(mug).await), (1, 9));
+}
+
+on_both_backends!(an_order_whose_answer_is_larger_than_its_request_is_answered, |app| {
+    // Names and SKUs at their longest, in four-byte characters: each line of
+    // the request comes back as about 1.1 KB, past the 64 KiB request cap.
+    let mut lines = Vec::new();
+    for n in 0..100 {
+        let sku = format!("{n:02}{}", "\u{1F600}".repeat(62));
+        let product = json!({"sku": sku, "name": "\u{1F600}".repeat(200), "price": 100, "stock": 5});
+        let created = app.post("/api/v1/products", &product).await;
+        assert_eq!(created.status(), 201);
+        lines.push((created.json::<Value>().await.unwrap()["id"].as_i64().unwrap(), 1));
+    }
+    let request = order_of(7, &lines);
+    assert!(prost::Message::encoded_len(&request) < 64 * 1024);
+    let placed = app.grpc().await.create_order(request).await.expect("stored and answered");
+    let placed = placed.into_inner();
+    assert!(prost::Message::encoded_len(&placed) > 64 * 1024, "the answer outgrew the request cap");
+    assert_eq!((placed.items.len(), app.order_count().await), (100, 1));
+    let read = app.grpc().await.get_order(GetOrderRequest { id: placed.id }).await.expect("read back whole");
+    assert_eq!(read.into_inner().items.len(), 100);
+});
