@@ -81,7 +81,9 @@ contract *args: build-components
 # deployment of 1 API + 3 worker processes (upload to every process serving
 # it, and throughput while pricing is uploaded every second); the
 # `sql` capability's call against the same query issued directly; gRPC
-# against REST on the same orders and connections.
+# against REST on the same orders and connections; bearer tokens (one
+# verification per algorithm, and the API with a reused token against the
+# same API with tokens off).
 bench: build-components
     cargo bench -p host --bench slot_calls
     cargo bench -p host --bench http_load
@@ -90,6 +92,7 @@ bench: build-components
     cargo bench -p host --bench fleet
     cargo bench -p host --bench sql_capability
     cargo bench -p host --bench grpc_vs_rest
+    cargo bench -p host --bench auth
 
 fmt:
     cargo fmt --all

@@ -186,6 +186,35 @@ pub struct ServeSettings {
     /// configured issuer (use a token with the `admin` scope).
     #[arg(long, env = "ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
+    /// Connections each listener (REST, admin, gRPC) keeps open at once;
+    /// past it, new ones wait until one closes.
+    #[arg(long, env = "MAX_CONNECTIONS", default_value_t = 1024)]
+    pub max_connections: usize,
+    /// How long a client may take to send a request's headers, and how long
+    /// an idle keep-alive connection stays open, in ms (REST).
+    #[arg(long, env = "HEADER_READ_TIMEOUT_MS", default_value_t = 10_000)]
+    pub header_read_timeout_ms: u64,
+    /// Concurrent HTTP/2 streams per connection (gRPC, and REST over HTTP/2).
+    #[arg(long, env = "HTTP2_MAX_STREAMS", default_value_t = 100)]
+    pub http2_max_streams: u32,
+    /// How often an HTTP/2 connection is pinged, in seconds; a ping
+    /// unanswered as long closes it.
+    #[arg(long, env = "HTTP2_KEEPALIVE_SECS", default_value_t = 30)]
+    pub http2_keepalive_secs: u64,
+    /// How long a gRPC connection lives before it is asked to reconnect
+    /// (its calls in flight get a minute more), in seconds.
+    #[arg(long, env = "GRPC_MAX_CONNECTION_AGE_SECS", default_value_t = 1800)]
+    pub grpc_max_connection_age_secs: u64,
+    /// Live watch streams (SSE and gRPC) one caller (a token's subject) may
+    /// hold at once; past it, 429 / RESOURCE_EXHAUSTED.
+    #[arg(long, env = "MAX_WATCHES_PER_CALLER", default_value_t = 8)]
+    pub max_watches_per_caller: usize,
+    /// Live watch streams all callers together may hold at once.
+    #[arg(long, env = "MAX_WATCHES", default_value_t = 1000)]
+    pub max_watches: usize,
+    /// Keyed orders one caller may have being placed at once.
+    #[arg(long, env = "MAX_KEYS_IN_FLIGHT_PER_CALLER", default_value_t = 16)]
+    pub max_keys_in_flight_per_caller: usize,
     /// Largest request body accepted, in bytes.
     #[arg(long, env = "MAX_BODY_BYTES", default_value_t = 64 * 1024)]
     pub max_body_bytes: usize,
@@ -220,6 +249,16 @@ impl ServeSettings {
             .collect()
     }
 
+    /// The bounds on every connection.
+    pub fn edge_limits(&self) -> crate::api::serve::EdgeLimits {
+        crate::api::serve::EdgeLimits {
+            max_connections: self.max_connections.max(1),
+            header_read_timeout: Duration::from_millis(self.header_read_timeout_ms.max(1)),
+            http2_max_streams: self.http2_max_streams.max(1),
+            http2_keepalive: Duration::from_secs(self.http2_keepalive_secs.max(1)),
+        }
+    }
+
     /// How long a request may run.
     pub fn time_limit(&self) -> Duration {
         Duration::from_millis(self.request_timeout_ms.max(1))
@@ -238,6 +277,14 @@ impl Default for ServeSettings {
             admin_listen_addr: "127.0.0.1:8081".parse().expect("a valid address"),
             components_dir: PathBuf::from("data/components"),
             admin_token: None,
+            max_connections: 1024,
+            max_watches_per_caller: 8,
+            max_watches: 1000,
+            max_keys_in_flight_per_caller: 16,
+            header_read_timeout_ms: 10_000,
+            http2_max_streams: 100,
+            http2_keepalive_secs: 30,
+            grpc_max_connection_age_secs: 1800,
             max_body_bytes: 64 * 1024,
             request_timeout_ms: 15_000,
             default_currency: "EUR".into(),

@@ -114,6 +114,9 @@ impl Application {
         let orders = OrderPolicy {
             default_currency: settings.default_currency.clone(),
             idempotency_ttl: Duration::from_secs(settings.idempotency_ttl_secs),
+            max_watches_per_caller: settings.max_watches_per_caller,
+            max_watches: settings.max_watches,
+            max_keys_in_flight_per_caller: settings.max_keys_in_flight_per_caller,
             ..OrderPolicy::default()
         }
         .with_time_limit(settings.time_limit());
@@ -216,8 +219,13 @@ impl Application {
         };
         let router = crate::api::router(self.api_state(), limits);
         let admin_router = crate::api::admin_router(self.api_state(), limits);
-        let grpc_limits =
-            GrpcLimits { max_message_bytes: limits.max_body_bytes, request_timeout: limits.request_timeout };
+        let edge = self.settings.edge_limits();
+        let grpc_limits = GrpcLimits {
+            max_message_bytes: limits.max_body_bytes,
+            request_timeout: limits.request_timeout,
+            edge,
+            max_connection_age: Duration::from_secs(self.settings.grpc_max_connection_age_secs.max(1)),
+        };
         let grpc_state = self.grpc_state();
         let grpc = tokio::spawn(crate::grpc::serve(self.grpc_listener, grpc_state, grpc_limits));
         let background = Background::start(self.app.clone(), &self.settings.fulfillment, &self.settings.swap);
@@ -228,7 +236,7 @@ impl Application {
         });
         let grace = Duration::from_secs(self.settings.shutdown_grace_secs);
         let stopping = CancellationToken::new();
-        let server = axum::serve(self.listener, router).with_graceful_shutdown({
+        let server = crate::api::serve::serve(self.listener, router, edge, {
             let stopping = stopping.clone();
             let app = self.app.clone();
             async move {
@@ -239,13 +247,11 @@ impl Application {
             }
         });
         let admin_server =
-            axum::serve(self.admin_listener, admin_router).with_graceful_shutdown(stopping.clone().cancelled_owned());
-        // Both front ends drain on the same signal: gRPC stops when the
+            crate::api::serve::serve(self.admin_listener, admin_router, edge, stopping.clone().cancelled_owned());
+        // Every front end drains on the same signal: gRPC stops when the
         // service's `stopping` token is cancelled.
         let served = async {
-            let (public, admin) = tokio::join!(server, admin_server);
-            public.context("the server failed")?;
-            admin.context("the admin server failed")?;
+            tokio::join!(server, admin_server);
             grpc.await.context("the gRPC server stopped")?.context("the gRPC server failed")?;
             anyhow::Ok(())
         };

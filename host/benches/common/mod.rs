@@ -228,6 +228,28 @@ impl ApiUnderLoad {
         Self { server, server_cpu, client, database, app, address, grpc_address, _dir: dir }
     }
 
+    /// Serves the same application's public API on another listener (on
+    /// the server's runtime), with `credentials`; its address.
+    pub fn serve_public(&self, credentials: host::auth::Credentials) -> std::net::SocketAddr {
+        let app = &self.app;
+        let state = host::api::ApiState {
+            orders: app.orders.clone(),
+            rules: app.rules.clone(),
+            fulfillment: app.fulfillment.clone(),
+            health: app.health.clone(),
+            credentials,
+            stopping: app.stopping.clone(),
+        };
+        let limits =
+            host::api::HttpLimits { max_body_bytes: 64 * 1024, request_timeout: std::time::Duration::from_secs(15) };
+        let router = host::api::router(state, limits);
+        let listener = self.server.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
+        let address = listener.local_addr().unwrap();
+        let edge = host::api::serve::EdgeLimits::default();
+        self.server.spawn(host::api::serve::serve(listener, router, edge, std::future::pending()));
+        address
+    }
+
     /// Runs `load` and counts the server's CPU time spent meanwhile.
     pub fn measure(&self, load: impl FnOnce() -> load::Outcome) -> load::Outcome {
         let before = self.server_cpu.used();

@@ -92,6 +92,17 @@ impl IntoResponses for ScopeProblems {
     }
 }
 
+/// What a caller holding too much at once is answered: 429, with `Retry-After`.
+pub struct TooMany;
+
+impl IntoResponses for TooMany {
+    fn responses() -> BTreeMap<String, RefOr<Response>> {
+        let description = "The caller holds as many live streams (or keyed orders being placed) as it may at \
+                           once, or the service does; retry after `Retry-After` seconds";
+        BTreeMap::from([("429".to_owned(), unavailable(description))])
+    }
+}
+
 /// What every operation that waits on a backing service can answer: 503
 /// when the database or Redis is down, or the request ran out of time.
 pub struct Unavailable;

@@ -19,7 +19,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::auth::OrderCaller;
-use super::documented::ScopeProblems;
+use super::documented::{ScopeProblems, TooMany};
 use super::extract::ApiPath;
 use super::problem::{Problem, Result};
 use super::state::ApiState;
@@ -71,14 +71,15 @@ fn sse_event(watched: Watched) -> Event {
         (status = 400, description = "The id is not a 64-bit integer", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such order, or another user's", body = Problem, content_type = "application/problem+json"),
         ScopeProblems,
+        TooMany,
         (status = 503, description = "The database is down", body = Problem, content_type = "application/problem+json", headers(("Retry-After" = u32, description = "Seconds to wait before retrying"))),
     ))]
 async fn order_events(
-    OrderCaller { access, .. }: OrderCaller,
+    OrderCaller { caller, .. }: OrderCaller,
     State(api): State<ApiState>,
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Sse<impl Stream<Item = std::result::Result<Event, Infallible>>>> {
-    let (snapshot, changes) = api.orders.watch(id, access).await?;
+    let (snapshot, changes) = api.orders.watch(id, &caller.0).await?;
     let snapshot = json!({"order_id": id, "status": snapshot.status, "version": snapshot.version});
     let state = Event::default().event("OrderState").data(snapshot.to_string());
     let changes = changes.map(sse_event).take_until(api.stopping.clone().cancelled_owned());
@@ -93,11 +94,12 @@ async fn order_events(
     responses(
         (status = 200, description = "An event stream (`text/event-stream`)", body = StreamedEvent, content_type = "text/event-stream"),
         ScopeProblems,
+        TooMany,
     ))]
 async fn all_events(
-    OrderCaller { access, .. }: OrderCaller,
+    OrderCaller { caller, .. }: OrderCaller,
     State(api): State<ApiState>,
-) -> Sse<impl Stream<Item = std::result::Result<Event, Infallible>>> {
-    let events = api.orders.watch_all(access).map(sse_event).take_until(api.stopping.clone().cancelled_owned());
-    Sse::new(events.map(Ok)).keep_alive(KeepAlive::default())
+) -> Result<Sse<impl Stream<Item = std::result::Result<Event, Infallible>>>> {
+    let events = api.orders.watch_all(&caller.0)?.map(sse_event).take_until(api.stopping.clone().cancelled_owned());
+    Ok(Sse::new(events.map(Ok)).keep_alive(KeepAlive::default()))
 }

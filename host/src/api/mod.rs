@@ -15,6 +15,7 @@ pub mod orders;
 pub mod page;
 pub mod problem;
 pub mod products;
+pub mod serve;
 pub mod slots;
 pub mod state;
 pub mod versions;

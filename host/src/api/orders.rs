@@ -11,7 +11,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::auth::{BackOffice, OrderCaller};
-use super::documented::{BodyProblems, ScopeProblems, Unavailable};
+use super::documented::{BodyProblems, ScopeProblems, TooMany, Unavailable};
 use super::extract::{ApiJson, ApiPath, ApiQuery};
 use super::order_shapes::CreateOrder;
 use super::page::{PageQuery, next_cursor};
@@ -97,6 +97,7 @@ impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
         (status = 422, description = "Wrong shape, rule violations (listed), or a reused idempotency key", body = Problem, content_type = "application/problem+json"),
         BodyProblems,
         ScopeProblems,
+        TooMany,
         (status = 503, description = "A rule component failed (nothing was stored), a backing service is down, or the request ran out of time", body = Problem, content_type = "application/problem+json", headers(("Retry-After" = u32, description = "Seconds to wait before retrying"))),
     ))]
 async fn create_order(

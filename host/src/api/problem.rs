@@ -80,6 +80,10 @@ pub enum ApiError {
     /// time limit has passed); worth retrying, unlike other conflicts.
     #[error("{detail}")]
     KeyInProgress { detail: String },
+    /// 429: the caller holds as many of something as it may at once (live
+    /// streams, keyed orders being placed), or the service does.
+    #[error("{detail}")]
+    TooMany { detail: String },
     /// 503: a component failed (trap, deadline, memory, malformed output) or
     /// its slot is empty. The kind is logged, not answered.
     #[error("{slot} component failed: {cause}")]
@@ -157,6 +161,7 @@ impl ApiError {
             KeyInProgress { .. } => {
                 (StatusCode::CONFLICT, "idempotency-key-in-progress", "The same request is still being placed")
             }
+            TooMany { .. } => (StatusCode::TOO_MANY_REQUESTS, "too-many", "Too many at once"),
             Component { .. } => {
                 (StatusCode::SERVICE_UNAVAILABLE, "rule-unavailable", "A business rule could not be applied")
             }
@@ -260,7 +265,8 @@ impl IntoResponse for ApiError {
         if let Some(challenge) = self.challenge() {
             response.headers_mut().insert(header::WWW_AUTHENTICATE, challenge);
         }
-        if status == StatusCode::SERVICE_UNAVAILABLE || matches!(self, ApiError::KeyInProgress { .. }) {
+        let retry = matches!(self, ApiError::KeyInProgress { .. } | ApiError::TooMany { .. });
+        if status == StatusCode::SERVICE_UNAVAILABLE || retry {
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(crate::orders::RETRY_AFTER_SECONDS));
         }
         response
@@ -293,6 +299,7 @@ impl From<OrderError> for ApiError {
         match error {
             OrderError::Invalid(violations) => ApiError::violations(violations),
             OrderError::Forbidden(refused) => ApiError::Forbidden(refused),
+            OrderError::Exhausted(_) => ApiError::TooMany { detail },
             OrderError::NotFound { .. } => ApiError::NotFound { detail },
             OrderError::Inactive(_) | OrderError::Duplicate(_) | OrderError::KeyLost => ApiError::Conflict { detail },
             OrderError::KeyInProgress => ApiError::KeyInProgress { detail },

@@ -5,6 +5,7 @@
 //! same application layer, and drains with it on SIGTERM.
 
 pub mod auth;
+mod capped;
 pub mod convert;
 pub mod correlation;
 pub mod events;
@@ -14,9 +15,8 @@ pub mod status;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::{Stream, StreamExt};
-use tokio::net::{TcpListener, TcpStream};
-use tokio_stream::wrappers::TcpListenerStream;
+use futures::Stream;
+use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tonic::server::NamedService;
 use tonic::transport::Server;
@@ -58,6 +58,10 @@ pub struct GrpcLimits {
     pub max_message_bytes: usize,
     /// How long a call may run (a client's shorter deadline wins).
     pub request_timeout: Duration,
+    /// Connections, streams per connection and keep-alive pings.
+    pub edge: crate::api::serve::EdgeLimits,
+    /// How long a connection lives before it is asked to reconnect.
+    pub max_connection_age: Duration,
 }
 
 /// The largest answer sent when requests are at most `max_request` bytes:
@@ -91,27 +95,45 @@ pub async fn serve(listener: TcpListener, state: GrpcState, limits: GrpcLimits) 
             .max_decoding_message_size(limits.max_message_bytes)
             .max_encoding_message_size(max_answer_bytes(limits.max_message_bytes));
     let stopping = state.stopping.clone();
+    let edge = limits.edge;
     let served = Server::builder()
         .timeout(limits.request_timeout)
+        .max_concurrent_streams(edge.http2_max_streams)
+        .http2_keepalive_interval(Some(edge.http2_keepalive))
+        .http2_keepalive_timeout(Some(edge.http2_keepalive))
+        // A client resetting streams as fast as it opens them (CVE-2023-44487)
+        // is cut off after this many, as hyper does by default; said here.
+        .http2_max_pending_accept_reset_streams(Some(20))
+        .max_connection_age(limits.max_connection_age)
+        .max_connection_age_grace(MAX_CONNECTION_AGE_GRACE)
         .layer(correlation::CorrelationLayer)
         .layer(auth::AuthLayer { credentials: state.credentials.clone() })
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(orders)
-        .serve_with_incoming_shutdown(without_delay(listener), stopping.cancelled_owned())
+        .serve_with_incoming_shutdown(within_cap(listener, edge.max_connections), stopping.cancelled_owned())
         .await;
     reporting.abort();
     served
 }
 
-/// The accepted connections, with Nagle's algorithm off: a small answer
-/// would otherwise wait for the client's delayed acknowledgement (~40 ms).
-fn without_delay(listener: TcpListener) -> impl Stream<Item = std::io::Result<TcpStream>> {
-    TcpListenerStream::new(listener).map(|accepted| {
-        let stream = accepted?;
-        stream.set_nodelay(true)?;
-        Ok(stream)
+/// How long a connection past its age may finish its calls.
+const MAX_CONNECTION_AGE_GRACE: Duration = Duration::from_secs(60);
+
+/// The accepted connections, at most `cap` open at once (past it, new ones
+/// wait in the listen backlog until one closes), with Nagle's algorithm
+/// off: a small answer would otherwise wait for the client's delayed
+/// acknowledgement (~40 ms).
+fn within_cap(listener: TcpListener, cap: usize) -> impl Stream<Item = std::io::Result<capped::Capped>> {
+    let permits = Arc::new(tokio::sync::Semaphore::new(cap.max(1)));
+    futures::stream::unfold((listener, permits), |(listener, permits)| async move {
+        let permit = permits.clone().acquire_owned().await.expect("the semaphore is never closed");
+        let accepted = listener.accept().await.and_then(|(stream, _)| {
+            stream.set_nodelay(true)?;
+            Ok(capped::Capped { stream, _permit: permit })
+        });
+        Some((accepted, (listener, permits)))
     })
 }
 

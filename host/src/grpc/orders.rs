@@ -175,8 +175,8 @@ impl OrderService for OrderApi {
     type WatchOrderStream = Events;
 
     async fn watch_order(&self, request: Request<WatchOrderRequest>) -> Result<Response<Events>, Status> {
-        let access = Caller::of(&request)?.order_access()?;
-        let (snapshot, changes) = self.orders.watch(request.into_inner().id, access).await?;
+        let caller = Caller::of(&request)?;
+        let (snapshot, changes) = self.orders.watch(request.into_inner().id, &caller.0).await?;
         let first = futures::stream::once(async move { state(snapshot) });
         Ok(Response::new(self.until_stopping(first.chain(changes.filter_map(|watched| async { event(watched) })))))
     }
@@ -184,8 +184,8 @@ impl OrderService for OrderApi {
     type WatchOrdersStream = Events;
 
     async fn watch_orders(&self, request: Request<WatchOrdersRequest>) -> Result<Response<Events>, Status> {
-        let access = Caller::of(&request)?.order_access()?;
-        let events = self.orders.watch_all(access).filter_map(|watched| async { event(watched) });
+        let caller = Caller::of(&request)?;
+        let events = self.orders.watch_all(&caller.0)?.filter_map(|watched| async { event(watched) });
         Ok(Response::new(self.until_stopping(events)))
     }
 }

@@ -52,6 +52,12 @@ impl From<OrderError> for Status {
         let message = error.to_string();
         match error {
             OrderError::Forbidden(refused) => super::auth::permission_denied(&refused),
+            OrderError::Exhausted(exhausted) => {
+                let mut details = retry_later();
+                let subject = if exhausted.scope == "in all" { "service" } else { "caller" };
+                details.add_quota_failure_violation(subject, &message);
+                status(Code::ResourceExhausted, message, "too-many", details)
+            }
             OrderError::Invalid(violations) => invalid(&violations),
             OrderError::NotFound { resource, id } => {
                 let mut details = ErrorDetails::new();

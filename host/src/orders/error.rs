@@ -25,6 +25,10 @@ pub enum OrderError {
     /// another user).
     #[error("{0}")]
     Forbidden(#[from] AccessError),
+    /// The caller holds as many of something as it may at once (watch
+    /// streams, keyed orders being placed), or the process does.
+    #[error(transparent)]
+    Exhausted(#[from] super::quota::Exhausted),
     /// The order or product named does not exist.
     #[error("{resource} {id} does not exist")]
     NotFound { resource: Resource, id: i64 },

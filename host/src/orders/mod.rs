@@ -10,6 +10,7 @@ pub mod events;
 pub mod order_cache;
 pub mod place;
 pub mod product_cache;
+pub mod quota;
 mod versioned;
 pub mod watch;
 
@@ -22,6 +23,7 @@ use events::EventHub;
 use order_cache::OrderCache;
 pub use place::{Deadline, Placed};
 use product_cache::ProductCache;
+use quota::Quota;
 pub use watch::{Snapshot, Watched};
 
 use crate::auth::OrderAccess;
@@ -44,6 +46,12 @@ pub struct OrderPolicy {
     pub idempotency_abandon_after: Duration,
     /// How long a request waits for a concurrent request with the same key.
     pub idempotency_wait: Duration,
+    /// Live watch streams (SSE and gRPC) one caller may hold at once, and
+    /// all callers together.
+    pub max_watches_per_caller: usize,
+    pub max_watches: usize,
+    /// Keyed orders one caller may have being placed at once.
+    pub max_keys_in_flight_per_caller: usize,
 }
 
 /// How long past the time limit a keyed placing may still be committing
@@ -77,6 +85,9 @@ impl Default for OrderPolicy {
             idempotency_ttl: Duration::from_secs(24 * 3600),
             idempotency_abandon_after: Duration::ZERO,
             idempotency_wait: Duration::ZERO,
+            max_watches_per_caller: 8,
+            max_watches: 1000,
+            max_keys_in_flight_per_caller: 16,
         };
         // The default request time limit.
         policy.with_time_limit(Duration::from_secs(15))
@@ -91,6 +102,11 @@ pub struct Orders {
     cache: Arc<dyn OrderCache>,
     events: EventHub,
     policy: OrderPolicy,
+    /// Places for live watch streams.
+    watches: Arc<Quota>,
+    /// Places for keyed orders being placed (no cap in all: each holds a
+    /// request's place, which the connection caps bound).
+    keys_in_flight: Arc<Quota>,
 }
 
 impl Orders {
@@ -102,7 +118,9 @@ impl Orders {
         events: EventHub,
         policy: OrderPolicy,
     ) -> Self {
-        Self { store, rules, products, cache, events, policy }
+        let watches = Quota::new("live watch streams", policy.max_watches_per_caller, policy.max_watches);
+        let keys_in_flight = Quota::new("keyed orders being placed", policy.max_keys_in_flight_per_caller, usize::MAX);
+        Self { store, rules, products, cache, events, policy, watches, keys_in_flight }
     }
 
     /// Order events for followers in this process; the relay and the event

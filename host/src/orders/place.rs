@@ -93,8 +93,15 @@ impl Orders {
         let Some(key) = key.map(|key| caller.scoped_key(&key)) else {
             return self.place_new(request, correlation_id, None).await;
         };
+        // Held until the placing ends, on its own task: a caller cannot pile
+        // up placings that outlive its requests.
+        let place = self.keys_in_flight.take(&caller.subject)?;
         let (orders, correlation_id) = (self.clone(), correlation_id.to_owned());
-        let placing = async move { orders.place_once(request, &correlation_id, key).await };
+        let placing = async move {
+            let placed = orders.place_once(request, &correlation_id, key).await;
+            drop(place);
+            placed
+        };
         let bounded = async move {
             let stopped = Err(OrderError::TimedOut { limit: until.limit });
             tokio::time::timeout_at(until.at, placing).await.unwrap_or(stopped)

@@ -11,8 +11,9 @@ use tokio::sync::broadcast::error::RecvError;
 
 use super::error::Resource;
 use super::events::OrderEvent;
+use super::quota::QuotaPermit;
 use super::{OrderError, Orders};
-use crate::auth::OrderAccess;
+use crate::auth::{OrderAccess, Principal};
 use crate::domain::OrderStatus;
 
 /// What a follower receives.
@@ -36,14 +37,17 @@ impl Orders {
     /// Order `id`'s state now, and its changes after that state. Subscribed
     /// before reading the state, so no change falls in between; events the
     /// state already includes (relayed late) are left out.
-    /// Another user's order is not found, as a missing one.
+    /// Another user's order is not found, as a missing one. The stream
+    /// holds one of the caller's watch places until it is dropped.
     pub async fn watch(
         &self,
         id: i64,
-        access: OrderAccess,
+        caller: &Principal,
     ) -> Result<(Snapshot, BoxStream<'static, Watched>), OrderError> {
+        let access = caller.order_access()?;
+        let place = self.watches.take(&caller.subject)?;
         let since = Arc::new(AtomicI64::new(i64::MAX));
-        let changes = self.follow({
+        let changes = self.follow(place, {
             let since = since.clone();
             move |event| event.order_id == id && event.version > since.load(Ordering::Relaxed)
         });
@@ -58,24 +62,30 @@ impl Orders {
 
     /// Every order's events from now on; a customer's own orders' only
     /// (an event that does not name its user is not a customer's to see).
-    pub fn watch_all(&self, access: OrderAccess) -> BoxStream<'static, Watched> {
-        match access {
-            OrderAccess::AnyUser => self.follow(|_| true).boxed(),
-            OrderAccess::User(own) => self.follow(move |event| event.user_id == Some(own)).boxed(),
-        }
+    /// The stream holds one of the caller's watch places until it is dropped.
+    pub fn watch_all(&self, caller: &Principal) -> Result<BoxStream<'static, Watched>, OrderError> {
+        let access = caller.order_access()?;
+        let place = self.watches.take(&caller.subject)?;
+        Ok(match access {
+            OrderAccess::AnyUser => self.follow(place, |_| true).boxed(),
+            OrderAccess::User(own) => self.follow(place, move |event| event.user_id == Some(own)).boxed(),
+        })
     }
 
-    fn follow<F>(&self, keep: F) -> impl Stream<Item = Watched> + Send + 'static + use<F>
+    /// The events `keep` keeps, holding `place` for as long as the stream lives.
+    fn follow<F>(&self, place: QuotaPermit, keep: F) -> impl Stream<Item = Watched> + Send + 'static + use<F>
     where
         F: Fn(&OrderEvent) -> bool + Send + Sync + 'static,
     {
         let receiver = self.events.subscribe();
-        futures::stream::unfold((receiver, keep), |(mut receiver, keep)| async move {
+        futures::stream::unfold((receiver, keep, place), |(mut receiver, keep, place)| async move {
             loop {
                 match receiver.recv().await {
-                    Ok(event) if keep(&event) => return Some((Watched::Event(event), (receiver, keep))),
+                    Ok(event) if keep(&event) => return Some((Watched::Event(event), (receiver, keep, place))),
                     Ok(_) => continue,
-                    Err(RecvError::Lagged(missed)) => return Some((Watched::Lagged(missed), (receiver, keep))),
+                    Err(RecvError::Lagged(missed)) => {
+                        return Some((Watched::Lagged(missed), (receiver, keep, place)));
+                    }
                     Err(RecvError::Closed) => return None,
                 }
             }

@@ -220,6 +220,16 @@ pub struct Options {
     pub configs: Vec<(Slot, String)>,
     /// The server's request time limit in ms, when not the default.
     pub request_timeout_ms: Option<u64>,
+    /// Edge limits, when not the defaults: connections per listener, the
+    /// header-read (and keep-alive idle) timeout in ms, HTTP/2 streams per connection.
+    pub max_connections: Option<usize>,
+    pub header_read_timeout_ms: Option<u64>,
+    pub http2_max_streams: Option<u32>,
+    /// Quotas, when not the defaults: watch streams per caller and in all,
+    /// keyed orders in flight per caller.
+    pub max_watches_per_caller: Option<usize>,
+    pub max_watches: Option<usize>,
+    pub max_keys_in_flight_per_caller: Option<usize>,
 }
 
 impl TestApp {
@@ -285,6 +295,12 @@ impl TestApp {
             swap: options.swap.unwrap_or_default(),
             shutdown_grace_secs: 5,
             request_timeout_ms: options.request_timeout_ms.unwrap_or(15_000),
+            max_connections: options.max_connections.unwrap_or(1024),
+            header_read_timeout_ms: options.header_read_timeout_ms.unwrap_or(10_000),
+            http2_max_streams: options.http2_max_streams.unwrap_or(100),
+            max_watches_per_caller: options.max_watches_per_caller.unwrap_or(8),
+            max_watches: options.max_watches.unwrap_or(1000),
+            max_keys_in_flight_per_caller: options.max_keys_in_flight_per_caller.unwrap_or(16),
             ..ServeSettings::default()
         };
         let app = Application::build_on(settings, Some(engine())).await.expect("the service starts");

@@ -7,6 +7,7 @@ mod auth;
 mod cli;
 mod concurrency;
 mod dead_letters;
+mod edge;
 mod errors;
 mod fleet;
 mod fulfillment;

@@ -120,24 +120,28 @@ async fn waiting_for_an_instance_is_bounded_and_not_the_component_s_fault() {
     drop(base);
     let sleeper =
         Arc::new(load(&runtime, "fixtures/sleep", Slot::Pricing, config("[limits]\ndeadline_ms = 2000\n")).await);
+    // Every component is compiled before the holders start: compiles run at
+    // the lowest priority, and on a busy machine one could outlast the 2 s
+    // the holders hold their instances.
+    let pricing = load(&runtime, "pricing", Slot::Pricing, config("[limits]\ndeadline_ms = 100\n")).await;
+    let validation =
+        load(&runtime, "order-validation", Slot::Validation, shipped_config("order-validation", Slot::Validation))
+            .await;
     let holders: Vec<_> = (0..2)
         .map(|_| {
             let (runtime, sleeper) = (runtime.clone(), sleeper.clone());
             tokio::spawn(async move { runtime.price(&sleeper, &CallContext::new("holder"), &order(1)).await })
         })
         .collect();
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(holders.iter().all(|holder| !holder.is_finished()), "both holders are still inside their calls");
     // Both pricing instances are held: a third pricing call gives up at its deadline.
-    let pricing = load(&runtime, "pricing", Slot::Pricing, config("[limits]\ndeadline_ms = 100\n")).await;
     let started = Instant::now();
     let error = runtime.price(&pricing, &CallContext::new("third"), &order(1)).await.unwrap_err();
     assert!(matches!(error, CallError::Busy { .. }), "{error:?}");
     assert!(!error.is_component_fault(), "a busy host is not the component's fault");
     assert!(started.elapsed() < Duration::from_millis(100) + SLACK, "{:?}", started.elapsed());
     // Another slot has instances of its own and answers at once.
-    let validation =
-        load(&runtime, "order-validation", Slot::Validation, shipped_config("order-validation", Slot::Validation))
-            .await;
     let started = Instant::now();
     assert!(runtime.validate(&validation, &CallContext::new("other"), &order(1)).await.unwrap().value.is_empty());
     assert!(started.elapsed() < Duration::from_millis(100), "{:?}", started.elapsed());
