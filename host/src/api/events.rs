@@ -20,7 +20,7 @@ use utoipa_axum::routes;
 
 use super::auth::OrderCaller;
 use super::documented::{ScopeProblems, TooMany};
-use super::extract::ApiPath;
+use super::extract::{ApiPath, PathId};
 use super::problem::{Problem, Result};
 use super::state::ApiState;
 use crate::orders::Watched;
@@ -77,7 +77,7 @@ fn sse_event(watched: Watched) -> Event {
 async fn order_events(
     OrderCaller { caller, .. }: OrderCaller,
     State(api): State<ApiState>,
-    ApiPath(id): ApiPath<i64>,
+    ApiPath(PathId(id)): ApiPath<PathId>,
 ) -> Result<Sse<impl Stream<Item = std::result::Result<Event, Infallible>>>> {
     let (snapshot, changes) = api.orders.watch(id, &caller.0).await?;
     let snapshot = json!({"order_id": id, "status": snapshot.status, "version": snapshot.version});

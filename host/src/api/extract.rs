@@ -59,6 +59,24 @@ where
     }
 }
 
+/// An id in a path, read as JSON Schema counts integers (the document says
+/// `integer`): `3`, or `3.0` with a zero fraction, as a JSON body may write
+/// it too. Anything else, or past 64 bits, is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PathId(pub i64);
+
+impl<'de> serde::Deserialize<'de> for PathId {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        let digits = match text.split_once('.') {
+            Some((whole, fraction)) if !fraction.is_empty() && fraction.bytes().all(|byte| byte == b'0') => whole,
+            Some(_) => return Err(serde::de::Error::custom(format!("{text} is not a whole number"))),
+            None => &text,
+        };
+        digits.parse().map(PathId).map_err(|_| serde::de::Error::custom(format!("{text} is not a 64-bit integer")))
+    }
+}
+
 fn path_rejection(rejection: PathRejection) -> ApiError {
     ApiError::BadRequest { detail: rejection.body_text() }
 }
@@ -141,5 +159,22 @@ pub fn form_error(error: axum::extract::multipart::MultipartError) -> ApiError {
         ApiError::TooLarge { detail: "the version exceeds the upload limit".into() }
     } else {
         ApiError::BadRequest { detail: error.body_text() }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::PathId;
+
+    fn id(text: &str) -> Option<i64> {
+        serde_json::from_value::<PathId>(serde_json::Value::String(text.into())).ok().map(|PathId(id)| id)
+    }
+
+    #[test]
+    fn path_ids_are_integers_as_json_schema_counts_them() {
+        assert_eq!((id("3"), id("3.0"), id("3.000"), id("-2")), (Some(3), Some(3), Some(3), Some(-2)));
+        for refused in ["3.5", "3.", ".0", "abc", "1e3", "", "99999999999999999999", "3.0.0", "+"] {
+            assert_eq!(id(refused), None, "{refused:?}");
+        }
     }
 }

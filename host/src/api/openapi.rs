@@ -65,12 +65,28 @@ fn at_least_one_change(document: &mut Document) {
     }
 }
 
+/// The two shapes of an order exclude each other's fields, as the handler
+/// does (a body with `items` and `product_id` or `quantity` is refused): so
+/// a body carrying both is valid as neither, not as the one whose extra
+/// members go unchecked.
+fn exclusive_order_shapes(json: &mut Value) {
+    let schemas = &mut json["components"]["schemas"];
+    if let Some(items) = schemas.get_mut("OrderOfItems").and_then(Value::as_object_mut) {
+        let shorthand = serde_json::json!({"anyOf": [{"required": ["product_id"]}, {"required": ["quantity"]}]});
+        items.insert("not".into(), shorthand);
+    }
+    if let Some(line) = schemas.get_mut("OrderOfOneLine").and_then(Value::as_object_mut) {
+        line.insert("not".into(), serde_json::json!({"required": ["items"]}));
+    }
+}
+
 /// The document as served. utoipa 5.5 writes a link's members in snake case
 /// (`operation_id`); OpenAPI spells them in camel case, and a client that
 /// follows links (schemathesis's stateful phase among them) reads only that.
 pub fn render(mut document: Document) -> String {
     at_least_one_change(&mut document);
     let mut json = serde_json::to_value(&document).unwrap_or_default();
+    exclusive_order_shapes(&mut json);
     if let Some(paths) = json.get_mut("paths").and_then(Value::as_object_mut) {
         let operations = paths.values_mut().filter_map(Value::as_object_mut).flat_map(|path| path.values_mut());
         let responses = operations.filter_map(|operation| operation.get_mut("responses")?.as_object_mut());

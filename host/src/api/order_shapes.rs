@@ -24,7 +24,8 @@ pub enum CreateOrder {
 #[derive(Serialize, Deserialize, ToSchema)]
 #[schema(example = json!({"user_id": 42, "currency": "EUR", "items": [{"product_id": 1, "quantity": 2}, {"product_id": 2, "quantity": 1}]}))]
 pub struct OrderOfItems {
-    /// The customer placing the order.
+    /// The customer the order is for. A customer's token (scope `orders`)
+    /// may leave it out (it orders for itself) and may name only itself.
     #[schema(value_type = i64, minimum = 0, maximum = 9223372036854775807_i64)]
     user_id: u64,
     /// ISO 4217 code; the host's default currency when absent. The
@@ -46,7 +47,8 @@ pub struct OrderOfItems {
 #[derive(Serialize, Deserialize, ToSchema)]
 #[schema(example = json!({"user_id": 42, "product_id": 1, "quantity": 1}))]
 pub struct OrderOfOneLine {
-    /// The customer placing the order.
+    /// The customer the order is for. A customer's token (scope `orders`)
+    /// may leave it out (it orders for itself) and may name only itself.
     #[schema(value_type = i64, minimum = 0, maximum = 9223372036854775807_i64)]
     user_id: u64,
     /// ISO 4217 code; the host's default currency when absent.

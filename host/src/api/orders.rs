@@ -12,7 +12,7 @@ use utoipa_axum::routes;
 
 use super::auth::{BackOffice, OrderCaller};
 use super::documented::{BodyProblems, ScopeProblems, TooMany, Unavailable};
-use super::extract::{ApiJson, ApiPath, ApiQuery};
+use super::extract::{ApiJson, ApiPath, ApiQuery, PathId};
 use super::order_shapes::CreateOrder;
 use super::page::{PageQuery, next_cursor};
 use super::problem::{ApiError, Problem, Result, correlation_id};
@@ -133,7 +133,7 @@ pub struct OrderId(
 async fn get_order(
     OrderCaller { access, .. }: OrderCaller,
     State(api): State<ApiState>,
-    ApiPath(id): ApiPath<i64>,
+    ApiPath(PathId(id)): ApiPath<PathId>,
 ) -> Result<Response> {
     let json = api.orders.order_json(id, access).await?;
     Ok(([(header::CONTENT_TYPE, "application/json")], json).into_response())
@@ -208,7 +208,7 @@ async fn list_orders(
 async fn change_status(
     _: BackOffice,
     State(api): State<ApiState>,
-    ApiPath(id): ApiPath<i64>,
+    ApiPath(PathId(id)): ApiPath<PathId>,
     ApiJson(request): ApiJson<StatusChangeRequest>,
 ) -> Result<axum::Json<OrderDetail>> {
     let order = api.orders.change_status(id, request.status, request.reason.as_deref(), &correlation_id()).await?;

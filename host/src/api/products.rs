@@ -10,7 +10,7 @@ use utoipa_axum::routes;
 
 use super::auth::CatalogWriter;
 use super::documented::{BodyProblems, ScopeProblems, Unauthenticated, Unavailable};
-use super::extract::{ApiJson, ApiPath, ApiQuery};
+use super::extract::{ApiJson, ApiPath, ApiQuery, PathId};
 use super::page::{PageQuery, next_cursor};
 use super::problem::{ApiError, Problem, Result};
 use super::state::ApiState;
@@ -95,7 +95,7 @@ pub struct ProductId(
         Unauthenticated,
         Unavailable,
     ))]
-async fn get_product(State(api): State<ApiState>, ApiPath(id): ApiPath<i64>) -> Result<axum::Json<Product>> {
+async fn get_product(State(api): State<ApiState>, ApiPath(PathId(id)): ApiPath<PathId>) -> Result<axum::Json<Product>> {
     Ok(axum::Json(api.orders.product(id).await?))
 }
 
@@ -113,7 +113,7 @@ async fn get_product(State(api): State<ApiState>, ApiPath(id): ApiPath<i64>) -> 
 async fn update_product(
     _: CatalogWriter,
     State(api): State<ApiState>,
-    ApiPath(id): ApiPath<i64>,
+    ApiPath(PathId(id)): ApiPath<PathId>,
     ApiJson(changes): ApiJson<UpdateProductRequest>,
 ) -> Result<axum::Json<Product>> {
     changes.check().map_err(ApiError::violations)?;

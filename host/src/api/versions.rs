@@ -11,7 +11,7 @@ use utoipa_axum::routes;
 
 use super::admin::Admin;
 use super::documented::{ScopeProblems, Unavailable};
-use super::extract::{ApiPath, FormBody, form_error};
+use super::extract::{ApiPath, FormBody, PathId, form_error};
 use super::problem::{ApiError, Problem, Result};
 use super::slots::{SlotName, UploadOutcome, slot, swap_problem};
 use super::state::ApiState;
@@ -35,11 +35,14 @@ struct VersionForm {
     #[schema(value_type = String, format = Binary)]
     component: Vec<u8>,
     /// Its `.toml` (name, version, limits, grants, settings).
+    // Optional parts, never `null`: a part sent holds a value.
+    #[schema(nullable = false)]
     config: Option<String>,
     /// Its golden fixtures: files named `<case>.input.json` and `<case>.expected.json`.
-    #[schema(value_type = Option<Vec<String>>, format = Binary)]
+    #[schema(value_type = Option<Vec<String>>, format = Binary, nullable = false)]
     fixtures: Option<Vec<Vec<u8>>>,
     /// Whether it becomes the active version at once (default `true`).
+    #[schema(nullable = false)]
     activate: Option<bool>,
 }
 
@@ -99,9 +102,9 @@ async fn publish_version(
 async fn activate_version(
     Admin(operator): Admin,
     State(api): State<ApiState>,
-    ApiPath((name, id)): ApiPath<(String, i64)>,
+    ApiPath((name, id)): ApiPath<(String, PathId)>,
 ) -> Result<axum::Json<SlotStatus>> {
-    let slot = slot(&name)?;
+    let (slot, PathId(id)) = (slot(&name)?, id);
     api.rules.activate_version(slot, id, Change::by(Source::Upload, operator.0.actor())).await.map_err(swap_problem)?;
     tracing::info!(slot = slot.name(), version_id = id, actor = operator.0.actor(), "version activated");
     let statuses = api.rules.slot_statuses().await.map_err(|error| swap_problem(error.into()))?;

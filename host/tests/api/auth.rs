@@ -301,3 +301,98 @@ on_both_backends!(
         assert!(logged.iter().any(|line| line["by"] == "ops-console"), "{logged:?}");
     }
 );
+
+on_both_backends!(
+    with_tokens_off_anyone_may_order_but_nobody_reaches_the_admin_api,
+    options = Options { auth_disabled: true, ..Options::default() },
+    |app| {
+        let anonymous = reqwest::Client::new();
+        let mug = app.product("MUG", 1250, 10).await;
+        let body = json!({"user_id": 3, "product_id": mug, "quantity": 1});
+        let placed = anonymous.post(app.url("/api/v1/orders")).json(&body).send().await.unwrap();
+        assert_eq!(placed.status(), 201, "the explicit opt-out serves without tokens");
+        // The admin API still needs the admin scope, which no anonymous caller has.
+        let admin = anonymous.get(app.url("/api/v1/admin/slots")).send().await.unwrap();
+        assert_eq!(problem(admin, 403).await["required_scope"], "admin");
+        let forged = anonymous.get(app.url("/api/v1/admin/slots")).bearer_auth(crate::helpers::admin_token());
+        problem(forged.send().await.unwrap(), 403).await;
+    }
+);
+
+/// An identity provider on loopback: its JWKS at a URL, changeable, counting fetches.
+struct IdentityProvider {
+    url: String,
+    jwks: std::sync::Arc<std::sync::Mutex<String>>,
+    fetches: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl IdentityProvider {
+    async fn start(jwks: &str) -> Self {
+        let jwks = std::sync::Arc::new(std::sync::Mutex::new(jwks.to_owned()));
+        let fetches = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let serve = {
+            let (jwks, fetches) = (jwks.clone(), fetches.clone());
+            move || {
+                fetches.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let body = jwks.lock().unwrap().clone();
+                async move { body }
+            }
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/.well-known/jwks.json", listener.local_addr().unwrap());
+        let router = axum::Router::new().route("/.well-known/jwks.json", axum::routing::get(serve));
+        tokio::spawn(async move { axum::serve(listener, router).await });
+        Self { url, jwks, fetches }
+    }
+
+    /// A token for `subject` with `scopes`, signed with `kid`'s private key.
+    fn token(&self, kid: &str, pem: &str, subject: &str, scopes: &str) -> String {
+        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
+        header.kid = Some(kid.into());
+        let claims = json!({"iss": "https://idp.test/", "aud": "orderly-api", "sub": subject, "scope": scopes,
+            "exp": now() + 300, "iat": now(), "client_id": "web"});
+        jsonwebtoken::encode(&header, &claims, &jsonwebtoken::EncodingKey::from_rsa_pem(pem.as_bytes()).unwrap())
+            .unwrap()
+    }
+}
+
+/// Tokens from an identity provider's JWKS URL on `backend`.
+async fn jwks_url_case(backend: crate::helpers::Backend) {
+    let idp = IdentityProvider::start(include_str!("../keys/jwks-without-rsa-2.json")).await;
+    let auth = host::auth::AuthSettings {
+        jwks_url: Some(idp.url.clone()),
+        issuer: Some("https://idp.test/".into()),
+        audience: Some("orderly-api".into()),
+        jwks_min_refetch_secs: 1,
+        ..host::auth::AuthSettings::default()
+    };
+    let app = TestApp::spawn_with(backend, Options { auth: Some(auth), ..Options::default() }).await;
+    assert_eq!(idp.fetches.load(std::sync::atomic::Ordering::SeqCst), 1, "fetched at start");
+    let rsa_1 = include_str!("../keys/rsa-1.pem");
+    let first = client_with(&idp.token("rsa-1", rsa_1, "5", "orders"));
+    assert_eq!(first.get(app.url("/api/v1/orders")).send().await.unwrap().status(), 200);
+    // A token signed with a key the issuer has not published: refused.
+    let rsa_2 = include_str!("../keys/rsa-2.pem");
+    let early = client_with(&idp.token("rsa-2", rsa_2, "5", "orders"));
+    problem(early.get(app.url("/api/v1/orders")).send().await.unwrap(), 401).await;
+    // The issuer rotates rsa-2 in: its tokens verify once the service looks again.
+    *idp.jwks.lock().unwrap() = include_str!("../keys/jwks.json").to_owned();
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let rotated = client_with(&idp.token("rsa-2", rsa_2, "5", "orders"));
+    assert_eq!(rotated.get(app.url("/api/v1/orders")).send().await.unwrap().status(), 200);
+    // Over gRPC too; and the tests' shared secret means nothing here.
+    let over_grpc = app.grpc_as(&idp.token("rsa-2", rsa_2, "5", "orders")).await;
+    assert!(over_grpc.clone().list_orders(ListOrdersRequest::default()).await.is_ok());
+    let secret = app.grpc_as(&customer(5)).await.list_orders(ListOrdersRequest::default()).await.unwrap_err();
+    assert_eq!(secret.code(), Code::Unauthenticated);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_from_a_jwks_url_are_verified_and_a_rotation_followed_embedded() {
+    jwks_url_case(crate::helpers::Backend::Embedded).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_from_a_jwks_url_are_verified_and_a_rotation_followed_postgres() {
+    jwks_url_case(crate::helpers::Backend::Postgres).await;
+}

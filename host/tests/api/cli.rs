@@ -301,3 +301,18 @@ async fn the_shipped_postgres_set_up_runs_the_service_without_a_superuser() {
         sqlx::query(&statement).execute(&cleanup).await.unwrap();
     }
 }
+
+#[test]
+fn serving_beyond_loopback_without_an_issuer_refuses_to_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = host()
+        .current_dir(dir.path())
+        .args(["serve", "--listen-addr", "0.0.0.0:0", "--grpc-listen-addr", "127.0.0.1:0"])
+        .args(["--admin-listen-addr", "127.0.0.1:0"])
+        .output()
+        .unwrap();
+    assert!(!output.status.success(), "it must not serve unprotected");
+    let logs = String::from_utf8_lossy(&output.stdout);
+    assert!(logs.contains("0.0.0.0:0") && logs.contains("AUTH_JWKS_URL") && logs.contains("AUTH_DISABLED"), "{logs}");
+    assert!(!dir.path().join("data/orderly.db").exists(), "refused before touching anything");
+}

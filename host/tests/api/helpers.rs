@@ -230,6 +230,10 @@ pub struct Options {
     pub max_watches_per_caller: Option<usize>,
     pub max_watches: Option<usize>,
     pub max_keys_in_flight_per_caller: Option<usize>,
+    /// Serve without tokens (`AUTH_DISABLED`).
+    pub auth_disabled: bool,
+    /// Token settings replacing the tests' shared secret.
+    pub auth: Option<AuthSettings>,
 }
 
 impl TestApp {
@@ -291,7 +295,13 @@ impl TestApp {
             fulfillment: options
                 .fulfillment
                 .unwrap_or(FulfillmentSettings { workers: 0, ..FulfillmentSettings::default() }),
-            auth: AuthSettings { hs256_secret: Some(Secret(TEST_SECRET.into())), ..AuthSettings::default() },
+            auth: match (options.auth, options.auth_disabled) {
+                (Some(auth), _) => auth,
+                (None, true) => AuthSettings { disabled: true, ..AuthSettings::default() },
+                (None, false) => {
+                    AuthSettings { hs256_secret: Some(Secret(TEST_SECRET.into())), ..AuthSettings::default() }
+                }
+            },
             swap: options.swap.unwrap_or_default(),
             shutdown_grace_secs: 5,
             request_timeout_ms: options.request_timeout_ms.unwrap_or(15_000),

@@ -219,6 +219,18 @@ async fn the_document_states_shapes_links_and_every_error() {
             }
         }
     }
+    // The two order shapes exclude each other, as the handler does: a body
+    // carrying both is valid as neither, and refused.
+    let schemas = &document["components"]["schemas"];
+    assert_eq!(schemas["OrderOfOneLine"]["not"], json!({"required": ["items"]}));
+    assert_eq!(schemas["OrderOfItems"]["not"]["anyOf"][0], json!({"required": ["product_id"]}));
+    let both = json!({"user_id": 42, "product_id": 1, "quantity": 1, "items": [{"product_id": 5}]});
+    problem(app.post("/api/v1/orders", &both).await, 422).await;
+    // A form's optional parts are never `null`: a part sent holds a value.
+    let form = &operation(&admin_document, "post", "/api/v1/admin/slots/{slot}/versions")["requestBody"]["content"]["multipart/form-data"]
+        ["schema"];
+    assert_eq!(form["properties"]["activate"]["type"], "boolean", "{form}");
+    assert_eq!(form["properties"]["config"]["type"], "string", "{form}");
     let upload = operation(&admin_document, "put", "/api/v1/admin/slots/{slot}/component");
     let wasm = upload["requestBody"]["content"]["application/wasm"]["schema"]["$ref"].as_str().unwrap();
     let wasm = &admin_document["components"]["schemas"][wasm.trim_start_matches("#/components/schemas/")];
@@ -263,6 +275,10 @@ async fn a_product_change_names_real_fields_with_values() {
     for refused in [json!({}), json!({"prise": 120}), json!({"price": null}), json!({"name": null, "stock": 3})] {
         problem(app.patch(&path, &refused).await, 422).await;
     }
+    // A path id is an integer as the document (and JSON Schema) counts them: `3.0` is 3.
+    let same: Value = app.get(&format!("{path}.0")).await.json().await.unwrap();
+    assert_eq!(same["id"], id);
+    problem(app.get(&format!("{path}.5")).await, 400).await;
     let changed: Value = app.patch(&path, &json!({"price": 120})).await.json().await.unwrap();
     assert_eq!((changed["price"].as_i64(), changed["stock"].as_i64()), (Some(120), Some(5)), "only the price moved");
 }
